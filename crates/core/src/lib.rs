@@ -1,0 +1,13 @@
+//! Domain types, the service calendar and problem+json errors shared by every chukan service.
+//!
+//! Types here parse at the edge: once a value is an [`ids::OrgCode`] it is a valid one.
+
+pub mod calendar;
+pub mod clock;
+pub mod ids;
+pub mod problem;
+pub mod worker;
+
+pub use calendar::{ServiceCalendar, ServiceState};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use problem::Problem;

@@ -1,0 +1,319 @@
+//! RFC 9457 problem+json errors: a stable `code`, an English `title`, a Japanese `detail`
+//! and an `action` telling the caller what to do next (enhancement #12).
+//!
+//! A `Problem` never carries personal data or internal causes: those go to the log.
+
+use std::borrow::Cow;
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{StatusCode, header},
+    web,
+};
+use serde::Serialize;
+
+/// Base of the `type` URI; `type` is `{base}{code}`.
+pub const TYPE_BASE: &str = "https://chukan.dev/problems/";
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable, machine-readable; clients switch on this, never on the text.
+    pub code: Cow<'static, str>,
+    /// 日本語の説明 (Japanese explanation of what happened).
+    pub detail: String,
+    /// 次にすべきこと (what to do next).
+    pub action: String,
+    /// Seconds after which a retry may succeed (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// When the refused call can be made again, RFC 3339 (e.g. next opening time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<String>,
+}
+
+impl Problem {
+    pub fn new(
+        status: u16,
+        code: &'static str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_uri: format!("{TYPE_BASE}{code}"),
+            title: title.into(),
+            status,
+            code: Cow::Borrowed(code),
+            detail: detail.into(),
+            action: action.into(),
+            retry_after: None,
+            available_at: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64, available_at: Option<String>) -> Self {
+        self.retry_after = Some(secs);
+        self.available_at = available_at;
+        self
+    }
+
+    /// 400 for a value that failed to parse.
+    pub fn invalid_field(err: &crate::ids::InvalidId) -> Self {
+        Self::new(
+            400,
+            "invalid-field",
+            "Invalid field",
+            err.detail_ja(),
+            format!("{} の値を確認して再度送信してください。", err.field),
+        )
+    }
+
+    pub fn not_found(what_ja: &str) -> Self {
+        Self::new(
+            404,
+            "not-found",
+            "Not found",
+            format!("指定された{what_ja}は見つかりません。"),
+            "識別子を確認してください。他団体のデータは参照できません。",
+        )
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            401,
+            "unauthenticated",
+            "Unauthenticated",
+            "認証トークンがないか、無効です。",
+            "/v1/auth/token で新しいトークンを取得してください。",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(
+            403,
+            "forbidden",
+            "Forbidden",
+            "この操作を行う権限がありません。",
+            "必要な権限をシステム管理者に依頼してください。",
+        )
+    }
+
+    /// 500 with nothing of the cause; the caller logs the cause with the request's trace id.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal-error",
+            "Internal error",
+            "サーバ内部でエラーが発生しました。",
+            "時間をおいて再度実行してください。解決しない場合は運用窓口に連絡してください（個人情報は送らないでください）。",
+        )
+    }
+
+    /// 503 while a dependency (database, bus) does not answer.
+    pub fn unavailable() -> Self {
+        Self::new(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "一時的にサービスを利用できません。",
+            "しばらく待ってから再度実行してください。",
+        )
+        .with_retry_after(5, None)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.code, self.status)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == 401 {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.json(self)
+    }
+}
+
+/// JSON extractor settings: size limit and problem+json for bodies that do not parse.
+/// Serde's message is not echoed: it can quote the offending value.
+pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit_bytes)
+        .error_handler(|err, _req: &HttpRequest| json_problem(&err).into())
+}
+
+fn json_problem(err: &JsonPayloadError) -> Problem {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            Problem::new(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                "リクエスト本文が大きすぎます。",
+                "本文を小さくするか、一括処理はファイル連携の機能を使ってください。",
+            )
+        }
+        JsonPayloadError::ContentType => Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Content-Type が application/json ではありません。",
+            "Content-Type: application/json を指定して送信してください。",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            // A field failed its domain parse (wrong digit count…): say which field if serde
+            // names it, never the value.
+            let msg = e.to_string();
+            let field = crate::problem::field_hint(&msg);
+            Problem::new(
+                400,
+                "invalid-field",
+                "Invalid field",
+                match field {
+                    Some(f) => format!("項目「{f}」の値が不正です。"),
+                    None => "リクエスト本文の項目の値が不正です。".to_string(),
+                },
+                "API仕様（/openapi.json）で項目の形式を確認して再度送信してください。",
+            )
+        }
+        _ => Problem::new(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "リクエスト本文をJSONとして解釈できません。",
+            "JSONの構文を確認して再度送信してください。",
+        ),
+    }
+}
+
+/// Pulls the field name out of serde's "... field `x` ..." / our "x: reason" messages.
+fn field_hint(msg: &str) -> Option<String> {
+    if let Some(start) = msg.find('`') {
+        let rest = &msg[start + 1..];
+        if let Some(end) = rest.find('`') {
+            return Some(rest[..end].to_string());
+        }
+    }
+    // InvalidId's Display is "field: reason".
+    let head = msg.split(':').next()?;
+    head.chars()
+        .all(|c| c.is_ascii_lowercase() || c == '_')
+        .then(|| head.to_string())
+}
+
+/// Path extractor settings: a malformed id in the path is a 400, not a 404 or a panic.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_err: PathError, _req| {
+        Problem::new(
+            400,
+            "invalid-path",
+            "Invalid path parameter",
+            "URLに含まれる識別子の形式が不正です。",
+            "識別子を確認して再度送信してください。",
+        )
+        .into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|_err: QueryPayloadError, _req| {
+        Problem::new(
+            400,
+            "invalid-query",
+            "Invalid query parameter",
+            "クエリパラメータの形式が不正です。",
+            "API仕様（/openapi.json）で形式を確認して再度送信してください。",
+        )
+        .into()
+    })
+}
+
+/// The default service: unknown routes answer problem+json too.
+pub async fn not_found_route() -> Problem {
+    Problem::new(
+        404,
+        "no-such-route",
+        "No such route",
+        "指定されたURLは存在しません。",
+        "API仕様（/openapi.json）でURLを確認してください。",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{App, body::to_bytes, test};
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        org: crate::ids::OrgCode,
+    }
+
+    async fn echo(_b: web::Json<Body>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    #[actix_web::test]
+    async fn problem_renders_as_problem_json_with_retry_after() {
+        let p = Problem::unavailable();
+        let res = p.error_response();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers().get("content-type").unwrap(), "application/problem+json");
+        assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+        let body: serde_json::Value =
+            serde_json::from_slice(&to_bytes(res.into_body()).await.unwrap()).unwrap();
+        assert_eq!(body["code"], "service-unavailable");
+        assert_eq!(body["type"], "https://chukan.dev/problems/service-unavailable");
+        assert!(body["action"].as_str().unwrap().contains("再度"));
+    }
+
+    #[actix_web::test]
+    async fn json_errors_become_problems_without_echoing_values() {
+        let app = test::init_service(
+            App::new()
+                .app_data(json_config(64))
+                .route("/", web::post().to(echo)),
+        )
+        .await;
+        let cases: [(&str, u16, &str); 3] = [
+            ("{not json", 400, "malformed-json"),
+            ("{\"org\":\"98765\"}", 400, "invalid-field"),
+            (
+                "{\"org\":\"0123456789012345\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                413,
+                "payload-too-large",
+            ),
+        ];
+        for (body, status, code) in cases {
+            let req = test::TestRequest::post()
+                .uri("/")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(body)
+                .to_request();
+            let res = test::call_service(&app, req).await;
+            assert_eq!(res.status().as_u16(), status, "{body}");
+            let bytes = to_bytes(res.into_body()).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["code"], code);
+            assert!(!String::from_utf8_lossy(&bytes).contains("98765"));
+        }
+    }
+}
