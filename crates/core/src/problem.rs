@@ -246,14 +246,14 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 /// The default service: unknown routes answer problem+json too.
-pub async fn not_found_route() -> Problem {
-    Problem::new(
+pub async fn not_found_route() -> Result<HttpResponse, Problem> {
+    Err(Problem::new(
         404,
         "no-such-route",
         "No such route",
         "指定されたURLは存在しません。",
         "API仕様（/openapi.json）でURLを確認してください。",
-    )
+    ))
 }
 
 #[cfg(test)]

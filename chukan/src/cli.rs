@@ -1,0 +1,243 @@
+//! Command line: what an operator can ask of the binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chukan_auth::Role;
+use chukan_config::Settings;
+use chukan_core::ids::OrgCode;
+use clap::{Parser, Subcommand, ValueEnum};
+use secrecy::ExposeSecret;
+
+#[derive(Debug, Parser)]
+#[command(name = "chukan", version, about = "自治体中間サーバー chukan")]
+pub struct Args {
+    /// Settings file (TOML) layered over the embedded defaults; CHUKAN__* overrides both.
+    #[arg(long, global = true, env = "CHUKAN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Services to run when no subcommand is given.
+    #[arg(long, value_enum, default_value = "all")]
+    pub target: Target,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    All,
+    Admin,
+    Code,
+    Relay,
+}
+
+impl Target {
+    pub fn includes(self, service: Target) -> bool {
+        self == Target::All || self == service
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::All => "all",
+            Target::Admin => "admin",
+            Target::Code => "code",
+            Target::Relay => "relay",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade every service's schema and the application role.
+    Migrate,
+    /// Run the national NWS simulator (a separate party; its own database).
+    NwsSim,
+    /// Show settings.
+    Config {
+        /// Print every key with its default and its documentation.
+        #[arg(long)]
+        print_defaults: bool,
+    },
+    /// Operator tasks on tenants, users and system clients.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Key material helpers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Register an organisation (情報保有機関) as a tenant; repeating it changes nothing.
+    CreateTenant {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "municipality")]
+        kind: String,
+        #[arg(long)]
+        population: i64,
+        #[arg(long, default_value = "east")]
+        region: String,
+        /// Upload slot group A–H.
+        #[arg(long)]
+        group: Option<char>,
+    },
+    /// Create a user; the password is read from the environment variable named here.
+    CreateUser {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "CHUKAN_NEW_PASSWORD")]
+        password_env: String,
+        /// system_admin or business_staff; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Create a system client for a business system; prints its id and secret once.
+    CreateClient {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a fresh random 32-byte key (base64) for a KEK or an Ed25519 seed.
+    Generate,
+    /// Print the public keys of the configured signing keys (JSON), to register them.
+    Public,
+}
+
+fn load(args: &Args) -> anyhow::Result<Settings> {
+    Settings::load(args.config.as_deref()).context("settings")
+}
+
+pub async fn dispatch(args: Args) -> anyhow::Result<()> {
+    match &args.command {
+        None => crate::serve::run(load(&args)?, args.target).await,
+        Some(Command::Migrate) => {
+            let settings = load(&args)?;
+            chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
+            println!("migrated: admin, code, relay");
+            Ok(())
+        }
+        Some(Command::NwsSim) => {
+            let settings = load(&args)?;
+            let _guard = chukan_telemetry::init("nws-sim", &settings.telemetry)?;
+            chukan_nws_sim::run(&settings.nws_sim).await
+        }
+        Some(Command::Config { print_defaults }) => {
+            if *print_defaults {
+                print!("{}", chukan_config::DEFAULTS_TOML);
+                Ok(())
+            } else {
+                anyhow::bail!("nothing to do: use `chukan config --print-defaults`")
+            }
+        }
+        Some(Command::Admin { command }) => admin(load(&args)?, command).await,
+        Some(Command::Keys { command }) => keys(&load(&args)?, command),
+    }
+}
+
+async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()> {
+    let pool = chukan_db::app_pool(&settings.database)?;
+    match command {
+        AdminCommand::CreateTenant {
+            org,
+            name,
+            kind,
+            population,
+            region,
+            group,
+        } => {
+            let tenant = chukan_admin::NewTenant {
+                org_code: OrgCode::parse(org).map_err(|e| anyhow::anyhow!(e.detail_ja()))?,
+                name: name.clone(),
+                kind: kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+                population: *population,
+                home_region: region.clone(),
+                upload_group: *group,
+            };
+            let created = chukan_admin::create_tenant(&pool, &tenant).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "org_code": org, "created": created })
+            );
+        }
+        AdminCommand::CreateUser {
+            tenant,
+            login,
+            name,
+            password_env,
+            roles,
+            department,
+        } => {
+            let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
+            let password = std::env::var(password_env)
+                .with_context(|| format!("password expected in ${password_env}"))?;
+            let roles = roles
+                .iter()
+                .map(|r| parse_role(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let user = chukan_admin::NewUser {
+                login_id: login.clone(),
+                display_name: name.clone(),
+                password,
+                roles,
+                department: department.clone(),
+            };
+            let id = chukan_admin::create_user(&pool, &org, &user).await?;
+            println!("{}", serde_json::json!({ "tenant": tenant, "user_id": id }));
+        }
+        AdminCommand::CreateClient { tenant, name } => {
+            let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
+            let (client_id, secret) = chukan_admin::create_client(&pool, &org, name).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant": tenant, "client_id": client_id, "client_secret": secret })
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_role(s: &str) -> anyhow::Result<Role> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .with_context(|| format!("unknown role {s:?} (system_admin, business_staff)"))
+}
+
+fn keys(settings: &Settings, command: &KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Generate => println!("{}", chukan_crypto::generate_key_base64()),
+        KeysCommand::Public => {
+            let relay = chukan_crypto::Signer::from_seed_base64(
+                &settings.relay.signing_kid,
+                settings.relay.signing_key.expose_secret(),
+            )?;
+            let nws = chukan_crypto::Signer::from_seed_base64(
+                &settings.nws_sim.signing_kid,
+                settings.nws_sim.signing_key.expose_secret(),
+            )?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "relay": { "kid": relay.kid(), "public_key": relay.public_key_base64() },
+                    "nws_sim": { "kid": nws.kid(), "public_key": nws.public_key_base64() },
+                })
+            );
+        }
+    }
+    Ok(())
+}

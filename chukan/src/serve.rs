@@ -1,0 +1,141 @@
+//! Running services: build the context, start the selected services, serve, and shut down
+//! stage by stage on SIGTERM (stop intake → drain consumers → flush outboxes).
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use chukan_config::Settings;
+use chukan_core::SystemClock;
+use chukan_runtime::{Context, Parts, Worker};
+use futures_util::{FutureExt, future::select_all};
+
+use crate::cli::Target;
+
+/// Every service's migrations, in dependency-free order.
+pub fn all_migrations() -> Vec<chukan_db::Migrations> {
+    vec![
+        chukan_admin::migrations(),
+        chukan_code::migrations(),
+        chukan_relay::migrations(),
+    ]
+}
+
+async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Parts>> {
+    let mut parts = Vec::new();
+    if target.includes(Target::Admin) {
+        parts.push(chukan_admin::start(ctx).await.context("start admin")?);
+    }
+    if target.includes(Target::Code) {
+        parts.push(chukan_code::start(ctx).await.context("start code")?);
+    }
+    if target.includes(Target::Relay) {
+        parts.push(chukan_relay::start(ctx).await.context("start relay")?);
+    }
+    Ok(parts)
+}
+
+pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
+    let _telemetry = chukan_telemetry::init(target.label(), &settings.telemetry)?;
+    let ctx = chukan_runtime::build_context(settings, Arc::new(SystemClock)).await?;
+    let parts = start_services(&ctx, target).await?;
+
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut routes = Vec::new();
+    for p in parts {
+        tracing::info!(service = p.name, "service started");
+        routes.extend(p.routes);
+        workers.extend(p.workers);
+    }
+
+    let s = &ctx.settings;
+    let listener = TcpListener::bind((s.server.host.as_str(), s.server.port))
+        .with_context(|| format!("bind API on {}:{}", s.server.host, s.server.port))?;
+    let api_addr = listener.local_addr()?;
+    let server = chukan_runtime::http_server(&ctx, routes, listener, target.label())?;
+    let server_handle = server.handle();
+    let server_task = tokio::spawn(server);
+
+    let db = ctx.db.clone();
+    let bus = ctx.bus.clone();
+    let ops = chukan_telemetry::OpsServer::bind(
+        &s.metrics,
+        vec![
+            (
+                "postgres",
+                Arc::new(move || {
+                    let db = db.clone();
+                    async move { chukan_db::ping(&db).await }.boxed()
+                }),
+            ),
+            (
+                "rabbitmq",
+                Arc::new(move || {
+                    let bus = bus.clone();
+                    async move { bus.is_healthy().await }.boxed()
+                }),
+            ),
+        ],
+    )?;
+    tracing::info!(api = %api_addr, ops_port = ops.port(), target = target.label(), "chukan serving");
+    let ops_server = ops.run();
+    let ops_handle = ops_server.handle();
+    tokio::spawn(ops_server);
+
+    // Wait for a signal, or for any worker or the API server to stop by itself.
+    let mut finished: Vec<_> = workers
+        .iter_mut()
+        .map(|w| {
+            let name = w.name.clone();
+            std::mem::replace(&mut w.finished, futures_util::future::pending().boxed())
+                .map(move |r| (name, r))
+                .boxed()
+        })
+        .collect();
+    finished.push(
+        async move {
+            let r = match server_task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e)),
+                Err(e) => Err(anyhow::Error::new(e)),
+            };
+            ("http".to_string(), r)
+        }
+        .boxed(),
+    );
+    let exit: anyhow::Result<()> = tokio::select! {
+        _ = shutdown_signal() => { tracing::info!("shutdown requested"); Ok(()) }
+        ((name, result), _, _) = select_all(finished) => {
+            match result {
+                Ok(()) => { tracing::warn!(worker = %name, "worker stopped by itself"); Ok(()) }
+                Err(e) => { tracing::error!(worker = %name, error = %format!("{e:#}"), "worker died"); Err(e.context(name)) }
+            }
+        }
+    };
+
+    let grace = Duration::from_secs(ctx.settings.shutdown.grace_secs);
+    // Stop intake first so no new work arrives while the rest drains.
+    server_handle.stop(true).await;
+    workers.sort_by_key(|w| w.stage);
+    for w in workers {
+        let name = w.name.clone();
+        if tokio::time::timeout(grace, (w.stop)()).await.is_err() {
+            tracing::warn!(worker = %name, "did not drain within the grace period");
+        }
+    }
+    ops_handle.stop(true).await;
+    ctx.bus.close().await;
+    tracing::info!("stopped");
+    exit
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Background work of the code service.
+
+pub mod nws_in;

@@ -1,0 +1,132 @@
+//! Consumer of the NWS's answers (`nws.in.code`): stores the code exactly once.
+
+use std::sync::LazyLock;
+
+use chrono::Utc;
+use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_proto::{CodeAcquireResult, Message, NwsInbound};
+use futures_util::future::BoxFuture;
+use prometheus::{IntCounterVec, register_int_counter_vec};
+use uuid::Uuid;
+
+use crate::{
+    CodeState,
+    domain::{AcquisitionStatus, aad},
+    store,
+};
+
+/// Consumer name in the inbox: a message id is applied once per consumer.
+const CONSUMER: &str = "code.nws-in";
+
+static RESULTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter_vec!(
+        "chukan_code_acquisition_results_total",
+        "Answers of the NWS to code acquisitions, by outcome",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub struct CodeResults {
+    state: CodeState,
+}
+
+impl CodeResults {
+    pub fn new(state: CodeState) -> Self {
+        Self { state }
+    }
+}
+
+impl Handler for CodeResults {
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Result<(), HandleError>> {
+        let state = self.state.clone();
+        Box::pin(async move { apply(&state, delivery).await })
+    }
+}
+
+fn retry(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> HandleError {
+    move |e| HandleError::Retry(anyhow::Error::new(e).context(context))
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError> {
+    let inbound = NwsInbound::decode(delivery.body.as_slice())
+        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable NwsInbound: {e}")))?;
+    if inbound.kind != "code.acquired" {
+        return Err(HandleError::Reject(anyhow::anyhow!(
+            "unexpected kind {}",
+            inbound.kind
+        )));
+    }
+    // The tenant header and the envelope's recipient must agree: relay set both from one
+    // verified envelope, so a mismatch is a defect, not something to guess around.
+    if inbound.recipient_org != delivery.tenant {
+        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
+    }
+    let acquisition_id = Uuid::parse_str(&inbound.correlation_id)
+        .map_err(|_| HandleError::Reject(anyhow::anyhow!("correlation id is not a uuid")))?;
+    let result = CodeAcquireResult::decode(inbound.body.as_slice())
+        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable result: {e}")))?;
+    let tenant = delivery.tenant.as_str();
+
+    let mut client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(retry("begin"))?;
+    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
+        .await
+        .map_err(retry("inbox"))?
+    {
+        RESULTS.with_label_values(&["duplicate"]).inc();
+        return Ok(());
+    }
+    let Some((bidx, addressee_enc)) = store::lock_pending(&tx, acquisition_id)
+        .await
+        .map_err(retry("lock"))?
+    else {
+        // Unknown or already answered: record the message as seen and move on.
+        tx.commit().await.map_err(retry("commit"))?;
+        RESULTS.with_label_values(&["no_pending_request"]).inc();
+        return Ok(());
+    };
+    let now = Utc::now();
+    if result.ok && !result.code.is_empty() {
+        let keys = state
+            .vault
+            .keys(&tx, tenant)
+            .await
+            .map_err(|e| HandleError::Retry(anyhow::Error::new(e).context("keys")))?;
+        let code_enc = keys.encrypt(result.code.as_bytes(), &aad(tenant, "code"));
+        store::store_link(&tx, tenant, &bidx, &addressee_enc, &code_enc, acquisition_id, now)
+            .await
+            .map_err(retry("link"))?;
+        store::complete(&tx, acquisition_id, AcquisitionStatus::Done, None, None, now)
+            .await
+            .map_err(retry("complete"))?;
+        RESULTS.with_label_values(&["done"]).inc();
+    } else {
+        let reason = if result.reason.is_empty() {
+            "符号を取得できませんでした。".to_string()
+        } else {
+            result.reason.clone()
+        };
+        store::complete(
+            &tx,
+            acquisition_id,
+            AcquisitionStatus::Failed,
+            Some(result.reason_code.as_str()),
+            Some(reason.as_str()),
+            now,
+        )
+        .await
+        .map_err(retry("complete"))?;
+        RESULTS.with_label_values(&["failed"]).inc();
+    }
+    tx.commit().await.map_err(retry("commit"))?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! SQL of the code service: one function per question, always inside a tenant transaction
+//! so row-level security decides what is visible.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Error, GenericClient};
+use uuid::Uuid;
+
+use crate::domain::{Acquisition, AcquisitionStatus};
+
+/// The acquisition that produced the held code, if a code is held.
+pub async fn held_code(
+    tx: &impl GenericClient,
+    addressee_bidx: &[u8],
+) -> Result<Option<(Uuid, DateTime<Utc>)>, Error> {
+    let row = tx
+        .query_opt(
+            "SELECT acquisition_id, obtained_at FROM code.links WHERE addressee_bidx = $1",
+            &[&addressee_bidx],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn pending_acquisition(
+    tx: &impl GenericClient,
+    addressee_bidx: &[u8],
+) -> Result<Option<Uuid>, Error> {
+    let row = tx
+        .query_opt(
+            "SELECT id FROM code.acquisitions WHERE addressee_bidx = $1 AND status = 'pending'",
+            &[&addressee_bidx],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Inserts a pending acquisition; `false` when another request for the resident got there
+/// first (the partial unique index), so the caller joins that one.
+pub async fn insert_pending(
+    tx: &impl GenericClient,
+    tenant: &str,
+    id: Uuid,
+    addressee_bidx: &[u8],
+    addressee_enc: &[u8],
+) -> Result<bool, Error> {
+    let n = tx
+        .execute(
+            "INSERT INTO code.acquisitions (tenant_id, id, addressee_bidx, addressee_enc, status)
+             VALUES ($1, $2, $3, $4, 'pending')
+             ON CONFLICT (tenant_id, addressee_bidx) WHERE status = 'pending' DO NOTHING",
+            &[&tenant, &id, &addressee_bidx, &addressee_enc],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn acquisition(tx: &impl GenericClient, id: Uuid) -> Result<Option<Acquisition>, Error> {
+    let row = tx
+        .query_opt(
+            "SELECT id, status, reason_code, reason, created_at, completed_at
+             FROM code.acquisitions WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| Acquisition {
+        id: r.get(0),
+        status: AcquisitionStatus::parse(r.get(1)).unwrap_or(AcquisitionStatus::Failed),
+        reason_code: r.get(2),
+        reason: r.get(3),
+        created_at: r.get(4),
+        completed_at: r.get(5),
+    }))
+}
+
+/// A pending acquisition locked for its result: (addressee index, sealed addressee).
+pub async fn lock_pending(
+    tx: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
+    let row = tx
+        .query_opt(
+            "SELECT addressee_bidx, addressee_enc FROM code.acquisitions
+             WHERE id = $1 AND status = 'pending' FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn store_link(
+    tx: &impl GenericClient,
+    tenant: &str,
+    addressee_bidx: &[u8],
+    addressee_enc: &[u8],
+    code_enc: &[u8],
+    acquisition_id: Uuid,
+    obtained_at: DateTime<Utc>,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO code.links
+             (tenant_id, addressee_bidx, addressee_enc, code_enc, acquisition_id, obtained_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id, addressee_bidx) DO UPDATE
+         SET code_enc = EXCLUDED.code_enc, addressee_enc = EXCLUDED.addressee_enc,
+             acquisition_id = EXCLUDED.acquisition_id, obtained_at = EXCLUDED.obtained_at",
+        &[
+            &tenant,
+            &addressee_bidx,
+            &addressee_enc,
+            &code_enc,
+            &acquisition_id,
+            &obtained_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn complete(
+    tx: &impl GenericClient,
+    id: Uuid,
+    status: AcquisitionStatus,
+    reason_code: Option<&str>,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE code.acquisitions
+         SET status = $2, reason_code = $3, reason = $4, completed_at = $5
+         WHERE id = $1",
+        &[&id, &status.as_str(), &reason_code, &reason, &at],
+    )
+    .await?;
+    Ok(())
+}
