@@ -59,7 +59,7 @@ async fn request_acquisition(
         .map_err(|e| internal("begin", e))?;
     let keys = state
         .vault
-        .keys(&tx, &tenant)
+        .keys(&*tx, &tenant)
         .await
         .map_err(|e| internal("keys", e))?;
     let addressee = req.integrated_addressee_number.as_str();
@@ -110,7 +110,7 @@ async fn request_acquisition(
         .encode_to_vec(),
     };
     let msg = OutgoingMessage::new(&tenant, chukan_proto::NWS_OUT, outbound.encode_to_vec());
-    chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &msg)
+    chukan_mq::outbox::enqueue(&*tx, crate::SCHEMA, &msg)
         .await
         .map_err(|e| internal("outbox", e))?;
     tx.commit().await.map_err(|e| internal("commit", e))?;
@@ -165,7 +165,7 @@ async fn get_holding(
         .map_err(|e| internal("begin", e))?;
     let keys = state
         .vault
-        .keys(&tx, tenant)
+        .keys(&*tx, tenant)
         .await
         .map_err(|e| internal("keys", e))?;
     let held = store::held_code(&tx, &keys.blind_index(addressee.as_str()))

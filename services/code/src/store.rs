@@ -1,8 +1,10 @@
 //! SQL of the code service: one function per question, always inside a tenant transaction
-//! so row-level security decides what is visible.
+//! so row-level security decides what is visible. Statements are prepared once per
+//! connection (`prepare_cached`): the acquisition path runs thousands of times a second.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Error, GenericClient};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Error;
 use uuid::Uuid;
 
 use crate::domain::{Acquisition, AcquisitionStatus};
@@ -12,9 +14,8 @@ pub async fn held_code(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
 ) -> Result<Option<(Uuid, DateTime<Utc>)>, Error> {
-    let row = tx
-        .query_opt(
-            "SELECT acquisition_id, obtained_at FROM code.links WHERE addressee_bidx = $1",
+    let row = tx.query_opt(
+            &tx.prepare_cached("SELECT acquisition_id, obtained_at FROM code.links WHERE addressee_bidx = $1").await?,
             &[&addressee_bidx],
         )
         .await?;
@@ -25,9 +26,8 @@ pub async fn pending_acquisition(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
 ) -> Result<Option<Uuid>, Error> {
-    let row = tx
-        .query_opt(
-            "SELECT id FROM code.acquisitions WHERE addressee_bidx = $1 AND status = 'pending'",
+    let row = tx.query_opt(
+            &tx.prepare_cached("SELECT id FROM code.acquisitions WHERE addressee_bidx = $1 AND status = 'pending'").await?,
             &[&addressee_bidx],
         )
         .await?;
@@ -43,11 +43,10 @@ pub async fn insert_pending(
     addressee_bidx: &[u8],
     addressee_enc: &[u8],
 ) -> Result<bool, Error> {
-    let n = tx
-        .execute(
-            "INSERT INTO code.acquisitions (tenant_id, id, addressee_bidx, addressee_enc, status)
+    let n = tx.execute(
+            &tx.prepare_cached("INSERT INTO code.acquisitions (tenant_id, id, addressee_bidx, addressee_enc, status)
              VALUES ($1, $2, $3, $4, 'pending')
-             ON CONFLICT (tenant_id, addressee_bidx) WHERE status = 'pending' DO NOTHING",
+             ON CONFLICT (tenant_id, addressee_bidx) WHERE status = 'pending' DO NOTHING").await?,
             &[&tenant, &id, &addressee_bidx, &addressee_enc],
         )
         .await?;
@@ -55,10 +54,9 @@ pub async fn insert_pending(
 }
 
 pub async fn acquisition(tx: &impl GenericClient, id: Uuid) -> Result<Option<Acquisition>, Error> {
-    let row = tx
-        .query_opt(
-            "SELECT id, status, reason_code, reason, created_at, completed_at
-             FROM code.acquisitions WHERE id = $1",
+    let row = tx.query_opt(
+            &tx.prepare_cached("SELECT id, status, reason_code, reason, created_at, completed_at
+             FROM code.acquisitions WHERE id = $1").await?,
             &[&id],
         )
         .await?;
@@ -77,10 +75,9 @@ pub async fn lock_pending(
     tx: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
-    let row = tx
-        .query_opt(
-            "SELECT addressee_bidx, addressee_enc FROM code.acquisitions
-             WHERE id = $1 AND status = 'pending' FOR UPDATE",
+    let row = tx.query_opt(
+            &tx.prepare_cached("SELECT addressee_bidx, addressee_enc FROM code.acquisitions
+             WHERE id = $1 AND status = 'pending' FOR UPDATE").await?,
             &[&id],
         )
         .await?;
@@ -97,12 +94,12 @@ pub async fn store_link(
     obtained_at: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-        "INSERT INTO code.links
+            &tx.prepare_cached("INSERT INTO code.links
              (tenant_id, addressee_bidx, addressee_enc, code_enc, acquisition_id, obtained_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (tenant_id, addressee_bidx) DO UPDATE
          SET code_enc = EXCLUDED.code_enc, addressee_enc = EXCLUDED.addressee_enc,
-             acquisition_id = EXCLUDED.acquisition_id, obtained_at = EXCLUDED.obtained_at",
+             acquisition_id = EXCLUDED.acquisition_id, obtained_at = EXCLUDED.obtained_at").await?,
         &[
             &tenant,
             &addressee_bidx,
@@ -125,9 +122,9 @@ pub async fn complete(
     at: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-        "UPDATE code.acquisitions
+            &tx.prepare_cached("UPDATE code.acquisitions
          SET status = $2, reason_code = $3, reason = $4, completed_at = $5
-         WHERE id = $1",
+         WHERE id = $1").await?,
         &[&id, &status.as_str(), &reason_code, &reason, &at],
     )
     .await?;

@@ -78,7 +78,7 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;
-    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
+    if !chukan_mq::inbox::claim(&*tx, crate::SCHEMA, CONSUMER, delivery.id)
         .await
         .map_err(retry("inbox"))?
     {
@@ -98,7 +98,7 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
     if result.ok && !result.code.is_empty() {
         let keys = state
             .vault
-            .keys(&tx, tenant)
+            .keys(&*tx, tenant)
             .await
             .map_err(|e| HandleError::Retry(anyhow::Error::new(e).context("keys")))?;
         let code_enc = keys.encrypt(result.code.as_bytes(), &aad(tenant, "code"));

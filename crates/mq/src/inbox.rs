@@ -1,0 +1,20 @@
+//! Inbox: a consumer's record of message ids it has applied, written in the same
+//! transaction as the effect so a redelivery is recognised and skipped.
+
+use uuid::Uuid;
+
+/// Claims `message_id` for `consumer`; `true` when it is new (apply the effect), `false`
+/// when it was already applied (ack and skip). Call inside the effect's transaction.
+pub async fn claim(
+    tx: &impl tokio_postgres::GenericClient,
+    schema: &str,
+    consumer: &str,
+    message_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {}.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        chukan_db::quote_ident(schema)
+    );
+    let inserted = tx.execute(&sql, &[&consumer, &message_id]).await?;
+    Ok(inserted == 1)
+}
