@@ -165,7 +165,9 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             let tenant = chukan_admin::NewTenant {
                 org_code: OrgCode::parse(org).map_err(|e| anyhow::anyhow!(e.detail_ja()))?,
                 name: name.clone(),
-                kind: kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+                kind: chukan_admin::TenantKind::parse(kind).with_context(|| {
+                    format!("unknown kind {kind:?} (municipality, prefecture, union)")
+                })?,
                 population: *population,
                 home_region: region.clone(),
                 upload_group: *group,

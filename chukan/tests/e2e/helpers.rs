@@ -1,0 +1,206 @@
+//! Runs the real `chukan` binary as separate processes (nws-sim and --target=all), the way
+//! an operator does, against a fresh database and RabbitMQ namespace.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use chukan_config::Settings;
+use secrecy::ExposeSecret;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chukan");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when the test ends, whatever happens.
+pub struct Proc {
+    pub name: &'static str,
+    pub child: Child,
+}
+
+impl Proc {
+    /// SIGTERM and wait for a clean exit (graceful shutdown); returns the exit status code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two processes and the environment they share.
+pub struct Stack {
+    pub settings: Settings,
+    pub env: Vec<(String, String)>,
+    pub api: String,
+    pub ops: String,
+    pub nws: String,
+    pub relay_in: String,
+    pub nws_sim: Proc,
+    pub chukan: Proc,
+    pub http: reqwest::Client,
+}
+
+pub fn env_for(settings: &Settings, ports: (u16, u16, u16, u16)) -> Vec<(String, String)> {
+    let (api, ops, relay, nws) = ports;
+    let nws_signer = chukan_crypto::Signer::from_seed_base64(
+        &settings.nws_sim.signing_kid,
+        settings.nws_sim.signing_key.expose_secret(),
+    )
+    .unwrap();
+    let pairs = [
+        ("CHUKAN__DATABASE__URL", settings.database.url.clone()),
+        ("CHUKAN__AMQP__URL", settings.amqp.url.clone()),
+        ("CHUKAN__AMQP__NAMESPACE", settings.amqp.namespace.clone()),
+        ("CHUKAN__AMQP__RETRY_DELAYS_MS", "100,200,400,800".into()),
+        ("CHUKAN__AMQP__OUTBOX_POLL_MS", "100".into()),
+        ("CHUKAN__SERVER__PORT", api.to_string()),
+        ("CHUKAN__SERVER__WORKERS", "2".into()),
+        ("CHUKAN__METRICS__PORT", ops.to_string()),
+        ("CHUKAN__RELAY__INBOUND_PORT", relay.to_string()),
+        ("CHUKAN__RELAY__NWS_URL", format!("http://127.0.0.1:{nws}")),
+        (
+            "CHUKAN__RELAY__NWS_PUBLIC_KEYS",
+            format!("{}={}", nws_signer.kid(), nws_signer.public_key_base64()),
+        ),
+        ("CHUKAN__NWS_SIM__PORT", nws.to_string()),
+        ("CHUKAN__NWS_SIM__DATABASE_URL", settings.nws_sim.database_url.clone()),
+        ("CHUKAN__NWS_SIM__DELIVERY_RETRY_MS", "100,200,400,800".into()),
+        ("CHUKAN__CALENDAR__ENFORCE_SERVICE_HOURS", "false".into()),
+        ("CHUKAN__TELEMETRY__LOG_LEVEL", "warn".into()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+pub fn chukan(env: &[(String, String)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null());
+    if std::env::var("TEST_LOG").is_err() {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    cmd
+}
+
+/// Runs a one-shot subcommand and returns its stdout parsed as JSON (or Null).
+pub fn run_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
+    let out = chukan(env, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chukan {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+pub async fn wait_http(http: &reqwest::Client, url: &str, what: &str) {
+    chukan_testkit::wait_until(Duration::from_secs(60), what, || async {
+        matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+    })
+    .await
+    .unwrap();
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let settings = chukan_testkit::test_settings();
+        let ports = (free_port(), free_port(), free_port(), free_port());
+        let env = env_for(&settings, ports);
+        let http = reqwest::Client::new();
+        run_json(&env, &["migrate"]);
+        let nws_sim = Proc {
+            name: "nws-sim",
+            child: chukan(&env, &["nws-sim"]).spawn().unwrap(),
+        };
+        let nws = format!("http://127.0.0.1:{}", ports.3);
+        wait_http(&http, &format!("{nws}/v1/keys"), "nws-sim up").await;
+        let chukan_proc = Proc {
+            name: "chukan",
+            child: chukan(&env, &["--target=all"]).spawn().unwrap(),
+        };
+        let ops = format!("http://127.0.0.1:{}", ports.1);
+        wait_http(&http, &format!("{ops}/readyz"), "chukan ready").await;
+        Stack {
+            settings,
+            env,
+            api: format!("http://127.0.0.1:{}", ports.0),
+            ops,
+            nws,
+            relay_in: format!("http://127.0.0.1:{}", ports.2),
+            nws_sim,
+            chukan: chukan_proc,
+            http,
+        }
+    }
+
+    /// Registers a tenant, its system client and its NWS registration; returns a token.
+    pub async fn tenant(&self, org: &str, name: &str) -> String {
+        run_json(
+            &self.env,
+            &["admin", "create-tenant", "--org", org, "--name", name, "--population", "100000"],
+        );
+        let client = run_json(
+            &self.env,
+            &["admin", "create-client", "--tenant", org, "--name", "e2e"],
+        );
+        let relay = chukan_crypto::Signer::from_seed_base64(
+            &self.settings.relay.signing_kid,
+            self.settings.relay.signing_key.expose_secret(),
+        )
+        .unwrap();
+        let res = self
+            .http
+            .post(format!("{}/v1/organizations", self.nws))
+            .json(&serde_json::json!({
+                "org_code": org, "name": name, "endpoint_url": self.relay_in,
+                "keys": [{ "kid": relay.kid(), "public_key": relay.public_key_base64() }]
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "register at nws-sim: {}", res.status());
+        let token: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/auth/token", self.api))
+            .json(&serde_json::json!({
+                "grant_type": "client_credentials",
+                "client_id": client["client_id"], "client_secret": client["client_secret"]
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    }
+}

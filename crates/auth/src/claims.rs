@@ -1,0 +1,59 @@
+//! What a token says about its bearer.
+
+use serde::{Deserialize, Serialize};
+
+/// ロール (role) of a user or system client.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// システム管理者: manages the tenant's users, departments and settings.
+    SystemAdmin,
+    /// 業務担当者: staff doing inquiries, provisions and notices.
+    BusinessStaff,
+    /// 連携システム: a business system calling the API on its own account.
+    SystemClient,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Claims {
+    /// User or client id (never a name or other personal data).
+    pub sub: String,
+    /// Tenant (情報保有機関) the caller acts for.
+    pub tenant: String,
+    pub roles: Vec<Role>,
+    /// 部署 (department), whose excluded procedures limit inquiries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dept: Option<String>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+impl Claims {
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_snake_case_and_dept_is_optional() {
+        let json = serde_json::json!({
+            "sub": "u1", "tenant": "t1", "roles": ["system_admin", "business_staff", "system_client"],
+            "iss": "i", "aud": "a", "iat": 1, "exp": 2, "jti": "j"
+        });
+        let claims: Claims = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            claims.roles,
+            vec![Role::SystemAdmin, Role::BusinessStaff, Role::SystemClient]
+        );
+        assert_eq!(claims.dept, None);
+        assert!(serde_json::to_value(&claims).unwrap().get("dept").is_none());
+        assert!(claims.has_any(&[Role::SystemClient]));
+    }
+}
