@@ -6,15 +6,18 @@
 //! on SIGTERM it stops them stage by stage (see [`StopStage`]). Tests use the same path
 //! through `chukan-testkit`, so what is tested is what runs.
 
+mod hours;
+
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{App, HttpServer, dev::Server, web, web::ServiceConfig};
+use actix_web::{App, HttpServer, dev::Server, middleware, web, web::ServiceConfig};
 use anyhow::Context as _;
 use chukan_config::Settings;
 use chukan_core::{Clock, ServiceCalendar, problem};
 use secrecy::ExposeSecret;
 
 pub use chukan_core::worker::{StopStage, Worker};
+pub use hours::HoursGate;
 
 /// Shared by every service in the process. Cheap to clone.
 #[derive(Clone)]
@@ -64,7 +67,8 @@ pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow:
 }
 
 /// The public API server: every service's routes behind one listener, with RED metrics,
-/// problem+json for bad JSON, paths and queries, and the token verifier for `Caller`.
+/// problem+json for bad JSON, paths and queries, the token verifier for `Caller`, and the
+/// service-hour gate.
 pub fn http_server(
     ctx: &Context,
     routes: Vec<Routes>,
@@ -73,13 +77,20 @@ pub fn http_server(
 ) -> std::io::Result<Server> {
     let tokens = web::Data::from(ctx.tokens.clone());
     let json_limit = ctx.settings.server.json_limit_bytes;
+    let hours = web::Data::new(HoursGate {
+        calendar: ctx.calendar.clone(),
+        clock: ctx.clock.clone(),
+        enforce: ctx.settings.calendar.enforce_service_hours,
+    });
     let workers = match ctx.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(middleware::from_fn(hours::gate))
             .wrap(chukan_telemetry::http_metrics(metrics_label))
+            .app_data(hours.clone())
             .app_data(problem::json_config(json_limit))
             .app_data(problem::path_config())
             .app_data(problem::query_config())

@@ -42,6 +42,7 @@ pub fn test_settings() -> Settings {
         ("CHUKAN__NWS_SIM__PORT", "0".into()),
         ("CHUKAN__NWS_SIM__DATABASE_URL", format!("{}/t_{id}_nws", pg_server_url())),
         ("CHUKAN__NWS_SIM__DELIVERY_RETRY_MS", "100,200,400".into()),
+        ("CHUKAN__CALENDAR__ENFORCE_SERVICE_HOURS", "false".into()),
     ];
     let env = env.into_iter().map(|(k, v)| (k.to_string(), v));
     #[allow(clippy::expect_used)]

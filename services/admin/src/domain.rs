@@ -1,0 +1,345 @@
+//! Admin's domain types: tenants (情報保有機関), staff users (職員) and system clients.
+//!
+//! Inputs are parsed into these types at the edge; the store only sees valid values.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chukan_auth::Role;
+use chukan_core::{Clock, ids::OrgCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// 団体区分 (kind of organisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantKind {
+    /// 市区町村
+    Municipality,
+    /// 都道府県
+    Prefecture,
+    /// 一部事務組合・広域連合
+    Union,
+}
+
+impl TenantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Municipality => "municipality",
+            Self::Prefecture => "prefecture",
+            Self::Union => "union",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "municipality" => Some(Self::Municipality),
+            "prefecture" => Some(Self::Prefecture),
+            "union" => Some(Self::Union),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant to register (operator CLI `chukan admin tenant add`).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub org_code: OrgCode,
+    pub name: String,
+    pub kind: TenantKind,
+    pub population: i64,
+    /// "east" or "west": the region that takes this tenant's writes.
+    pub home_region: String,
+    /// 一括登録グループ (upload group) A–H.
+    pub upload_group: Option<char>,
+}
+
+impl NewTenant {
+    /// Checks what the types cannot, so the operator gets a clear message, not an SQL error.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("tenant name is empty".into());
+        }
+        if self.population <= 0 {
+            return Err("population must be positive".into());
+        }
+        if !matches!(self.home_region.as_str(), "east" | "west") {
+            return Err(format!(
+                "home region must be east or west, not {:?}",
+                self.home_region
+            ));
+        }
+        if let Some(g) = self.upload_group
+            && !('A'..='H').contains(&g)
+        {
+            return Err(format!("upload group must be A to H, not {g:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// A registered tenant as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub org_code: String,
+    pub name: String,
+    pub kind: String,
+    pub population: i64,
+    pub home_region: String,
+    pub upload_group: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user to create (operator CLI seeding the first administrators).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub login_id: String,
+    pub display_name: String,
+    pub password: String,
+    pub roles: Vec<Role>,
+    pub department: Option<String>,
+}
+
+/// A staff user as the API shows it: never the password hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub login_id: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    pub department: Option<String>,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+    pub failed_logins: i32,
+    pub locked: bool,
+    pub locked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What login needs to know about a user; stays inside the crate.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub id: Uuid,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub department: Option<String>,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+    pub locked: bool,
+}
+
+impl LoginRecord {
+    /// Valid on `today` (Japan date): valid_from ≤ today ≤ valid_to (inclusive last day).
+    pub fn valid_on(&self, today: NaiveDate) -> bool {
+        valid_on(self.valid_from, self.valid_to, today)
+    }
+}
+
+/// valid_from ≤ day ≤ valid_to, where valid_to is the last valid day and None is open-ended.
+pub fn valid_on(valid_from: NaiveDate, valid_to: Option<NaiveDate>, day: NaiveDate) -> bool {
+    valid_from <= day && valid_to.is_none_or(|to| day <= to)
+}
+
+/// A system client as the API lists it: never the secret or its hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemClient {
+    pub client_id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// What client-credentials login needs to know about a client.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub secret_hash: Vec<u8>,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+}
+
+/// An administrator row as the too-few-administrators rule sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminValidity {
+    pub id: Uuid,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+}
+
+/// The rule of DOMAIN §8: a tenant keeps at least this many valid administrators.
+pub const MIN_ADMINISTRATORS: usize = 2;
+
+/// Would ending `target`'s validity after `new_valid_to` leave fewer than
+/// [`MIN_ADMINISTRATORS`] administrators valid from the next day on?
+///
+/// Counts the other administrators valid on the day after `new_valid_to` (the first day
+/// the target is gone).
+pub fn too_few_administrators_after(
+    admins: &[AdminValidity],
+    target: Uuid,
+    new_valid_to: NaiveDate,
+) -> bool {
+    let first_day_without = new_valid_to.succ_opt().unwrap_or(new_valid_to);
+    let remaining = admins
+        .iter()
+        .filter(|a| a.id != target)
+        .filter(|a| valid_on(a.valid_from, a.valid_to, first_day_without))
+        .count();
+    remaining < MIN_ADMINISTRATORS
+}
+
+/// Stored name of a role (the same as its serde name).
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::SystemAdmin => "system_admin",
+        Role::BusinessStaff => "business_staff",
+        Role::SystemClient => "system_client",
+    }
+}
+
+/// Role from its stored name; unknown names are dropped by callers (never widen access).
+pub fn role_from_name(name: &str) -> Option<Role> {
+    match name {
+        "system_admin" => Some(Role::SystemAdmin),
+        "business_staff" => Some(Role::BusinessStaff),
+        "system_client" => Some(Role::SystemClient),
+        _ => None,
+    }
+}
+
+/// Today in Japan (every validity date is a Japan date).
+pub fn japan_today(clock: &dyn Clock) -> NaiveDate {
+    clock
+        .now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive()
+}
+
+/// A login id: 1–64 visible characters, no spaces or control characters.
+pub fn check_login_id(login_id: &str) -> Result<(), &'static str> {
+    let n = login_id.chars().count();
+    if n == 0 || n > 64 {
+        return Err("ユーザーIDは1文字以上64文字以内で指定してください。");
+    }
+    if login_id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("ユーザーIDに空白や制御文字は使えません。");
+    }
+    Ok(())
+}
+
+/// A display name: 1–100 characters, not only spaces.
+pub fn check_display_name(name: &str) -> Result<(), &'static str> {
+    let n = name.chars().count();
+    if name.trim().is_empty() || n > 100 {
+        return Err("氏名（表示名）は1文字以上100文字以内で指定してください。");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("氏名（表示名）に制御文字は使えません。");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn admin(n: u128, from: &str, to: Option<&str>) -> AdminValidity {
+        AdminValidity {
+            id: Uuid::from_u128(n),
+            valid_from: d(from),
+            valid_to: to.map(d),
+        }
+    }
+
+    #[test]
+    fn validity_is_inclusive_of_both_ends() {
+        let from = d("2026-04-01");
+        let to = Some(d("2026-04-30"));
+        assert!(valid_on(from, to, d("2026-04-01")));
+        assert!(valid_on(from, to, d("2026-04-30")));
+        assert!(!valid_on(from, to, d("2026-05-01")));
+        assert!(!valid_on(from, to, d("2026-03-31")));
+        assert!(valid_on(from, None, d("2099-01-01")));
+    }
+
+    #[test]
+    fn two_other_open_ended_admins_allow_ending_a_third() {
+        let admins = [
+            admin(1, "2026-01-01", None),
+            admin(2, "2026-01-01", None),
+            admin(3, "2026-01-01", None),
+        ];
+        assert!(!too_few_administrators_after(
+            &admins,
+            Uuid::from_u128(3),
+            d("2026-06-01")
+        ));
+    }
+
+    #[test]
+    fn ending_one_of_two_admins_is_refused() {
+        let admins = [admin(1, "2026-01-01", None), admin(2, "2026-01-01", None)];
+        assert!(too_few_administrators_after(
+            &admins,
+            Uuid::from_u128(2),
+            d("2026-12-31")
+        ));
+    }
+
+    #[test]
+    fn an_admin_whose_own_validity_ends_first_does_not_count() {
+        let admins = [
+            admin(1, "2026-01-01", None),
+            admin(2, "2026-01-01", Some("2026-06-30")),
+            admin(3, "2026-01-01", None),
+        ];
+        // Admin 3 ends on 2026-07-31, but admin 2 is gone by then: only admin 1 remains.
+        assert!(too_few_administrators_after(
+            &admins,
+            Uuid::from_u128(3),
+            d("2026-07-31")
+        ));
+        // Ending admin 3 on 2026-06-15 leaves admins 1 and 2 on 2026-06-16.
+        assert!(!too_few_administrators_after(
+            &admins,
+            Uuid::from_u128(3),
+            d("2026-06-15")
+        ));
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_stored_names() {
+        for role in [Role::SystemAdmin, Role::BusinessStaff, Role::SystemClient] {
+            assert_eq!(role_from_name(role_name(role)), Some(role));
+        }
+        assert_eq!(role_from_name("root"), None);
+    }
+
+    #[test]
+    fn login_ids_and_tenants_are_checked() {
+        assert!(check_login_id("tanaka01").is_ok());
+        assert!(check_login_id("").is_err());
+        assert!(check_login_id("a b").is_err());
+        assert!(check_login_id(&"x".repeat(65)).is_err());
+        let mut t = NewTenant {
+            org_code: OrgCode::parse("0123456789012345").unwrap(),
+            name: "テスト市".into(),
+            kind: TenantKind::Municipality,
+            population: 1000,
+            home_region: "east".into(),
+            upload_group: Some('A'),
+        };
+        assert!(t.validate().is_ok());
+        t.upload_group = Some('Z');
+        assert!(t.validate().is_err());
+        t.upload_group = None;
+        t.home_region = "north".into();
+        assert!(t.validate().is_err());
+        assert_eq!(TenantKind::parse("union"), Some(TenantKind::Union));
+    }
+}

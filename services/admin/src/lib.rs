@@ -1,0 +1,153 @@
+//! Tenants, users, departments, system clients, login and JWKS.
+//!
+//! admin is where every token comes from: staff log in with their tenant's 機関コード
+//! (organisation code), user id and password; system clients with client credentials. It
+//! owns the platform's tenant registry and enforces lockout, validity periods and the
+//! two-administrator rule (DOMAIN §8).
+//!
+//! Entry points: [`migrations`] and [`start`] for the binary; [`create_tenant`],
+//! [`create_user`] and [`create_client`] for the operator CLI (`chukan admin …`).
+
+use std::sync::Arc;
+
+use actix_web::web;
+use anyhow::Context as _;
+use chukan_auth::TokenIssuer;
+use chukan_core::{Clock, SystemClock, ids::OrgCode};
+use uuid::Uuid;
+
+pub mod api;
+pub mod domain;
+pub mod passwords;
+pub mod store;
+
+pub use domain::{NewTenant, NewUser, TenantKind};
+
+/// The schema admin owns.
+pub const SCHEMA: &str = "admin";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Admin's migrations (run by `chukan migrate` and the test harness).
+pub fn migrations() -> chukan_db::Migrations {
+    chukan_db::Migrations {
+        schema: SCHEMA,
+        runner: embedded::migrations::runner,
+    }
+}
+
+/// What admin's handlers share.
+pub struct AdminState {
+    pub db: chukan_db::Pool,
+    pub issuer: TokenIssuer,
+    pub clock: Arc<dyn Clock>,
+    /// Failed logins in a row that lock an account (`auth.max_failed_logins`).
+    pub max_failed_logins: i32,
+}
+
+/// Builds admin's state and routes; admin has no background workers.
+pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runtime::Parts> {
+    let issuer = TokenIssuer::from_settings(&ctx.settings.auth).context("settings auth.*")?;
+    let max_failed_logins = i32::try_from(ctx.settings.auth.max_failed_logins)
+        .ok()
+        .filter(|n| *n >= 1)
+        .context("setting auth.max_failed_logins must be between 1 and 2^31-1")?;
+    let state = web::Data::new(AdminState {
+        db: ctx.db.clone(),
+        issuer,
+        clock: ctx.clock.clone(),
+        max_failed_logins,
+    });
+    let routes: chukan_runtime::Routes = Arc::new(move |cfg| api::configure(cfg, state.clone()));
+    Ok(chukan_runtime::Parts {
+        name: "admin",
+        routes: Some(routes),
+        workers: Vec::new(),
+    })
+}
+
+/// Registers a tenant; `Ok(false)` if its org code was already registered (idempotent).
+pub async fn create_tenant(pool: &chukan_db::Pool, t: &NewTenant) -> anyhow::Result<bool> {
+    t.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let mut client = pool.get().await.context("database connection")?;
+    // The registry has no row-level security, but a tenant-scoped transaction costs nothing
+    // and keeps one way of opening transactions.
+    let tx = chukan_db::tenant_tx(&mut client, t.org_code.as_str()).await?;
+    let created = store::insert_tenant(&tx, t)
+        .await
+        .context("inserting the tenant")?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Creates a user in `tenant`; if the login id exists, returns its id and changes nothing
+/// (the password is not reset), so seeding can be re-run.
+pub async fn create_user(
+    pool: &chukan_db::Pool,
+    tenant: &OrgCode,
+    u: &NewUser,
+) -> anyhow::Result<Uuid> {
+    domain::check_login_id(&u.login_id).map_err(anyhow::Error::msg)?;
+    domain::check_display_name(&u.display_name).map_err(anyhow::Error::msg)?;
+    passwords::check_policy(&u.password)?;
+    let roles = api::user_roles(&u.roles).map_err(|_| {
+        anyhow::anyhow!("a user needs at least one role of system_admin or business_staff")
+    })?;
+
+    let mut client = pool.get().await.context("database connection")?;
+    {
+        let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
+        let existing = store::user_id_by_login(&tx, &u.login_id).await?;
+        tx.commit().await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+    }
+    let password_hash = passwords::hash_blocking(u.password.clone()).await?;
+    let today = domain::japan_today(&SystemClock);
+    let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
+    let row = store::UserRow {
+        tenant: tenant.as_str(),
+        id: Uuid::now_v7(),
+        login_id: &u.login_id,
+        display_name: &u.display_name,
+        password_hash: &password_hash,
+        roles: &roles,
+        department: u.department.as_deref(),
+        valid_from: today,
+        valid_to: None,
+    };
+    let id = match store::insert_user(&tx, &row)
+        .await
+        .context("inserting the user (is the tenant registered?)")?
+    {
+        Some(user) => user.id,
+        // Created concurrently between the look-up and the insert.
+        None => store::user_id_by_login(&tx, &u.login_id)
+            .await?
+            .context("user vanished after a conflicting insert")?,
+    };
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Creates a system client in `tenant`; returns its id and its secret (shown only now).
+pub async fn create_client(
+    pool: &chukan_db::Pool,
+    tenant: &OrgCode,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        anyhow::bail!("a client name needs 1 to 100 characters");
+    }
+    let mut client = pool.get().await.context("database connection")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
+    let (created, secret) = api::insert_new_client(&tx, tenant, name)
+        .await
+        .context("inserting the client (is the tenant registered?)")?;
+    tx.commit().await?;
+    Ok((created.client_id, secret))
+}

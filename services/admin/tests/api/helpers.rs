@@ -1,0 +1,211 @@
+//! spawn_app() and the calls every admin test makes.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use chukan_admin::{NewTenant, NewUser, TenantKind};
+use chukan_auth::Role;
+use chukan_core::{ManualClock, ids::OrgCode};
+use chukan_testkit::{TestApi, TestEnv};
+use reqwest::Response;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const TENANT_A: &str = "0113000000000001";
+pub const TENANT_B: &str = "0113000000000002";
+/// Every seeded account shares this password (≥ 12 characters).
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub env: TestEnv,
+    pub api: TestApi,
+    /// The clock admin reads validity dates from; tests move it.
+    pub clock: Arc<ManualClock>,
+    /// Two administrators per tenant (DOMAIN §8), seeded through the operator functions.
+    pub admin_a: Uuid,
+    pub admin_a2: Uuid,
+    pub admin_b: Uuid,
+}
+
+/// Fresh database and namespace, tenants A and B each with administrators `admin1` and
+/// `admin2`, admin's routes served on port 0.
+pub async fn spawn_app() -> TestApp {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let env = TestEnv::new_with(
+        &[chukan_admin::migrations()],
+        |s| s.calendar.enforce_service_hours = false,
+        clock.clone(),
+    )
+    .await
+    .expect("test environment");
+    let parts = chukan_admin::start(&env.ctx).await.expect("admin starts");
+    let api = env.spawn_api(vec![parts]).await.expect("api");
+
+    let mut admins = Vec::new();
+    for (tenant, name) in [(TENANT_A, "テスト市"), (TENANT_B, "サンプル町")] {
+        let created = chukan_admin::create_tenant(&env.ctx.db, &new_tenant(tenant, name))
+            .await
+            .expect("tenant");
+        assert!(created);
+        for login in ["admin1", "admin2"] {
+            let id = chukan_admin::create_user(
+                &env.ctx.db,
+                &OrgCode::parse(tenant).unwrap(),
+                &NewUser {
+                    login_id: login.into(),
+                    display_name: format!("管理者 {login}"),
+                    password: PASSWORD.into(),
+                    roles: vec![Role::SystemAdmin],
+                    department: Some("情報政策課".into()),
+                },
+            )
+            .await
+            .expect("administrator");
+            admins.push(id);
+        }
+    }
+    TestApp {
+        env,
+        api,
+        clock,
+        admin_a: admins[0],
+        admin_a2: admins[1],
+        admin_b: admins[2],
+    }
+}
+
+pub fn new_tenant(org: &str, name: &str) -> NewTenant {
+    NewTenant {
+        org_code: OrgCode::parse(org).unwrap(),
+        name: name.into(),
+        kind: TenantKind::Municipality,
+        population: 120_000,
+        home_region: "east".into(),
+        upload_group: Some('C'),
+    }
+}
+
+/// The claims part of a JWT, decoded without checking (the API checks; tests only read).
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json claims")
+}
+
+/// Today in Japan as admin sees it through the test clock.
+pub fn japan_today(app: &TestApp) -> chrono::NaiveDate {
+    use chukan_core::Clock as _;
+    app.clock
+        .now()
+        .with_timezone(&chrono_tz_offset())
+        .date_naive()
+}
+
+/// Japan has no daylight saving time: UTC+9 all year.
+fn chrono_tz_offset() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(9 * 3600).unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        self.api.url(path)
+    }
+
+    pub async fn login(&self, tenant: &str, username: &str, password: &str) -> Response {
+        self.api
+            .http
+            .post(self.url("/v1/auth/token"))
+            .json(&json!({
+                "grant_type": "password",
+                "tenant": tenant,
+                "username": username,
+                "password": password,
+            }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A token from a successful login; panics with the problem if it fails.
+    pub async fn token(&self, tenant: &str, username: &str) -> String {
+        let res = self.login(tenant, username, PASSWORD).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "login of {username}: {body}");
+        assert_eq!(body["token_type"], "Bearer");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.api
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.api
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a user through the API as `admin_token`; returns its id.
+    pub async fn create_user(&self, admin_token: &str, login_id: &str, roles: &[&str]) -> Uuid {
+        let res = self
+            .post(
+                admin_token,
+                "/v1/users",
+                &json!({
+                    "login_id": login_id,
+                    "display_name": "利用者",
+                    "password": PASSWORD,
+                    "roles": roles,
+                }),
+            )
+            .await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Login ids of the users `admin_token`'s tenant has.
+    pub async fn login_ids(&self, admin_token: &str) -> Vec<String> {
+        let res = self.get(admin_token, "/v1/users").await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["login_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns its body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status);
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty());
+    assert!(!body["action"].as_str().unwrap().is_empty());
+    body
+}

@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! admin's API against real PostgreSQL and RabbitMQ, one fresh database per test.
+
+mod clients;
+mod helpers;
+mod login;
+mod tenants;
+mod users;
