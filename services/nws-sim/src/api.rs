@@ -1,0 +1,415 @@
+//! The simulator's HTTP API: organisation registry, its public key, the message intake and
+//! code conversion. Errors are problem+json.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use chukan_core::{
+    Clock, Problem,
+    ids::{OrgCode, ResidentRecordCode},
+};
+use chukan_crypto::{SignatureError, Signer, Verifiers};
+use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Envelope, Message as _, signing_bytes};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::{
+    codes::CodeSecret,
+    store::{self, Organisation, OrganisationKey},
+};
+
+/// Largest envelope accepted.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+/// Largest accepted difference between a message's timestamp and the network's clock.
+pub const MAX_CLOCK_SKEW_MS: i64 = 300_000;
+/// What the network calls itself in `sender` / `recipient`.
+pub const NWS: &str = "NWS";
+
+pub struct SimState {
+    pub pool: deadpool_postgres::Pool,
+    pub signer: Signer,
+    pub secret: CodeSecret,
+    /// Wakes the delivery worker after a delivery is committed.
+    pub wake: Arc<Notify>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/organizations", web::post().to(register_organisation))
+        .route(
+            "/v1/organizations/{org_code}",
+            web::get().to(get_organisation),
+        )
+        .route("/v1/keys", web::get().to(keys))
+        .route("/v1/messages", web::post().to(receive_message))
+        .route("/v1/codes/convert", web::post().to(convert_code));
+}
+
+/// Logs the cause (never sent to the caller) and answers 500.
+fn internal(error: impl Into<anyhow::Error>) -> Problem {
+    let error = error.into();
+    tracing::error!(error = %format!("{error:#}"), "request failed");
+    Problem::internal()
+}
+
+fn refused(status: u16, code: &'static str, title: &str, detail: &str, action: &str) -> Problem {
+    tracing::info!(code, "message refused");
+    Problem::new(status, code, title, detail, action)
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisterOrganisation {
+    org_code: OrgCode,
+    name: String,
+    endpoint_url: String,
+    keys: Vec<OrganisationKey>,
+}
+
+async fn register_organisation(
+    state: web::Data<SimState>,
+    body: web::Json<RegisterOrganisation>,
+) -> Result<HttpResponse, Problem> {
+    let body = body.into_inner();
+    if !(body.endpoint_url.starts_with("http://") || body.endpoint_url.starts_with("https://")) {
+        return Err(Problem::new(
+            400,
+            "invalid-field",
+            "Invalid field",
+            "項目「endpoint_url」は http:// または https:// で始まるURLで指定してください。",
+            "URLを確認して再度送信してください。",
+        ));
+    }
+    let mut check = Verifiers::default();
+    for key in &body.keys {
+        if key.kid.trim().is_empty() || check.add_base64(&key.kid, &key.public_key).is_err() {
+            return Err(Problem::new(
+                400,
+                "invalid-key",
+                "Invalid key",
+                "公開鍵はEd25519の公開鍵（32バイト）をbase64で、鍵IDとともに指定してください。",
+                "鍵IDと公開鍵を確認して再度送信してください。",
+            ));
+        }
+    }
+    let org = Organisation {
+        org_code: body.org_code.as_str().to_owned(),
+        name: body.name,
+        endpoint_url: body.endpoint_url,
+        keys: body.keys,
+    };
+    let mut client = state.pool.get().await.map_err(internal)?;
+    let tx = client.transaction().await.map_err(internal)?;
+    let inserted = store::upsert_organisation(&tx, &org)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    tracing::info!(org_code = %org.org_code, inserted, "organisation registered");
+    Ok(if inserted {
+        HttpResponse::Created().json(&org)
+    } else {
+        HttpResponse::Ok().json(&org)
+    })
+}
+
+async fn get_organisation(
+    state: web::Data<SimState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let client = state.pool.get().await.map_err(internal)?;
+    match store::organisation(&client, &path)
+        .await
+        .map_err(internal)?
+    {
+        Some(org) => Ok(HttpResponse::Ok().json(org)),
+        None => Err(Problem::not_found("機関")),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct KeySet {
+    keys: Vec<OrganisationKey>,
+}
+
+async fn keys(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(KeySet {
+        keys: vec![OrganisationKey {
+            kid: state.signer.kid().to_owned(),
+            public_key: state.signer.public_key_base64(),
+        }],
+    })
+}
+
+/// Reads the body up to `limit` bytes (problem+json 413 beyond it).
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            Problem::new(
+                400,
+                "malformed-envelope",
+                "Malformed envelope",
+                "メッセージ本文を受信できませんでした。",
+                "再度送信してください。",
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(Problem::new(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                "メッセージが大きすぎます。",
+                "メッセージを小さくして再度送信してください。",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    message_id: String,
+}
+
+/// `POST /v1/messages`: a signed envelope from an organisation's relay.
+#[tracing::instrument(skip_all, fields(sender, kind, message_id))]
+async fn receive_message(
+    state: web::Data<SimState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let body = read_body(payload, MAX_ENVELOPE_BYTES).await?;
+    let env = Envelope::decode(body.as_slice()).map_err(|_| {
+        refused(
+            400,
+            "malformed-envelope",
+            "Malformed envelope",
+            "メッセージを解釈できません。",
+            "protobufのEnvelopeとして送信してください。",
+        )
+    })?;
+    let span = tracing::Span::current();
+    span.record("sender", env.sender.as_str());
+    span.record("kind", env.kind.as_str());
+    span.record("message_id", env.message_id.as_str());
+
+    let mut client = state.pool.get().await.map_err(internal)?;
+    if !store::organisation_exists(&client, &env.sender)
+        .await
+        .map_err(internal)?
+    {
+        return Err(refused(
+            403,
+            "unknown-sender",
+            "Unknown sender",
+            "送信元の機関は登録されていません。",
+            "機関の登録内容を確認してください。",
+        ));
+    }
+    let keys = store::organisation_keys(&client, &env.sender)
+        .await
+        .map_err(internal)?;
+    let mut verifiers = Verifiers::default();
+    for key in keys.iter().filter(|k| k.kid == env.kid) {
+        verifiers
+            .add_base64(&key.kid, &key.public_key)
+            .map_err(internal)?;
+    }
+    match verifiers.verify(&env.kid, &signing_bytes(&env), &env.signature) {
+        Ok(()) => {}
+        Err(SignatureError::UnknownKey(_)) => {
+            return Err(refused(
+                401,
+                "unknown-key",
+                "Unknown key",
+                "署名鍵IDが登録されていません。",
+                "登録済みの鍵で署名して再度送信してください。",
+            ));
+        }
+        Err(SignatureError::BadSignature) => {
+            return Err(refused(
+                401,
+                "bad-signature",
+                "Bad signature",
+                "署名を検証できません。",
+                "署名対象と鍵を確認して再度送信してください。",
+            ));
+        }
+    }
+    let now_ms = state.clock.now().timestamp_millis();
+    if (now_ms - env.timestamp_ms).abs() > MAX_CLOCK_SKEW_MS {
+        return Err(refused(
+            400,
+            "stale-message",
+            "Stale message",
+            "メッセージの送信時刻が許容範囲外です。",
+            "時刻同期を確認し、新しいメッセージとして送信してください。",
+        ));
+    }
+    if env.recipient != NWS {
+        return Err(refused(
+            400,
+            "wrong-recipient",
+            "Wrong recipient",
+            "宛先が情報提供ネットワークシステムではありません。",
+            "宛先を「NWS」として送信してください。",
+        ));
+    }
+    let answer = match env.kind.as_str() {
+        "code.acquire" => acquire_code(&state, &env).ok_or_else(|| {
+            refused(
+                400,
+                "malformed-body",
+                "Malformed body",
+                "メッセージ本文を解釈できません。",
+                "メッセージ種別に対応した本文を送信してください。",
+            )
+        })?,
+        _ => {
+            return Err(refused(
+                400,
+                "unknown-kind",
+                "Unknown kind",
+                "メッセージ種別に対応していません。",
+                "メッセージ種別を確認してください。",
+            ));
+        }
+    };
+
+    let tx = client.transaction().await.map_err(internal)?;
+    if !store::claim_message(&tx, &env.message_id, &env.sender, &env.kind)
+        .await
+        .map_err(internal)?
+    {
+        return Err(refused(
+            409,
+            "replayed",
+            "Replayed message",
+            "このメッセージIDは受信済みです。",
+            "再送の場合は対応不要です。新しい要求は新しいメッセージIDで送信してください。",
+        ));
+    }
+    if let Some((code, person_id)) = &answer.code {
+        store::record_code(&tx, &env.sender, code, person_id)
+            .await
+            .map_err(internal)?;
+    }
+    let reply = state.sign(Envelope {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        kind: answer.kind.to_owned(),
+        sender: NWS.to_owned(),
+        recipient: env.sender.clone(),
+        timestamp_ms: state.clock.now().timestamp_millis(),
+        correlation_id: env.correlation_id.clone(),
+        body: answer.body,
+        traceparent: env.traceparent.clone(),
+        kid: String::new(),
+        signature: Vec::new(),
+    });
+    store::insert_delivery(
+        &tx,
+        uuid::Uuid::now_v7(),
+        &env.sender,
+        &reply.encode_to_vec(),
+    )
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    state.wake.notify_one();
+    tracing::info!("message accepted");
+    Ok(HttpResponse::Accepted().json(Accepted {
+        message_id: env.message_id,
+    }))
+}
+
+/// What the network answers a message with: a kind, a body and any code to record.
+struct Answer {
+    kind: &'static str,
+    body: Vec<u8>,
+    /// (code, person_id) to store for the sender.
+    code: Option<(String, Vec<u8>)>,
+}
+
+/// 符号取得: derive the sender's code for the resident. The resident-record code is used for
+/// the derivation only and kept nowhere. `None` when the body is not a CodeAcquireRequest.
+fn acquire_code(state: &SimState, env: &Envelope) -> Option<Answer> {
+    let request = CodeAcquireRequest::decode(env.body.as_slice()).ok()?;
+    Some(
+        match ResidentRecordCode::parse(&request.resident_record_code) {
+            Ok(rrc) => {
+                let person_id = state.secret.person_id(&rrc);
+                let code = state.secret.code_for(&env.sender, &person_id);
+                Answer {
+                    kind: "code.acquired",
+                    body: CodeAcquireResult {
+                        ok: true,
+                        code: code.clone(),
+                        reason_code: String::new(),
+                        reason: String::new(),
+                    }
+                    .encode_to_vec(),
+                    code: Some((code, person_id)),
+                }
+            }
+            Err(_) => Answer {
+                kind: "code.acquired",
+                body: CodeAcquireResult {
+                    ok: false,
+                    code: String::new(),
+                    reason_code: "invalid-resident-record-code".to_owned(),
+                    reason: "住民票コードは11桁の数字で指定してください。".to_owned(),
+                }
+                .encode_to_vec(),
+                code: None,
+            },
+        },
+    )
+}
+
+impl SimState {
+    /// Puts the network's kid and signature on an envelope.
+    pub fn sign(&self, mut env: Envelope) -> Envelope {
+        env.kid = self.signer.kid().to_owned();
+        env.signature = self.signer.sign(&signing_bytes(&env)).to_vec();
+        env
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConvertCode {
+    from_org: OrgCode,
+    code: String,
+    to_org: OrgCode,
+}
+
+#[derive(Debug, Serialize)]
+struct ConvertedCode {
+    code: String,
+}
+
+/// 符号変換: the same person's code at another organisation.
+async fn convert_code(
+    state: web::Data<SimState>,
+    body: web::Json<ConvertCode>,
+) -> Result<HttpResponse, Problem> {
+    let mut client = state.pool.get().await.map_err(internal)?;
+    if !store::organisation_exists(&client, body.to_org.as_str())
+        .await
+        .map_err(internal)?
+    {
+        return Err(Problem::not_found("変換先の機関"));
+    }
+    let tx = client.transaction().await.map_err(internal)?;
+    let Some(person_id) = store::person_of_code(&tx, body.from_org.as_str(), &body.code)
+        .await
+        .map_err(internal)?
+    else {
+        return Err(Problem::not_found("符号"));
+    };
+    let code = state.secret.code_for(body.to_org.as_str(), &person_id);
+    store::record_code(&tx, body.to_org.as_str(), &code, &person_id)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(ConvertedCode { code }))
+}

@@ -1,0 +1,211 @@
+//! Inbound (NWS → bus): the listener the NWS delivers signed envelopes to.
+//!
+//! An envelope is accepted only if it is from the NWS, signed with a key we trust, fresh,
+//! addressed to an organisation, and its message id is new. Acceptance is one transaction:
+//! the id into `relay.received` and an [`NwsInbound`] into the outbox.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use chukan_core::{Clock, Problem, ids::OrgCode, problem};
+use chukan_crypto::{SignatureError, Verifiers};
+use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
+use chukan_proto::{Envelope, Message as _, NwsInbound, inbound_routing_key, signing_bytes};
+use futures_util::StreamExt as _;
+
+use crate::{SCHEMA, metrics, outbound::NWS, store};
+
+/// Largest envelope accepted.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+
+pub struct InboundState {
+    pub pool: chukan_db::Pool,
+    pub verifiers: Verifiers,
+    pub clock: Arc<dyn Clock>,
+    pub max_clock_skew_ms: i64,
+    pub outbox: OutboxHandle,
+}
+
+/// The inbound listener with its one route.
+pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/nws/v1/messages", web::post().to(receive))
+            .default_service(web::to(problem::not_found_route))
+    })
+    // Only the NWS calls here; two workers keep up with its deliveries.
+    .workers(2)
+    // The binary stops this listener with the other intake, not on actix's own signal.
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+/// A refusal: counted by its problem code and logged without personal data.
+fn refuse(status: u16, code: &'static str, title: &str, detail: &str, action: &str) -> Problem {
+    metrics::INBOUND_REFUSED.with_label_values(&[code]).inc();
+    tracing::warn!(code, status, "inbound NWS message refused");
+    Problem::new(status, code, title, detail, action)
+}
+
+fn internal(error: impl Into<anyhow::Error>) -> Problem {
+    let error = error.into();
+    tracing::error!(error = %format!("{error:#}"), "inbound NWS message could not be stored");
+    metrics::INBOUND_REFUSED
+        .with_label_values(&["internal-error"])
+        .inc();
+    Problem::internal()
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, Problem> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            refuse(
+                400,
+                "malformed-envelope",
+                "Malformed envelope",
+                "メッセージ本文を受信できませんでした。",
+                "再度送信してください。",
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_ENVELOPE_BYTES {
+            return Err(refuse(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                "メッセージが大きすぎます。",
+                "メッセージを小さくして再度送信してください。",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `POST /nws/v1/messages`.
+#[tracing::instrument(
+    name = "relay.inbound",
+    skip_all,
+    fields(kind, nws_message_id, recipient)
+)]
+async fn receive(
+    state: web::Data<InboundState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let body = read_body(payload).await?;
+    let env = Envelope::decode(body.as_slice()).map_err(|_| {
+        refuse(
+            400,
+            "malformed-envelope",
+            "Malformed envelope",
+            "メッセージを解釈できません。",
+            "protobufのEnvelopeとして送信してください。",
+        )
+    })?;
+    let span = tracing::Span::current();
+    span.record("kind", env.kind.as_str());
+    span.record("nws_message_id", env.message_id.as_str());
+
+    if env.sender != NWS {
+        return Err(refuse(
+            403,
+            "unknown-sender",
+            "Unknown sender",
+            "送信元が情報提供ネットワークシステムではありません。",
+            "送信元を確認してください。",
+        ));
+    }
+    match state
+        .verifiers
+        .verify(&env.kid, &signing_bytes(&env), &env.signature)
+    {
+        Ok(()) => {}
+        Err(SignatureError::UnknownKey(_)) => {
+            return Err(refuse(
+                401,
+                "unknown-key",
+                "Unknown key",
+                "署名鍵IDが登録されていません。",
+                "登録済みの鍵で署名して再度送信してください。",
+            ));
+        }
+        Err(SignatureError::BadSignature) => {
+            return Err(refuse(
+                401,
+                "bad-signature",
+                "Bad signature",
+                "署名を検証できません。",
+                "署名対象と鍵を確認して再度送信してください。",
+            ));
+        }
+    }
+    // Only a verified envelope's trace context is trusted to parent our spans.
+    if !env.traceparent.is_empty() {
+        chukan_telemetry::set_parent_from_traceparent(&span, &env.traceparent);
+    }
+    let now_ms = state.clock.now().timestamp_millis();
+    if (now_ms - env.timestamp_ms).abs() > state.max_clock_skew_ms {
+        return Err(refuse(
+            400,
+            "stale-message",
+            "Stale message",
+            "メッセージの送信時刻が許容範囲外です。",
+            "時刻同期を確認し、新しいメッセージとして送信してください。",
+        ));
+    }
+    let recipient = OrgCode::parse(&env.recipient).map_err(|_| {
+        refuse(
+            400,
+            "invalid-recipient",
+            "Invalid recipient",
+            "宛先の機関コードが16桁の数字ではありません。",
+            "宛先の機関コードを確認して再度送信してください。",
+        )
+    })?;
+    span.record("recipient", recipient.as_str());
+    if env.kind.is_empty() || env.message_id.is_empty() {
+        return Err(refuse(
+            400,
+            "malformed-envelope",
+            "Malformed envelope",
+            "メッセージIDまたはメッセージ種別がありません。",
+            "メッセージIDと種別を指定して再度送信してください。",
+        ));
+    }
+
+    let routing_key = inbound_routing_key(&env.kind);
+    let inbound = NwsInbound {
+        kind: env.kind.clone(),
+        recipient_org: recipient.as_str().to_owned(),
+        correlation_id: env.correlation_id.clone(),
+        body: env.body,
+        nws_message_id: env.message_id.clone(),
+    };
+    let message = OutgoingMessage::new(recipient.as_str(), routing_key, inbound.encode_to_vec());
+
+    let mut client = state.pool.get().await.map_err(internal)?;
+    let tx = client.transaction().await.map_err(internal)?;
+    let fresh = store::claim_message(&tx, &env.message_id, &env.sender, &env.kind, &recipient)
+        .await
+        .map_err(internal)?;
+    if !fresh {
+        return Err(refuse(
+            409,
+            "replayed",
+            "Replayed message",
+            "このメッセージIDは受信済みです。",
+            "再送の場合は対応不要です。",
+        ));
+    }
+    chukan_mq::outbox::enqueue(&*tx, SCHEMA, &message)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    state.outbox.wake();
+    metrics::INBOUND_ACCEPTED.inc();
+    tracing::info!("inbound NWS message accepted");
+    Ok(HttpResponse::Accepted().finish())
+}

@@ -1,0 +1,86 @@
+//! Relay metrics in the default Prometheus registry. Labels are outcome and reason words
+//! only, never anything from a message.
+
+use std::sync::LazyLock;
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
+
+pub(crate) static SEND_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(IntCounterVec::new(
+        Opts::new(
+            "chukan_relay_send_total",
+            "Outbound sends to the NWS by outcome (sent, duplicate, rejected, retry, malformed).",
+        ),
+        &["outcome"],
+    ))
+});
+
+pub(crate) static SEND_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register(Histogram::with_opts(HistogramOpts::new(
+        "chukan_relay_send_duration_seconds",
+        "Duration of one HTTP send to the NWS, whatever its outcome.",
+    )))
+});
+
+pub(crate) static INBOUND_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(IntCounterVec::new(
+        Opts::new(
+            "chukan_relay_inbound_refused_total",
+            "Inbound NWS messages refused, by the problem code of the refusal.",
+        ),
+        &["reason"],
+    ))
+});
+
+pub(crate) static INBOUND_ACCEPTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(prometheus::IntCounter::new(
+        "chukan_relay_inbound_accepted_total",
+        "Inbound NWS messages accepted and handed to the bus.",
+    ))
+});
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(metric: prometheus::Result<M>) -> M {
+    // Names, help texts and labels are constants exercised by the unit test below.
+    #[allow(clippy::expect_used)]
+    let metric = metric.expect("valid metric definition");
+    // Registering twice (another copy of the crate in a test binary) is harmless.
+    let _ = prometheus::default_registry().register(Box::new(metric.clone()));
+    metric
+}
+
+/// The current value of `chukan_relay_send_total{outcome}` (tests, diagnostics).
+pub fn sends(outcome: &str) -> u64 {
+    SEND_TOTAL.with_label_values(&[outcome]).get()
+}
+
+/// The current value of `chukan_relay_inbound_refused_total{reason}`.
+pub fn inbound_refused(reason: &str) -> u64 {
+    INBOUND_REFUSED.with_label_values(&[reason]).get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_registered_in_the_default_registry() {
+        SEND_TOTAL.with_label_values(&["sent"]).inc();
+        SEND_DURATION.observe(0.01);
+        INBOUND_REFUSED.with_label_values(&["bad-signature"]).inc();
+        INBOUND_ACCEPTED.inc();
+        let names: Vec<String> = prometheus::gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        for name in [
+            "chukan_relay_send_total",
+            "chukan_relay_send_duration_seconds",
+            "chukan_relay_inbound_refused_total",
+            "chukan_relay_inbound_accepted_total",
+        ] {
+            assert!(names.contains(&name.to_owned()), "{name}");
+        }
+        assert!(sends("sent") >= 1);
+        assert!(inbound_refused("bad-signature") >= 1);
+    }
+}

@@ -1,0 +1,239 @@
+//! A relay on a fresh database and bus namespace, a key standing for the NWS's, a queue
+//! capturing what relay publishes, and an HTTP stand-in for the NWS's intake.
+
+use std::{
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
+use chukan_config::Settings;
+use chukan_core::{SystemClock, worker::Worker};
+use chukan_crypto::{Signer, Verifiers, generate_key_base64};
+use chukan_mq::{Bus, Delivery, HandleError, QueueSpec, consumer::ConsumerHandle};
+use chukan_proto::{Envelope, Message as _, signing_bytes};
+use chukan_testkit::TestEnv;
+use futures_util::future::BoxFuture;
+use secrecy::ExposeSecret as _;
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const NWS_KID: &str = "nws-test-1";
+
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    chukan_testkit::wait_until(DEADLINE, what, check)
+        .await
+        .unwrap();
+}
+
+pub struct TestRelay {
+    pub env: TestEnv,
+    pub inbound_url: String,
+    pub http: reqwest::Client,
+    /// Stands for the NWS's signing key; its public half is in relay.nws_public_keys.
+    pub nws: Signer,
+    workers: Vec<Worker>,
+}
+
+impl TestRelay {
+    pub async fn start(configure: impl FnOnce(&mut Settings)) -> TestRelay {
+        let nws = Signer::from_seed_base64(NWS_KID, &generate_key_base64()).unwrap();
+        let nws_public = format!("{NWS_KID}={}", nws.public_key_base64());
+        let env = TestEnv::new_with(
+            &[chukan_relay::migrations()],
+            |s| {
+                s.relay.nws_public_keys = vec![nws_public];
+                configure(s);
+            },
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let (parts, port) = chukan_relay::start_with_port(&env.ctx).await.unwrap();
+        assert!(parts.routes.is_none());
+        TestRelay {
+            env,
+            inbound_url: format!("http://127.0.0.1:{port}/nws/v1/messages"),
+            http: reqwest::Client::new(),
+            nws,
+            workers: parts.workers,
+        }
+    }
+
+    /// A fresh envelope from the NWS to `recipient`, signed with the NWS key.
+    pub fn envelope(&self, kind: &str, recipient: &str, body: Vec<u8>) -> Envelope {
+        let mut env = Envelope {
+            message_id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            sender: "NWS".to_owned(),
+            recipient: recipient.to_owned(),
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+            body,
+            traceparent: String::new(),
+            kid: String::new(),
+            signature: Vec::new(),
+        };
+        self.sign(&mut env);
+        env
+    }
+
+    pub fn sign(&self, env: &mut Envelope) {
+        env.kid = self.nws.kid().to_owned();
+        env.signature = self.nws.sign(&signing_bytes(env)).to_vec();
+    }
+
+    pub async fn post(&self, env: &Envelope) -> reqwest::Response {
+        self.post_raw(env.encode_to_vec()).await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(&self.inbound_url)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// relay's own public key, as the NWS would have it registered.
+    pub fn relay_verifiers(&self) -> Verifiers {
+        let relay = &self.env.settings.relay;
+        let signer =
+            Signer::from_seed_base64(&relay.signing_kid, relay.signing_key.expose_secret())
+                .unwrap();
+        let mut v = Verifiers::default();
+        v.add_base64(signer.kid(), &signer.public_key_base64())
+            .unwrap();
+        v
+    }
+
+    /// The namespaced name of relay's outbound queue (the consumer metrics' label).
+    pub fn outbound_queue(&self) -> String {
+        self.env.ctx.bus.qualify(chukan_relay::OUTBOUND_QUEUE)
+    }
+
+    pub async fn received_rows(&self) -> i64 {
+        let client = self.env.owner_pool().unwrap().get().await.unwrap();
+        client
+            .query_one("SELECT count(*) FROM relay.received", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Stops the workers stage by stage, as the binary does.
+    pub async fn shutdown(mut self) {
+        self.workers.sort_by_key(|w| w.stage);
+        for w in self.workers {
+            (w.stop)().await;
+        }
+    }
+}
+
+/// A test queue bound to `bindings`, recording every delivery.
+pub struct Captured {
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    handle: ConsumerHandle,
+}
+
+impl Captured {
+    pub async fn start(bus: &Bus, name: &str, bindings: &[&str]) -> Captured {
+        let spec = QueueSpec::new(format!("test.{name}"), bindings);
+        bus.declare_queue(&spec).await.unwrap();
+        let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let sink = deliveries.clone();
+        let handler = move |d: Delivery| -> BoxFuture<'static, Result<(), HandleError>> {
+            sink.lock().unwrap().push(d);
+            Box::pin(async { Ok(()) })
+        };
+        let handle = chukan_mq::consumer::start(bus, &spec, "test", 16, Arc::new(handler));
+        Captured { deliveries, handle }
+    }
+
+    pub fn count(&self) -> usize {
+        self.deliveries.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<Delivery> {
+        self.deliveries.lock().unwrap().clone()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+}
+
+/// A free port, released again (for an NWS that comes up later).
+pub fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stands for the NWS intake in outbound tests: records each envelope POSTed to
+/// /v1/messages and answers with the scripted statuses (the last one repeats).
+pub struct NwsStandIn {
+    pub received: Arc<Mutex<Vec<Envelope>>>,
+    handle: ServerHandle,
+}
+
+#[derive(Clone)]
+struct StandInState {
+    received: Arc<Mutex<Vec<Envelope>>>,
+    statuses: Arc<Vec<u16>>,
+}
+
+async fn stand_in_intake(state: web::Data<StandInState>, body: web::Bytes) -> HttpResponse {
+    let env = Envelope::decode(body.as_ref()).unwrap();
+    let mut received = state.received.lock().unwrap();
+    received.push(env);
+    let n = received.len();
+    let status = state.statuses[(n - 1).min(state.statuses.len() - 1)];
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/problem+json")
+        .body(format!("{{\"code\":\"scripted-{status}\"}}"))
+}
+
+impl NwsStandIn {
+    pub fn start_on(port: u16, statuses: &[u16]) -> NwsStandIn {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let state = StandInState {
+            received: Arc::new(Mutex::new(Vec::new())),
+            statuses: Arc::new(statuses.to_vec()),
+        };
+        let received = state.received.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .route("/v1/messages", web::post().to(stand_in_intake))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        NwsStandIn { received, handle }
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<Envelope> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}

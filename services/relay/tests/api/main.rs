@@ -1,0 +1,283 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+use chukan_mq::{OutgoingMessage, metrics as mq_metrics};
+use chukan_proto::{
+    CodeAcquireResult, Message as _, NWS_OUT, NwsInbound, NwsOutbound, signing_bytes,
+};
+use chukan_relay::metrics;
+use helpers::*;
+
+const ORG: &str = "0000000000000001";
+
+fn result_body() -> Vec<u8> {
+    CodeAcquireResult {
+        ok: true,
+        code: "ABCDEF".into(),
+        reason_code: String::new(),
+        reason: String::new(),
+    }
+    .encode_to_vec()
+}
+
+async fn problem(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.unwrap();
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[actix_web::test]
+async fn a_valid_inbound_message_is_published_to_the_recipient_tenant() {
+    let relay = TestRelay::start(|_| {}).await;
+    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.code"]).await;
+
+    let mut env = relay.envelope("code.acquired", ORG, result_body());
+    env.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
+    relay.sign(&mut env);
+    assert_eq!(relay.post(&env).await.status(), 202);
+    wait_until("the message is published", || async {
+        captured.count() == 1
+    })
+    .await;
+
+    let delivery = &captured.all()[0];
+    assert_eq!(delivery.tenant, ORG);
+    assert_eq!(delivery.routing_key, "nws.in.code");
+    let inbound = NwsInbound::decode(delivery.body.as_slice()).unwrap();
+    assert_eq!(inbound.kind, "code.acquired");
+    assert_eq!(inbound.recipient_org, ORG);
+    assert_eq!(inbound.correlation_id, env.correlation_id);
+    assert_eq!(inbound.nws_message_id, env.message_id);
+    assert_eq!(inbound.body, result_body());
+    assert_eq!(relay.received_rows().await, 1);
+
+    captured.stop().await;
+    relay.shutdown().await;
+}
+
+#[actix_web::test]
+async fn refused_inbound_messages_are_counted_and_never_published() {
+    let relay = TestRelay::start(|_| {}).await;
+    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.#"]).await;
+
+    let mut tampered = relay.envelope("code.acquired", ORG, result_body());
+    tampered.body.push(0);
+    let before = metrics::inbound_refused("bad-signature");
+    assert_eq!(
+        problem(relay.post(&tampered).await).await,
+        (401, "bad-signature".into())
+    );
+    assert!(metrics::inbound_refused("bad-signature") > before);
+
+    let mut unknown_key = relay.envelope("code.acquired", ORG, result_body());
+    unknown_key.kid = "nws-other".into();
+    let before = metrics::inbound_refused("unknown-key");
+    assert_eq!(
+        problem(relay.post(&unknown_key).await).await,
+        (401, "unknown-key".into())
+    );
+    assert!(metrics::inbound_refused("unknown-key") > before);
+
+    let mut stale = relay.envelope("code.acquired", ORG, result_body());
+    stale.timestamp_ms -= 301_000;
+    relay.sign(&mut stale);
+    assert_eq!(
+        problem(relay.post(&stale).await).await,
+        (400, "stale-message".into())
+    );
+    let mut future = relay.envelope("code.acquired", ORG, result_body());
+    future.timestamp_ms += 301_000;
+    relay.sign(&mut future);
+    assert_eq!(
+        problem(relay.post(&future).await).await,
+        (400, "stale-message".into())
+    );
+
+    let mut not_nws = relay.envelope("code.acquired", ORG, result_body());
+    not_nws.sender = "0000000000000002".into();
+    relay.sign(&mut not_nws);
+    assert_eq!(
+        problem(relay.post(&not_nws).await).await,
+        (403, "unknown-sender".into())
+    );
+
+    let bad_recipient = relay.envelope("code.acquired", "NWS", result_body());
+    assert_eq!(
+        problem(relay.post(&bad_recipient).await).await,
+        (400, "invalid-recipient".into())
+    );
+
+    let before = metrics::inbound_refused("malformed-envelope");
+    assert_eq!(
+        problem(relay.post_raw(vec![0xff, 0x01, 0x02]).await).await,
+        (400, "malformed-envelope".into())
+    );
+    assert!(metrics::inbound_refused("malformed-envelope") > before);
+
+    // A replay is refused and published once only.
+    let once = relay.envelope("code.acquired", ORG, result_body());
+    assert_eq!(relay.post(&once).await.status(), 202);
+    assert_eq!(
+        problem(relay.post(&once).await).await,
+        (409, "replayed".into())
+    );
+    // A later valid message shows the queue is live; only the two valid ones arrive.
+    let later = relay.envelope("code.acquired", ORG, result_body());
+    assert_eq!(relay.post(&later).await.status(), 202);
+    wait_until("both valid messages are published", || async {
+        captured.count() >= 2
+    })
+    .await;
+    let mut ids: Vec<String> = captured
+        .all()
+        .iter()
+        .map(|d| {
+            NwsInbound::decode(d.body.as_slice())
+                .unwrap()
+                .nws_message_id
+        })
+        .collect();
+    ids.sort();
+    let mut expected = vec![once.message_id.clone(), later.message_id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(relay.received_rows().await, 2);
+
+    captured.stop().await;
+    relay.shutdown().await;
+}
+
+fn outbound(correlation_id: &str) -> OutgoingMessage {
+    OutgoingMessage::new(
+        ORG,
+        NWS_OUT,
+        NwsOutbound {
+            kind: "code.acquire".into(),
+            sender_org: ORG.into(),
+            recipient: String::new(),
+            correlation_id: correlation_id.into(),
+            body: vec![10, 11, 49, 50, 51],
+        }
+        .encode_to_vec(),
+    )
+}
+
+#[actix_web::test]
+async fn an_outbound_message_survives_an_unreachable_nws_and_is_sent_signed_once_it_is_up() {
+    let port = unused_port();
+    let relay = TestRelay::start(|s| {
+        s.relay.nws_url = format!("http://127.0.0.1:{port}");
+        s.amqp.retry_delays_ms = vec![50, 100, 200, 400, 800, 1600, 3200, 6400];
+    })
+    .await;
+    let queue = relay.outbound_queue();
+    let retries_before = metrics::sends("retry");
+    let msg = outbound("corr-1");
+    relay
+        .env
+        .ctx
+        .bus
+        .publisher()
+        .await
+        .unwrap()
+        .publish(&msg)
+        .await
+        .unwrap();
+
+    wait_until("the send is retried", || async {
+        mq_metrics::consumed(&queue, "retried") >= 1
+    })
+    .await;
+    assert!(metrics::sends("retry") > retries_before);
+
+    let nws = NwsStandIn::start_on(port, &[202]);
+    wait_until("the NWS receives it", || async { nws.count() >= 1 }).await;
+    wait_until("the delivery is acked", || async {
+        mq_metrics::consumed(&queue, "ok") == 1
+    })
+    .await;
+    assert_eq!(nws.count(), 1);
+    let env = &nws.all()[0];
+    assert_eq!(env.message_id, msg.id.to_string());
+    assert_eq!(env.kind, "code.acquire");
+    assert_eq!(env.sender, ORG);
+    assert_eq!(env.recipient, "NWS");
+    assert_eq!(env.correlation_id, "corr-1");
+    assert_eq!(env.body, vec![10, 11, 49, 50, 51]);
+    assert!((chrono::Utc::now().timestamp_millis() - env.timestamp_ms).abs() < 60_000);
+    relay
+        .relay_verifiers()
+        .verify(&env.kid, &signing_bytes(env), &env.signature)
+        .unwrap();
+    assert_eq!(mq_metrics::dead_lettered(&queue), 0);
+
+    nws.stop().await;
+    relay.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_5xx_is_retried_with_the_same_message_id_and_a_409_counts_as_sent() {
+    let port = unused_port();
+    let nws = NwsStandIn::start_on(port, &[503, 409]);
+    let relay = TestRelay::start(|s| {
+        s.relay.nws_url = format!("http://127.0.0.1:{port}");
+        s.amqp.retry_delays_ms = vec![50, 100, 200];
+    })
+    .await;
+    let queue = relay.outbound_queue();
+    let msg = outbound("corr-2");
+    relay
+        .env
+        .ctx
+        .bus
+        .publisher()
+        .await
+        .unwrap()
+        .publish(&msg)
+        .await
+        .unwrap();
+    wait_until("the delivery is acked", || async {
+        mq_metrics::consumed(&queue, "ok") == 1
+    })
+    .await;
+    let sent = nws.all();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].message_id, sent[1].message_id);
+    assert_eq!(mq_metrics::consumed(&queue, "retried"), 1);
+    nws.stop().await;
+    relay.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_refusal_by_the_nws_and_a_garbage_message_are_dead_lettered() {
+    let port = unused_port();
+    let nws = NwsStandIn::start_on(port, &[401]);
+    let relay = TestRelay::start(|s| {
+        s.relay.nws_url = format!("http://127.0.0.1:{port}");
+        s.amqp.retry_delays_ms = vec![50];
+    })
+    .await;
+    let queue = relay.outbound_queue();
+    let rejected_before = metrics::sends("rejected");
+    let publisher = relay.env.ctx.bus.publisher().await.unwrap();
+    publisher.publish(&outbound("corr-3")).await.unwrap();
+    wait_until("the refused message is dead-lettered", || async {
+        mq_metrics::dead_lettered(&queue) == 1
+    })
+    .await;
+    assert_eq!(nws.count(), 1, "a refusal is not retried");
+    assert!(metrics::sends("rejected") > rejected_before);
+
+    publisher
+        .publish(&OutgoingMessage::new(ORG, NWS_OUT, vec![0xff, 0xff]))
+        .await
+        .unwrap();
+    wait_until("the garbage is dead-lettered", || async {
+        mq_metrics::dead_lettered(&queue) == 2
+    })
+    .await;
+    assert_eq!(nws.count(), 1, "garbage is never sent");
+    nws.stop().await;
+    relay.shutdown().await;
+}
