@@ -72,7 +72,8 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Register an organisation (情報保有機関) as a tenant; repeating it changes nothing.
-    CreateTenant {
+    #[command(name = "create-tenant")]
+    Tenant {
         #[arg(long)]
         org: String,
         #[arg(long)]
@@ -88,7 +89,8 @@ pub enum AdminCommand {
         group: Option<char>,
     },
     /// Create a user; the password is read from the environment variable named here.
-    CreateUser {
+    #[command(name = "create-user")]
+    User {
         #[arg(long)]
         tenant: String,
         #[arg(long)]
@@ -104,7 +106,8 @@ pub enum AdminCommand {
         department: Option<String>,
     },
     /// Create a system client for a business system; prints its id and secret once.
-    CreateClient {
+    #[command(name = "create-client")]
+    Client {
         #[arg(long)]
         tenant: String,
         #[arg(long)]
@@ -154,7 +157,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
 async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()> {
     let pool = chukan_db::app_pool(&settings.database)?;
     match command {
-        AdminCommand::CreateTenant {
+        AdminCommand::Tenant {
             org,
             name,
             kind,
@@ -178,7 +181,7 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
                 serde_json::json!({ "org_code": org, "created": created })
             );
         }
-        AdminCommand::CreateUser {
+        AdminCommand::User {
             tenant,
             login,
             name,
@@ -203,7 +206,7 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             let id = chukan_admin::create_user(&pool, &org, &user).await?;
             println!("{}", serde_json::json!({ "tenant": tenant, "user_id": id }));
         }
-        AdminCommand::CreateClient { tenant, name } => {
+        AdminCommand::Client { tenant, name } => {
             let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
             let (client_id, secret) = chukan_admin::create_client(&pool, &org, name).await?;
             println!(

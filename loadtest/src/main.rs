@@ -165,7 +165,13 @@ async fn acquire(
     let url = format!("{api}/v1/codes/acquisitions/{id}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = http.get(&url).bearer_auth(token).send().await?.json().await?;
+        let v: Value = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
         match v["status"].as_str() {
             Some("done") => return Ok(()),
             Some("pending") if Instant::now() < deadline => tokio::time::sleep(poll).await,

@@ -29,9 +29,14 @@ pub struct Proc {
 impl Proc {
     /// SIGTERM and wait for a clean exit (graceful shutdown); returns the exit status code.
     pub fn terminate(&mut self, within: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
+        let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "could not signal {}",
+            self.name
+        );
         let until = std::time::Instant::now() + within;
         while std::time::Instant::now() < until {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -86,8 +91,14 @@ pub fn env_for(settings: &Settings, ports: (u16, u16, u16, u16)) -> Vec<(String,
             format!("{}={}", nws_signer.kid(), nws_signer.public_key_base64()),
         ),
         ("CHUKAN__NWS_SIM__PORT", nws.to_string()),
-        ("CHUKAN__NWS_SIM__DATABASE_URL", settings.nws_sim.database_url.clone()),
-        ("CHUKAN__NWS_SIM__DELIVERY_RETRY_MS", "100,200,400,800".into()),
+        (
+            "CHUKAN__NWS_SIM__DATABASE_URL",
+            settings.nws_sim.database_url.clone(),
+        ),
+        (
+            "CHUKAN__NWS_SIM__DELIVERY_RETRY_MS",
+            "100,200,400,800".into(),
+        ),
         ("CHUKAN__CALENDAR__ENFORCE_SERVICE_HOURS", "false".into()),
         ("CHUKAN__TELEMETRY__LOG_LEVEL", "warn".into()),
     ];
@@ -166,7 +177,16 @@ impl Stack {
     pub async fn tenant(&self, org: &str, name: &str) -> String {
         run_json(
             &self.env,
-            &["admin", "create-tenant", "--org", org, "--name", name, "--population", "100000"],
+            &[
+                "admin",
+                "create-tenant",
+                "--org",
+                org,
+                "--name",
+                name,
+                "--population",
+                "100000",
+            ],
         );
         let client = run_json(
             &self.env,
@@ -187,7 +207,11 @@ impl Stack {
             .send()
             .await
             .unwrap();
-        assert!(res.status().is_success(), "register at nws-sim: {}", res.status());
+        assert!(
+            res.status().is_success(),
+            "register at nws-sim: {}",
+            res.status()
+        );
         let token: serde_json::Value = self
             .http
             .post(format!("{}/v1/auth/token", self.api))

@@ -20,7 +20,9 @@ async fn acquire(stack: &Stack, token: &str) -> (String, Value) {
         .http
         .post(format!("{}/v1/codes/acquisitions", stack.api))
         .bearer_auth(token)
-        .json(&json!({ "integrated_addressee_number": ADDRESSEE, "resident_record_code": RESIDENT }))
+        .json(
+            &json!({ "integrated_addressee_number": ADDRESSEE, "resident_record_code": RESIDENT }),
+        )
         .send()
         .await
         .unwrap();
@@ -32,11 +34,23 @@ async fn acquire(stack: &Stack, token: &str) -> (String, Value) {
     let url = format!("{}/v1/codes/acquisitions/{id}", stack.api);
     let until = std::time::Instant::now() + Duration::from_secs(30);
     let last = loop {
-        let v: Value = stack.http.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let v: Value = stack
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if v["status"] != "pending" {
             break v;
         }
-        assert!(std::time::Instant::now() < until, "acquisition still pending: {v}");
+        assert!(
+            std::time::Instant::now() < until,
+            "acquisition still pending: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     (id, last)
@@ -89,7 +103,9 @@ async fn two_municipalities_get_different_codes_for_the_same_resident() {
         .http
         .post(format!("{}/v1/codes/acquisitions", stack.api))
         .bearer_auth(&token_a)
-        .json(&json!({ "integrated_addressee_number": ADDRESSEE, "resident_record_code": RESIDENT }))
+        .json(
+            &json!({ "integrated_addressee_number": ADDRESSEE, "resident_record_code": RESIDENT }),
+        )
         .send()
         .await
         .unwrap();
@@ -130,6 +146,23 @@ async fn two_municipalities_get_different_codes_for_the_same_resident() {
         .unwrap();
     assert_eq!(converted["code"], code_b.as_str());
 
+    // The exchange is visible in the operations metrics, labelled without personal data.
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.ops))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chukan_relay_send_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("chukan_code_acquisition_results_total{outcome=\"done\"} 2"));
+    assert!(!metrics.contains(RESIDENT) && !metrics.contains(ADDRESSEE));
+
     // Graceful shutdown: SIGTERM drains and exits 0.
     assert_eq!(stack.chukan.terminate(Duration::from_secs(30)), Some(0));
     let _ = stack.nws_sim.terminate(Duration::from_secs(10));
@@ -143,9 +176,10 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
     assert_eq!(a["status"], "done");
     // Every row of every chukan schema, as text: neither the resident-record code nor the
     // addressee number may appear in the clear (the outbox row is gone once sent).
-    let (client, conn) = tokio_postgres::connect(&stack.settings.database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, conn) =
+        tokio_postgres::connect(&stack.settings.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let tables = client
         .query(
@@ -161,7 +195,9 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
         // Owner sessions still obey FORCEd RLS; look through each tenant that exists.
         for tenant in [ORG_A, ""] {
             client
-                .batch_execute(&format!("SELECT set_config('chukan.tenant', '{tenant}', false)"))
+                .batch_execute(&format!(
+                    "SELECT set_config('chukan.tenant', '{tenant}', false)"
+                ))
                 .await
                 .unwrap();
             let rows = client
@@ -170,11 +206,18 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
                 .unwrap();
             for r in rows {
                 let text: String = r.get(0);
-                for (secret, what) in [(RESIDENT, "resident-record code"), (ADDRESSEE, "addressee")] {
+                for (secret, what) in [(RESIDENT, "resident-record code"), (ADDRESSEE, "addressee")]
+                {
                     // bytea renders as hex, so look for the hex of the digits too.
                     let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
-                    assert!(!text.contains(secret), "{table} holds the {what} in the clear");
-                    assert!(!text.contains(&hex), "{table} holds the {what} in the clear (bytea)");
+                    assert!(
+                        !text.contains(secret),
+                        "{table} holds the {what} in the clear"
+                    );
+                    assert!(
+                        !text.contains(&hex),
+                        "{table} holds the {what} in the clear (bytea)"
+                    );
                 }
             }
         }

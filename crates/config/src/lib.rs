@@ -224,7 +224,10 @@ impl Settings {
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             return Err(SettingsError::Invalid {
                 key: "telemetry.log_format",
-                reason: format!("expected json or pretty, got {:?}", self.telemetry.log_format),
+                reason: format!(
+                    "expected json or pretty, got {:?}",
+                    self.telemetry.log_format
+                ),
             });
         }
         if self.amqp.retry_delays_ms.is_empty() {
@@ -294,8 +297,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("site.toml");
         std::fs::write(&file, "region = \"west\"\n[server]\nport = 1234\n").unwrap();
-        let s =
-            Settings::load_with(Some(&file), env(&[("CHUKAN__SERVER__PORT", "4321")])).unwrap();
+        let s = Settings::load_with(Some(&file), env(&[("CHUKAN__SERVER__PORT", "4321")])).unwrap();
         assert_eq!(s.region, "west");
         assert_eq!(s.server.port, 4321);
     }

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday,
+};
 use chrono_tz::Asia::Tokyo;
 
 /// What the platform does at an instant.
@@ -63,7 +65,8 @@ impl ServiceCalendar {
         let parsed = dates
             .iter()
             .map(|d| {
-                NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| BadOutageDate(d.clone()))
+                NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                    .map_err(|_| BadOutageDate(d.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(parsed))
@@ -163,7 +166,10 @@ mod tests {
     #[test]
     fn weekday_2059_is_open_and_2100_stops_send_receive() {
         // 2026-11-25 is a Wednesday.
-        assert_eq!(cal().state_at(jst(2026, 11, 25, 20, 59)), ServiceState::Open);
+        assert_eq!(
+            cal().state_at(jst(2026, 11, 25, 20, 59)),
+            ServiceState::Open
+        );
         assert_eq!(
             cal().state_at(jst(2026, 11, 25, 21, 0)),
             ServiceState::SendReceiveStopped
@@ -187,7 +193,10 @@ mod tests {
     #[test]
     fn saturday_closes_at_1700() {
         // 2026-11-28 is a Saturday.
-        assert_eq!(cal().state_at(jst(2026, 11, 28, 16, 59)), ServiceState::Open);
+        assert_eq!(
+            cal().state_at(jst(2026, 11, 28, 16, 59)),
+            ServiceState::Open
+        );
         assert_eq!(
             cal().state_at(jst(2026, 11, 28, 17, 0)),
             ServiceState::Closed(ClosedReason::OutsideHours)
@@ -197,13 +206,19 @@ mod tests {
     #[test]
     fn public_holiday_keeps_weekend_hours() {
         // 2026-11-23 (Monday) is 勤労感謝の日.
-        assert_eq!(cal().day_kind(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()), DayKind::ShortDay);
+        assert_eq!(
+            cal().day_kind(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()),
+            DayKind::ShortDay
+        );
         assert_eq!(
             cal().state_at(jst(2026, 11, 23, 18, 0)),
             ServiceState::Closed(ClosedReason::OutsideHours)
         );
         // 2026-05-06 (Wednesday) is a substitute holiday for Constitution Day on Sunday.
-        assert_eq!(cal().day_kind(NaiveDate::from_ymd_opt(2026, 5, 6).unwrap()), DayKind::ShortDay);
+        assert_eq!(
+            cal().day_kind(NaiveDate::from_ymd_opt(2026, 5, 6).unwrap()),
+            DayKind::ShortDay
+        );
     }
 
     #[test]
@@ -223,16 +238,31 @@ mod tests {
             cal().state_at(jst(2026, 6, 17, 12, 0)),
             ServiceState::Closed(ClosedReason::PlannedOutage)
         );
-        assert_eq!(cal().next_opening(jst(2026, 6, 17, 12, 0)), jst(2026, 6, 18, 8, 0));
+        assert_eq!(
+            cal().next_opening(jst(2026, 6, 17, 12, 0)),
+            jst(2026, 6, 18, 8, 0)
+        );
     }
 
     #[test]
     fn next_opening_skips_to_the_next_morning() {
-        assert_eq!(cal().next_opening(jst(2026, 11, 25, 22, 0)), jst(2026, 11, 26, 8, 0));
-        assert_eq!(cal().next_opening(jst(2026, 11, 26, 3, 0)), jst(2026, 11, 26, 8, 0));
-        assert_eq!(cal().next_opening(jst(2026, 11, 26, 9, 0)), jst(2026, 11, 26, 9, 0));
+        assert_eq!(
+            cal().next_opening(jst(2026, 11, 25, 22, 0)),
+            jst(2026, 11, 26, 8, 0)
+        );
+        assert_eq!(
+            cal().next_opening(jst(2026, 11, 26, 3, 0)),
+            jst(2026, 11, 26, 8, 0)
+        );
+        assert_eq!(
+            cal().next_opening(jst(2026, 11, 26, 9, 0)),
+            jst(2026, 11, 26, 9, 0)
+        );
         // Saturday evening → Sunday 08:00 (Sundays open 08:00–17:00).
-        assert_eq!(cal().next_opening(jst(2026, 11, 28, 17, 30)), jst(2026, 11, 29, 8, 0));
+        assert_eq!(
+            cal().next_opening(jst(2026, 11, 28, 17, 30)),
+            jst(2026, 11, 29, 8, 0)
+        );
     }
 
     #[test]

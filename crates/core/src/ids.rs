@@ -171,9 +171,18 @@ mod tests {
     #[test]
     fn org_code_is_exactly_sixteen_digits() {
         assert!(OrgCode::parse("0123456789012345").is_ok());
-        assert_eq!(OrgCode::parse("012345678901234").unwrap_err().reason, "wrong length");
-        assert_eq!(OrgCode::parse("01234567890123456").unwrap_err().reason, "wrong length");
-        assert_eq!(OrgCode::parse("012345678901234a").unwrap_err().reason, "not all digits");
+        assert_eq!(
+            OrgCode::parse("012345678901234").unwrap_err().reason,
+            "wrong length"
+        );
+        assert_eq!(
+            OrgCode::parse("01234567890123456").unwrap_err().reason,
+            "wrong length"
+        );
+        assert_eq!(
+            OrgCode::parse("012345678901234a").unwrap_err().reason,
+            "not all digits"
+        );
         assert!(OrgCode::parse("").is_err());
     }
 
@@ -182,17 +191,32 @@ mod tests {
         assert!(InfoCode::parse("TM00000000000002").is_ok());
         assert!(ProcedureCode::parse("JT00000000000001").is_ok());
         assert!(AffairCode::parse("JM00000000000001").is_ok());
-        assert_eq!(InfoCode::parse("JT00000000000002").unwrap_err().reason, "wrong prefix");
-        assert_eq!(InfoCode::parse("TM0000000000002").unwrap_err().reason, "wrong length");
-        assert_eq!(ProcedureCode::parse("jt00000000000001").unwrap_err().reason, "wrong prefix");
-        assert_eq!(AffairCode::parse("JM0000000000000X").unwrap_err().reason, "not all digits");
+        assert_eq!(
+            InfoCode::parse("JT00000000000002").unwrap_err().reason,
+            "wrong prefix"
+        );
+        assert_eq!(
+            InfoCode::parse("TM0000000000002").unwrap_err().reason,
+            "wrong length"
+        );
+        assert_eq!(
+            ProcedureCode::parse("jt00000000000001").unwrap_err().reason,
+            "wrong prefix"
+        );
+        assert_eq!(
+            AffairCode::parse("JM0000000000000X").unwrap_err().reason,
+            "not all digits"
+        );
     }
 
     #[test]
     fn addressee_number_is_up_to_fifteen_digits() {
         assert!(AddresseeNo::parse("1").is_ok());
         assert!(AddresseeNo::parse("000000000012345").is_ok());
-        assert_eq!(AddresseeNo::parse("0000000000123456").unwrap_err().reason, "too long");
+        assert_eq!(
+            AddresseeNo::parse("0000000000123456").unwrap_err().reason,
+            "too long"
+        );
         assert!(AddresseeNo::parse("").is_err());
         assert!(AddresseeNo::parse("12-34").is_err());
     }
@@ -217,7 +241,10 @@ mod tests {
     fn japanese_detail_names_the_field_and_form_but_not_the_value() {
         let err = AddresseeNo::parse("1234567890123456").unwrap_err();
         let detail = err.detail_ja();
-        assert_eq!(detail, "団体内統合宛名番号は15桁以内の数字で指定してください。");
+        assert_eq!(
+            detail,
+            "団体内統合宛名番号は15桁以内の数字で指定してください。"
+        );
         assert!(!detail.contains("1234567890123456"));
     }
 }

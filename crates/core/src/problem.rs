@@ -276,12 +276,18 @@ mod tests {
         let p = Problem::unavailable();
         let res = p.error_response();
         assert_eq!(res.status(), 503);
-        assert_eq!(res.headers().get("content-type").unwrap(), "application/problem+json");
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            "application/problem+json"
+        );
         assert_eq!(res.headers().get("retry-after").unwrap(), "5");
         let body: serde_json::Value =
             serde_json::from_slice(&to_bytes(res.into_body()).await.unwrap()).unwrap();
         assert_eq!(body["code"], "service-unavailable");
-        assert_eq!(body["type"], "https://chukan.dev/problems/service-unavailable");
+        assert_eq!(
+            body["type"],
+            "https://chukan.dev/problems/service-unavailable"
+        );
         assert!(body["action"].as_str().unwrap().contains("再度"));
     }
 

@@ -33,7 +33,11 @@ pub fn signing_bytes(env: &Envelope) -> Vec<u8> {
         out.extend_from_slice(field.as_bytes());
     }
     out.extend_from_slice(&env.timestamp_ms.to_be_bytes());
-    for field in [env.correlation_id.as_bytes(), env.traceparent.as_bytes(), &env.body] {
+    for field in [
+        env.correlation_id.as_bytes(),
+        env.traceparent.as_bytes(),
+        &env.body,
+    ] {
         out.extend_from_slice(&(field.len() as u32).to_be_bytes());
         out.extend_from_slice(field);
     }

@@ -10,8 +10,8 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use chukan_core::{Clock, Problem, ServiceCalendar};
 use chrono_tz_free::format_jst;
+use chukan_core::{Clock, Problem, ServiceCalendar};
 
 /// What the gate needs; registered as app data by [`crate::http_server`].
 #[derive(Clone)]
@@ -65,6 +65,8 @@ mod chrono_tz_free {
     pub fn format_jst(at: DateTime<Utc>) -> String {
         #[allow(clippy::unwrap_used)] // 9 h is always a valid offset
         let jst = FixedOffset::east_opt(9 * 3600).unwrap();
-        at.with_timezone(&jst).format("%Y-%m-%d %H:%M (JST)").to_string()
+        at.with_timezone(&jst)
+            .format("%Y-%m-%d %H:%M (JST)")
+            .to_string()
     }
 }

@@ -53,8 +53,8 @@ pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow:
         .context("setting crypto.kek")?;
     let calendar = ServiceCalendar::from_strings(&settings.calendar.planned_outages)
         .context("setting calendar.planned_outages")?;
-    let tokens = chukan_auth::TokenVerifier::from_settings(&settings.auth)
-        .context("settings auth.*")?;
+    let tokens =
+        chukan_auth::TokenVerifier::from_settings(&settings.auth).context("settings auth.*")?;
     Ok(Context {
         settings: Arc::new(settings),
         db,

@@ -18,7 +18,8 @@ pub fn pg_server_url() -> String {
 
 /// RabbitMQ URL (with vhost) used by tests.
 pub fn amqp_url() -> String {
-    std::env::var("CHUKAN_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("CHUKAN_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 fn short_id() -> String {
@@ -29,7 +30,10 @@ fn short_id() -> String {
 pub fn test_settings() -> Settings {
     let id = short_id();
     let env = [
-        ("CHUKAN__DATABASE__URL", format!("{}/t_{id}", pg_server_url())),
+        (
+            "CHUKAN__DATABASE__URL",
+            format!("{}/t_{id}", pg_server_url()),
+        ),
         ("CHUKAN__DATABASE__POOL_MAX_SIZE", "8".into()),
         ("CHUKAN__AMQP__URL", amqp_url()),
         ("CHUKAN__AMQP__NAMESPACE", format!("t{id}.")),
@@ -40,7 +44,10 @@ pub fn test_settings() -> Settings {
         ("CHUKAN__METRICS__PORT", "0".into()),
         ("CHUKAN__RELAY__INBOUND_PORT", "0".into()),
         ("CHUKAN__NWS_SIM__PORT", "0".into()),
-        ("CHUKAN__NWS_SIM__DATABASE_URL", format!("{}/t_{id}_nws", pg_server_url())),
+        (
+            "CHUKAN__NWS_SIM__DATABASE_URL",
+            format!("{}/t_{id}_nws", pg_server_url()),
+        ),
         ("CHUKAN__NWS_SIM__DELIVERY_RETRY_MS", "100,200,400".into()),
         ("CHUKAN__CALENDAR__ENFORCE_SERVICE_HOURS", "false".into()),
     ];
@@ -102,7 +109,9 @@ impl TestEnv {
         #[allow(clippy::expect_used)]
         let issuer = chukan_auth::TokenIssuer::from_settings(&self.settings.auth).expect("issuer");
         #[allow(clippy::expect_used)]
-        let token = issuer.issue("test-user", tenant, roles, None).expect("token");
+        let token = issuer
+            .issue("test-user", tenant, roles, None)
+            .expect("token");
         token.access_token
     }
 
@@ -157,10 +166,14 @@ where
 /// Creates an empty database and returns its owner URL.
 pub async fn fresh_database_url() -> anyhow::Result<String> {
     let name = format!("t_{}", short_id());
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{}/postgres", pg_server_url()), tokio_postgres::NoTls)
-            .await?;
+    let (client, conn) = tokio_postgres::connect(
+        &format!("{}/postgres", pg_server_url()),
+        tokio_postgres::NoTls,
+    )
+    .await?;
     tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
     Ok(format!("{}/{name}", pg_server_url()))
 }

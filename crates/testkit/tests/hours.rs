@@ -13,7 +13,10 @@ fn hello_parts() -> Parts {
     Parts {
         name: "hello",
         routes: Some(Arc::new(|cfg: &mut web::ServiceConfig| {
-            cfg.route("/v1/hello", web::get().to(|| async { HttpResponse::Ok().body("ok") }));
+            cfg.route(
+                "/v1/hello",
+                web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+            );
         })),
         workers: vec![],
     }
@@ -22,10 +25,16 @@ fn hello_parts() -> Parts {
 #[actix_web::test]
 async fn outside_hours_the_api_answers_503_with_the_next_opening() {
     // Saturday 2026-11-28 18:00 JST (09:00 UTC): closed since 17:00.
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()));
-    let env = TestEnv::new_with(&[], |s| s.calendar.enforce_service_hours = true, clock.clone())
-        .await
-        .unwrap();
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap(),
+    ));
+    let env = TestEnv::new_with(
+        &[],
+        |s| s.calendar.enforce_service_hours = true,
+        clock.clone(),
+    )
+    .await
+    .unwrap();
     let api = env.spawn_api(vec![hello_parts()]).await.unwrap();
     let res = api.http.get(api.url("/v1/hello")).send().await.unwrap();
     assert_eq!(res.status(), 503);
@@ -34,7 +43,12 @@ async fn outside_hours_the_api_answers_503_with_the_next_opening() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["code"], "outside-service-hours");
     assert_eq!(body["available_at"], "2026-11-28T23:00:00+00:00");
-    assert!(body["detail"].as_str().unwrap().contains("2026-11-29 08:00 (JST)"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2026-11-29 08:00 (JST)")
+    );
 
     // Keys stay reachable at any hour.
     let jwks = api.http.get(api.url("/v1/auth/jwks")).send().await.unwrap();
@@ -49,10 +63,20 @@ async fn outside_hours_the_api_answers_503_with_the_next_opening() {
 #[actix_web::test]
 async fn the_send_receive_stop_window_still_serves_the_api() {
     // Wednesday 2026-11-25 21:30 JST: NWS traffic is held, the API answers.
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 12, 30, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 30, 0).unwrap(),
+    ));
     let env = TestEnv::new_with(&[], |s| s.calendar.enforce_service_hours = true, clock)
         .await
         .unwrap();
     let api = env.spawn_api(vec![hello_parts()]).await.unwrap();
-    assert_eq!(api.http.get(api.url("/v1/hello")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        api.http
+            .get(api.url("/v1/hello"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -31,8 +31,14 @@ static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<CodeState>) {
     cfg.app_data(state)
-        .route("/v1/codes/acquisitions", web::post().to(request_acquisition))
-        .route("/v1/codes/acquisitions/{id}", web::get().to(get_acquisition))
+        .route(
+            "/v1/codes/acquisitions",
+            web::post().to(request_acquisition),
+        )
+        .route(
+            "/v1/codes/acquisitions/{id}",
+            web::get().to(get_acquisition),
+        )
         .route("/v1/codes/{addressee}", web::get().to(get_holding));
 }
 

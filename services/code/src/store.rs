@@ -14,8 +14,12 @@ pub async fn held_code(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
 ) -> Result<Option<(Uuid, DateTime<Utc>)>, Error> {
-    let row = tx.query_opt(
-            &tx.prepare_cached("SELECT acquisition_id, obtained_at FROM code.links WHERE addressee_bidx = $1").await?,
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT acquisition_id, obtained_at FROM code.links WHERE addressee_bidx = $1",
+            )
+            .await?,
             &[&addressee_bidx],
         )
         .await?;
@@ -26,8 +30,12 @@ pub async fn pending_acquisition(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
 ) -> Result<Option<Uuid>, Error> {
-    let row = tx.query_opt(
-            &tx.prepare_cached("SELECT id FROM code.acquisitions WHERE addressee_bidx = $1 AND status = 'pending'").await?,
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT id FROM code.acquisitions WHERE addressee_bidx = $1 AND status = 'pending'",
+            )
+            .await?,
             &[&addressee_bidx],
         )
         .await?;
@@ -54,9 +62,13 @@ pub async fn insert_pending(
 }
 
 pub async fn acquisition(tx: &impl GenericClient, id: Uuid) -> Result<Option<Acquisition>, Error> {
-    let row = tx.query_opt(
-            &tx.prepare_cached("SELECT id, status, reason_code, reason, created_at, completed_at
-             FROM code.acquisitions WHERE id = $1").await?,
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT id, status, reason_code, reason, created_at, completed_at
+             FROM code.acquisitions WHERE id = $1",
+            )
+            .await?,
             &[&id],
         )
         .await?;
@@ -75,9 +87,13 @@ pub async fn lock_pending(
     tx: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
-    let row = tx.query_opt(
-            &tx.prepare_cached("SELECT addressee_bidx, addressee_enc FROM code.acquisitions
-             WHERE id = $1 AND status = 'pending' FOR UPDATE").await?,
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT addressee_bidx, addressee_enc FROM code.acquisitions
+             WHERE id = $1 AND status = 'pending' FOR UPDATE",
+            )
+            .await?,
             &[&id],
         )
         .await?;
@@ -94,12 +110,15 @@ pub async fn store_link(
     obtained_at: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-            &tx.prepare_cached("INSERT INTO code.links
+        &tx.prepare_cached(
+            "INSERT INTO code.links
              (tenant_id, addressee_bidx, addressee_enc, code_enc, acquisition_id, obtained_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (tenant_id, addressee_bidx) DO UPDATE
          SET code_enc = EXCLUDED.code_enc, addressee_enc = EXCLUDED.addressee_enc,
-             acquisition_id = EXCLUDED.acquisition_id, obtained_at = EXCLUDED.obtained_at").await?,
+             acquisition_id = EXCLUDED.acquisition_id, obtained_at = EXCLUDED.obtained_at",
+        )
+        .await?,
         &[
             &tenant,
             &addressee_bidx,
@@ -122,9 +141,12 @@ pub async fn complete(
     at: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-            &tx.prepare_cached("UPDATE code.acquisitions
+        &tx.prepare_cached(
+            "UPDATE code.acquisitions
          SET status = $2, reason_code = $3, reason = $4, completed_at = $5
-         WHERE id = $1").await?,
+         WHERE id = $1",
+        )
+        .await?,
         &[&id, &status.as_str(), &reason_code, &reason, &at],
     )
     .await?;

@@ -102,12 +102,27 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
             .await
             .map_err(|e| HandleError::Retry(anyhow::Error::new(e).context("keys")))?;
         let code_enc = keys.encrypt(result.code.as_bytes(), &aad(tenant, "code"));
-        store::store_link(&tx, tenant, &bidx, &addressee_enc, &code_enc, acquisition_id, now)
-            .await
-            .map_err(retry("link"))?;
-        store::complete(&tx, acquisition_id, AcquisitionStatus::Done, None, None, now)
-            .await
-            .map_err(retry("complete"))?;
+        store::store_link(
+            &tx,
+            tenant,
+            &bidx,
+            &addressee_enc,
+            &code_enc,
+            acquisition_id,
+            now,
+        )
+        .await
+        .map_err(retry("link"))?;
+        store::complete(
+            &tx,
+            acquisition_id,
+            AcquisitionStatus::Done,
+            None,
+            None,
+            now,
+        )
+        .await
+        .map_err(retry("complete"))?;
         RESULTS.with_label_values(&["done"]).inc();
     } else {
         let reason = if result.reason.is_empty() {

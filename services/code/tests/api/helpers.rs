@@ -48,7 +48,11 @@ impl TestApp {
         self.env.token(tenant, &[Role::SystemClient])
     }
 
-    pub async fn post_acquisition(&self, token: &str, body: serde_json::Value) -> reqwest::Response {
+    pub async fn post_acquisition(
+        &self,
+        token: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.api
             .http
             .post(self.api.url("/v1/codes/acquisitions"))
@@ -80,7 +84,13 @@ impl TestApp {
     }
 
     /// Publishes the NWS's answer as relay would, with a chosen message id.
-    pub async fn answer(&self, tenant: &str, correlation: &str, result: CodeAcquireResult, id: uuid::Uuid) {
+    pub async fn answer(
+        &self,
+        tenant: &str,
+        correlation: &str,
+        result: CodeAcquireResult,
+        id: uuid::Uuid,
+    ) {
         let inbound = NwsInbound {
             kind: "code.acquired".into(),
             recipient_org: tenant.into(),
@@ -90,7 +100,15 @@ impl TestApp {
         };
         let mut msg = OutgoingMessage::new(tenant, "nws.in.code", inbound.encode_to_vec());
         msg.id = id;
-        self.env.ctx.bus.publisher().await.unwrap().publish(&msg).await.unwrap();
+        self.env
+            .ctx
+            .bus
+            .publisher()
+            .await
+            .unwrap()
+            .publish(&msg)
+            .await
+            .unwrap();
     }
 
     pub async fn status(&self, token: &str, id: &str) -> serde_json::Value {
@@ -108,7 +126,10 @@ impl TestApp {
             if last["status"] == want {
                 return last;
             }
-            assert!(std::time::Instant::now() < until, "waiting for {want}: last {last}");
+            assert!(
+                std::time::Instant::now() < until,
+                "waiting for {want}: last {last}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

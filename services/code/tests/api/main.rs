@@ -19,7 +19,10 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
     let res = app.post_acquisition(&token, request("42")).await;
     assert_eq!(res.status(), 202);
     assert!(res.headers().get("location").is_some());
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(app.status(&token, &id).await["status"], "pending");
 
     let sent = app.wait_sent(1).await;
@@ -33,20 +36,35 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
 
     // The same NWS message delivered twice: one link, one completion.
     let msg_id = uuid::Uuid::now_v7();
-    let result = CodeAcquireResult { ok: true, code: "C0DE".into(), ..Default::default() };
+    let result = CodeAcquireResult {
+        ok: true,
+        code: "C0DE".into(),
+        ..Default::default()
+    };
     app.answer(ORG_A, &id, result.clone(), msg_id).await;
     app.answer(ORG_A, &id, result, msg_id).await;
     let done = app.wait_status(&token, &id, "done").await;
     assert!(done["completed_at"].is_string());
-    chukan_testkit::wait_until(std::time::Duration::from_secs(10), "both deliveries consumed", || async {
-        let client = app.env.ctx.db.get().await.unwrap();
-        let n: i64 = client
-            .query_one("SELECT count(*) FROM code.inbox WHERE message_id = $1", &[&msg_id])
-            .await
-            .unwrap()
-            .get(0);
-        n == 1 && chukan_mq::metrics::consumed(&format!("{}code.nws-in", app.env.ctx.bus.namespace()), "ok") >= 2
-    })
+    chukan_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        "both deliveries consumed",
+        || async {
+            let client = app.env.ctx.db.get().await.unwrap();
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM code.inbox WHERE message_id = $1",
+                    &[&msg_id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 1
+                && chukan_mq::metrics::consumed(
+                    &format!("{}code.nws-in", app.env.ctx.bus.namespace()),
+                    "ok",
+                ) >= 2
+        },
+    )
     .await
     .unwrap();
     assert_eq!(app.count(ORG_A, "links").await, 1);
@@ -65,7 +83,12 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
 async fn repeating_a_pending_request_returns_the_same_id() {
     let app = spawn_app().await;
     let token = app.token(ORG_A);
-    let first: Value = app.post_acquisition(&token, request("7")).await.json().await.unwrap();
+    let first: Value = app
+        .post_acquisition(&token, request("7"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let second = app.post_acquisition(&token, request("7")).await;
     assert_eq!(second.status(), 202);
     assert_eq!(second.json::<Value>().await.unwrap()["id"], first["id"]);
@@ -76,7 +99,12 @@ async fn repeating_a_pending_request_returns_the_same_id() {
 async fn a_refusal_from_the_nws_fails_the_request_with_its_reason() {
     let app = spawn_app().await;
     let token = app.token(ORG_A);
-    let id = app.post_acquisition(&token, request("8")).await.json::<Value>().await.unwrap()["id"]
+    let id = app
+        .post_acquisition(&token, request("8"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -143,7 +171,10 @@ async fn bad_input_gets_problem_json_and_stores_nothing() {
         assert_eq!(problem["code"], code, "{what}: {problem}");
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
         assert!(problem["action"].as_str().is_some_and(|d| !d.is_empty()));
-        assert!(!problem.to_string().contains("12345678901"), "{what}: echoed a value");
+        assert!(
+            !problem.to_string().contains("12345678901"),
+            "{what}: echoed a value"
+        );
     }
     let bad_path = app.get(&token, "/v1/codes/acquisitions/not-a-uuid").await;
     assert_eq!(bad_path.status(), 400);
@@ -170,7 +201,10 @@ async fn callers_need_a_token_and_a_business_role() {
     assert_eq!(res.status(), 403);
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "forbidden");
     let staff = app.env.token(ORG_A, &[Role::BusinessStaff]);
-    assert_eq!(app.post_acquisition(&staff, request("1")).await.status(), 202);
+    assert_eq!(
+        app.post_acquisition(&staff, request("1")).await.status(),
+        202
+    );
 }
 
 #[actix_web::test]
@@ -178,27 +212,49 @@ async fn another_tenant_cannot_see_a_request_even_with_its_id() {
     let app = spawn_app().await;
     let token_a = app.token(ORG_A);
     let token_b = app.token(ORG_B);
-    let id = app.post_acquisition(&token_a, request("55")).await.json::<Value>().await.unwrap()["id"]
+    let id = app
+        .post_acquisition(&token_a, request("55"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let res = app.get(&token_b, &format!("/v1/codes/acquisitions/{id}")).await;
+    let res = app
+        .get(&token_b, &format!("/v1/codes/acquisitions/{id}"))
+        .await;
     assert_eq!(res.status(), 404);
     assert_eq!(app.count(ORG_B, "acquisitions").await, 0);
     // B's own request for the same addressee number is a different resident: its own row.
-    assert_eq!(app.post_acquisition(&token_b, request("55")).await.status(), 202);
+    assert_eq!(
+        app.post_acquisition(&token_b, request("55")).await.status(),
+        202
+    );
     assert_eq!(app.count(ORG_A, "acquisitions").await, 1);
     assert_eq!(app.count(ORG_B, "acquisitions").await, 1);
     // An answer addressed to B cannot complete A's request.
-    let result = CodeAcquireResult { ok: true, code: "X".into(), ..Default::default() };
+    let result = CodeAcquireResult {
+        ok: true,
+        code: "X".into(),
+        ..Default::default()
+    };
     app.answer(ORG_B, &id, result, uuid::Uuid::now_v7()).await;
     let b_consumed = || async {
         let client = app.env.ctx.db.get().await.unwrap();
-        let n: i64 = client.query_one("SELECT count(*) FROM code.inbox", &[]).await.unwrap().get(0);
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM code.inbox", &[])
+            .await
+            .unwrap()
+            .get(0);
         n >= 1
     };
-    chukan_testkit::wait_until(std::time::Duration::from_secs(10), "answer consumed", b_consumed)
-        .await
-        .unwrap();
+    chukan_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        "answer consumed",
+        b_consumed,
+    )
+    .await
+    .unwrap();
     assert_eq!(app.status(&token_a, &id).await["status"], "pending");
 }
