@@ -79,7 +79,8 @@ pub fn env_for(settings: &Settings, ports: (u16, u16, u16, u16)) -> Vec<(String,
         ("CHUKAN__DATABASE__URL", settings.database.url.clone()),
         ("CHUKAN__AMQP__URL", settings.amqp.url.clone()),
         ("CHUKAN__AMQP__NAMESPACE", settings.amqp.namespace.clone()),
-        ("CHUKAN__AMQP__RETRY_DELAYS_MS", "100,200,400,800".into()),
+        // Long enough to restart nws-sim inside the retry window in the link-cut test.
+        ("CHUKAN__AMQP__RETRY_DELAYS_MS", "300,600,1200,2400,4800".into()),
         ("CHUKAN__AMQP__OUTBOX_POLL_MS", "100".into()),
         ("CHUKAN__SERVER__PORT", api.to_string()),
         ("CHUKAN__SERVER__WORKERS", "2".into()),
@@ -171,6 +172,50 @@ impl Stack {
             chukan: chukan_proc,
             http,
         }
+    }
+
+    /// Starts nws-sim again (after a cut), on the same port and database.
+    pub async fn restart_nws_sim(&mut self) {
+        self.nws_sim = Proc {
+            name: "nws-sim",
+            child: chukan(&self.env, &["nws-sim"]).spawn().unwrap(),
+        };
+        wait_http(&self.http, &format!("{}/v1/keys", self.nws), "nws-sim back").await;
+    }
+
+    /// One Prometheus sample from the operations port (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.ops))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Sum of every labelled sample of a metric, and how many samples there were.
+    pub async fn metric_total(&self, name: &str) -> (f64, usize) {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.ops))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .collect();
+        (values.iter().sum(), values.len())
     }
 
     /// Registers a tenant, its system client and its NWS registration; returns a token.

@@ -16,6 +16,11 @@ const RESIDENT: &str = "12345678901";
 const ADDRESSEE: &str = "000000000000777";
 
 async fn acquire(stack: &Stack, token: &str) -> (String, Value) {
+    let id = submit(stack, token).await;
+    (id.clone(), wait_answered(stack, token, &id).await)
+}
+
+async fn submit(stack: &Stack, token: &str) -> String {
     let res = stack
         .http
         .post(format!("{}/v1/codes/acquisitions", stack.api))
@@ -27,10 +32,13 @@ async fn acquire(stack: &Stack, token: &str) -> (String, Value) {
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["id"]
+    res.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+async fn wait_answered(stack: &Stack, token: &str, id: &str) -> Value {
     let url = format!("{}/v1/codes/acquisitions/{id}", stack.api);
     let until = std::time::Instant::now() + Duration::from_secs(30);
     let last = loop {
@@ -53,7 +61,7 @@ async fn acquire(stack: &Stack, token: &str) -> (String, Value) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    (id, last)
+    last
 }
 
 /// The code stored for ADDRESSEE in `org`, decrypted with the platform's keys (the test
@@ -222,4 +230,46 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_while_the_nws_is_down_arrives_once_it_is_back() {
+    let mut stack = Stack::start().await;
+    let token = stack.tenant(ORG_A, "デモ市A").await;
+    // Cut the link: the NWS is gone (its process stopped).
+    let _ = stack.nws_sim.terminate(Duration::from_secs(10));
+
+    let id = submit(&stack, &token).await;
+    let retry = "chukan_relay_send_total{outcome=\"retry\"}";
+    chukan_testkit::wait_until(Duration::from_secs(20), "relay retrying", || async {
+        stack.metric(retry).await >= 1.0
+    })
+    .await
+    .unwrap();
+    let pending: Value = stack
+        .http
+        .get(format!("{}/v1/codes/acquisitions/{id}", stack.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["status"], "pending");
+
+    // The NWS comes back: the held message goes through, exactly once.
+    stack.restart_nws_sim().await;
+    let done = wait_answered(&stack, &token, &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        stack
+            .metric("chukan_code_acquisition_results_total{outcome=\"done\"}")
+            .await,
+        1.0
+    );
+    let (dead, _) = stack.metric_total("chukan_mq_dead_lettered_total").await;
+    assert_eq!(dead, 0.0, "nothing may be dead-lettered");
+    let (retried, samples) = stack.metric_total("chukan_relay_send_total").await;
+    assert!(samples >= 2 && retried >= 2.0, "a retry and a send were counted");
 }
