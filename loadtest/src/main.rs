@@ -1,6 +1,11 @@
 //! Load generator: end-to-end code acquisitions (POST accepted → status done) against a
-//! running chukan, through relay and nws-sim. Closed loop: each worker sends one request,
-//! follows it to completion, records the latency, and sends the next.
+//! running chukan, through relay and nws-sim. Open loop: requests are offered at a fixed
+//! rate whatever the latency, so a system that falls behind shows it as growing latency
+//! and a backlog, not as a politely lower rate.
+//!
+//! Latency is the server's own `completed_at − created_at` (accepted by the API → code
+//! stored), read after the window: status polling during the run would make the reads,
+//! not the exchange, the load being measured.
 //!
 //! Bounded in time and count; talks only to the URLs it is given (loopback in our runs).
 
@@ -27,21 +32,18 @@ struct Args {
     client_id: String,
     #[arg(long, env = "TENANT1_CLIENT_SECRET")]
     client_secret: String,
-    /// Concurrent closed-loop workers.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Measured run length, seconds (after the warm-up).
-    #[arg(long, default_value_t = 30)]
+    /// Acquisitions offered per second (open loop: sent on schedule, whatever the latency).
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Measured run length, seconds.
+    #[arg(long, default_value_t = 20)]
     seconds: u64,
-    /// Warm-up, seconds (not measured).
-    #[arg(long, default_value_t = 5)]
-    warmup: u64,
-    /// Stop after this many measured acquisitions even if time remains.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_requests: u64,
-    /// Pause between status polls of one request, milliseconds.
-    #[arg(long, default_value_t = 2)]
-    poll_ms: u64,
+    /// Most requests in flight at once; beyond it the generator falls behind (and says so).
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: usize,
+    /// How long to wait after the window for the last requests to complete, seconds.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
     /// Process to report peak and current RSS of (e.g. chukan --target=all).
     #[arg(long)]
     pid: Option<u32>,
@@ -51,68 +53,99 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency * 2)
+        .pool_max_idle_per_host(args.max_in_flight)
         .build()?;
     let token = token(&http, &args).await?;
-    let started = Instant::now();
-    let warm_until = started + Duration::from_secs(args.warmup);
-    let stop_at = warm_until + Duration::from_secs(args.seconds);
-    let measured = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    // Addressee numbers are unique per run and worker, so every request is a new resident
-    // that goes all the way to the NWS and back.
     let run_tag: u64 = rand::thread_rng().gen_range(100..999);
+    let slots = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
+    let errors = Arc::new(AtomicU64::new(0));
+    let behind = Arc::new(AtomicU64::new(0));
 
-    let mut tasks = Vec::new();
-    for worker in 0..args.concurrency {
-        let (http, token, api) = (http.clone(), token.clone(), args.api.clone());
-        let (measured, errors) = (measured.clone(), errors.clone());
-        let (poll, max) = (Duration::from_millis(args.poll_ms), args.max_requests);
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n: u64 = 0;
-            while Instant::now() < stop_at && measured.load(Ordering::Relaxed) < max {
-                n += 1;
-                let addressee = format!("{run_tag:03}{worker:04}{n:08}");
-                let t0 = Instant::now();
-                match acquire(&http, &api, &token, &addressee, poll).await {
-                    Ok(()) if t0 >= warm_until => {
-                        latencies.push(t0.elapsed());
-                        measured.fetch_add(1, Ordering::Relaxed);
+    // Offer `rate` requests per second for `seconds`; collect the ids accepted.
+    let total = args.rate * args.seconds;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let started = Instant::now();
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..total {
+        let due = started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                behind.fetch_add(1, Ordering::Relaxed);
+                slots.clone().acquire_owned().await?
+            }
+        };
+        let (http, token, api, errors) = (http.clone(), token.clone(), args.api.clone(), errors.clone());
+        // Unique addressee per request: every request is a new resident that goes all the
+        // way to the NWS and back.
+        let addressee = format!("{run_tag:03}{n:012}");
+        sends.spawn(async move {
+            let _permit = permit;
+            match submit(&http, &api, &token, &addressee).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("{e:#}");
                     }
-                    Ok(()) => {}
-                    Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                            eprintln!("worker {worker}: {e:#}");
-                        }
-                    }
+                    None
                 }
             }
-            latencies
-        }));
+        });
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await?);
+    let mut ids = Vec::new();
+    while let Some(r) = sends.join_next().await {
+        ids.extend(r?);
     }
-    let elapsed = (Instant::now().min(stop_at) - warm_until).as_secs_f64();
-    all.sort();
+    let offered_for = started.elapsed().as_secs_f64();
+
+    // Wait for every accepted request to finish, then read the server's own timestamps.
+    let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
+    let mut latencies = Vec::new();
+    let mut last_completion = None;
+    let mut pending = ids.clone();
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        let results = fetch_all(&http, &args.api, &token, &pending, 32).await;
+        for (id, v) in pending.iter().zip(results) {
+            match v.as_ref().map(|v| v["status"].as_str().unwrap_or("")) {
+                Some("done") => {
+                    let (lat, done_at) = server_times(v.as_ref().context("status")?)?;
+                    latencies.push(lat);
+                    last_completion = last_completion.max(Some(done_at));
+                }
+                Some("failed") => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => still.push(id.clone()),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    latencies.sort();
     let pct = |p: f64| -> f64 {
-        if all.is_empty() {
+        if latencies.is_empty() {
             return f64::NAN;
         }
-        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
-        all[i].as_secs_f64() * 1000.0
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i].as_secs_f64() * 1000.0
     };
     let rss = args.pid.map(read_rss).transpose()?;
     let report = json!({
         "scenario": "code-acquisition-e2e",
-        "concurrency": args.concurrency,
-        "measured_seconds": elapsed,
-        "completed": all.len(),
+        "offered_rate_per_s": args.rate,
+        "offered_seconds": offered_for,
+        "accepted": ids.len(),
+        "completed": latencies.len(),
+        "not_completed": pending.len(),
         "errors": errors.load(Ordering::Relaxed),
-        "throughput_per_s": all.len() as f64 / elapsed,
+        "sends_delayed_by_in_flight_cap": behind.load(Ordering::Relaxed),
+        "completed_per_s": latencies.len() as f64 / offered_for,
         "latency_ms": { "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0) },
+        "last_completion": last_completion.map(|t: chrono::DateTime<chrono::Utc>| t.to_rfc3339()),
         "rss_kib": rss.map(|(peak, now)| json!({ "peak": peak, "current": now })),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -138,13 +171,12 @@ async fn token(http: &reqwest::Client, args: &Args) -> anyhow::Result<String> {
         .context("no access_token in the token response")
 }
 
-async fn acquire(
+async fn submit(
     http: &reqwest::Client,
     api: &str,
     token: &str,
     addressee: &str,
-    poll: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let resident: u64 = rand::thread_rng().gen_range(10_000_000_000..99_999_999_999);
     let res = http
         .post(format!("{api}/v1/codes/acquisitions"))
@@ -158,26 +190,41 @@ async fn acquire(
     if res.status().as_u16() != 202 {
         bail!("POST answered {}", res.status());
     }
-    let id = res.json::<Value>().await?["id"]
+    Ok(res.json::<Value>().await?["id"]
         .as_str()
         .context("no id")?
-        .to_owned();
-    let url = format!("{api}/v1/codes/acquisitions/{id}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v: Value = http
-            .get(&url)
+        .to_owned())
+}
+
+/// Status of every id, `concurrency` reads at a time (outside the measured window).
+async fn fetch_all(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    ids: &[String],
+    concurrency: usize,
+) -> Vec<Option<Value>> {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(ids.iter().map(|id| {
+        let req = http
+            .get(format!("{api}/v1/codes/acquisitions/{id}"))
             .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        match v["status"].as_str() {
-            Some("done") => return Ok(()),
-            Some("pending") if Instant::now() < deadline => tokio::time::sleep(poll).await,
-            other => bail!("acquisition ended as {other:?}"),
-        }
-    }
+            .send();
+        async move { req.await.ok()?.json::<Value>().await.ok() }
+    }))
+    .buffered(concurrency)
+    .collect()
+    .await
+}
+
+/// (`completed_at − created_at`, `completed_at`) as recorded by chukan.
+fn server_times(v: &Value) -> anyhow::Result<(Duration, chrono::DateTime<chrono::Utc>)> {
+    let at = |k: &str| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        let s = v[k].as_str().with_context(|| format!("no {k}"))?;
+        Ok(chrono::DateTime::parse_from_rfc3339(s)?.with_timezone(&chrono::Utc))
+    };
+    let done = at("completed_at")?;
+    Ok(((done - at("created_at")?).to_std()?, done))
 }
 
 /// (VmHWM, VmRSS) in KiB from /proc.

@@ -6,7 +6,7 @@ use uuid::Uuid;
 /// Claims `message_id` for `consumer`; `true` when it is new (apply the effect), `false`
 /// when it was already applied (ack and skip). Call inside the effect's transaction.
 pub async fn claim(
-    tx: &impl tokio_postgres::GenericClient,
+    tx: &impl deadpool_postgres::GenericClient,
     schema: &str,
     consumer: &str,
     message_id: Uuid,
@@ -15,6 +15,7 @@ pub async fn claim(
         "INSERT INTO {}.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         chukan_db::quote_ident(schema)
     );
-    let inserted = tx.execute(&sql, &[&consumer, &message_id]).await?;
+    let statement = tx.prepare_cached(&sql).await?;
+    let inserted = tx.execute(&statement, &[&consumer, &message_id]).await?;
     Ok(inserted == 1)
 }

@@ -20,10 +20,10 @@ const BATCH: i64 = 256;
 
 /// Writes `msg` to `{schema}.outbox`; the caller commits it with its own change.
 ///
-/// A deadpool transaction is passed as `&*tx`. The current span's traceparent is kept so the
+/// The statement is prepared once per connection (this is every request's hot path). The current span's traceparent is kept so the
 /// trace continues when the relay publishes.
 pub async fn enqueue(
-    tx: &impl tokio_postgres::GenericClient,
+    tx: &impl deadpool_postgres::GenericClient,
     schema: &str,
     msg: &OutgoingMessage,
 ) -> Result<(), tokio_postgres::Error> {
@@ -37,8 +37,9 @@ pub async fn enqueue(
         "INSERT INTO {}.outbox (id, tenant_id, routing_key, headers, body) VALUES ($1, $2, $3, $4, $5)",
         chukan_db::quote_ident(schema)
     );
+    let statement = tx.prepare_cached(&sql).await?;
     tx.execute(
-        sql.as_str(),
+        &statement,
         &[
             &msg.id,
             &msg.tenant,
@@ -85,15 +86,13 @@ impl RelayCore {
         let mut client = self.pool.get().await.context("outbox: no connection")?;
         let tx = client.transaction().await?;
         // SKIP LOCKED: relays in other processes take other rows instead of waiting.
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT id, tenant_id, exchange, routing_key, headers, body FROM {schema}.outbox
-                     ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
-                ),
-                &[&BATCH],
-            )
+        let take = tx
+            .prepare_cached(&format!(
+                "SELECT id, tenant_id, exchange, routing_key, headers, body FROM {schema}.outbox
+                 ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ))
             .await?;
+        let rows = tx.query(&take, &[&BATCH]).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
@@ -141,11 +140,10 @@ impl RelayCore {
                 }
             }
         }
-        tx.execute(
-            &format!("DELETE FROM {schema}.outbox WHERE id = ANY($1)"),
-            &[&confirmed],
-        )
-        .await?;
+        let delete = tx
+            .prepare_cached(&format!("DELETE FROM {schema}.outbox WHERE id = ANY($1)"))
+            .await?;
+        tx.execute(&delete, &[&confirmed]).await?;
         if !failed.is_empty() {
             tx.execute(
                 &format!("UPDATE {schema}.outbox SET attempts = attempts + 1 WHERE id = ANY($1)"),

@@ -203,7 +203,7 @@ impl Handler for CountOnce {
                 .transaction()
                 .await
                 .map_err(|e| HandleError::Retry(e.into()))?;
-            if inbox::claim(&*tx, SCHEMA, consumer, delivery.id)
+            if inbox::claim(&tx, SCHEMA, consumer, delivery.id)
                 .await
                 .map_err(|e| HandleError::Retry(e.into()))?
             {
@@ -337,7 +337,7 @@ async fn publisher_crash_between_commit_and_publish_still_publishes() {
         )
         .await
         .unwrap();
-        outbox::enqueue(&*tx, SCHEMA, &message).await.unwrap();
+        outbox::enqueue(&tx, SCHEMA, &message).await.unwrap();
         tx.commit().await.unwrap();
     }
     assert_eq!(env.depth(&queue).await, 0);
@@ -391,7 +391,7 @@ async fn publisher_crash_between_commit_and_publish_still_publishes() {
     let later = OutgoingMessage::new("tenant-a", "outbox.event", b"later".to_vec());
     {
         let client = env.pool.get().await.unwrap();
-        outbox::enqueue(&**client, SCHEMA, &later).await.unwrap();
+        outbox::enqueue(&client, SCHEMA, &later).await.unwrap();
     }
     relay.flush().await.unwrap();
     assert_eq!(env.depth(&queue).await, 1);

@@ -116,7 +116,7 @@ async fn request_acquisition(
         .encode_to_vec(),
     };
     let msg = OutgoingMessage::new(&tenant, chukan_proto::NWS_OUT, outbound.encode_to_vec());
-    chukan_mq::outbox::enqueue(&*tx, crate::SCHEMA, &msg)
+    chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &msg)
         .await
         .map_err(|e| internal("outbox", e))?;
     tx.commit().await.map_err(|e| internal("commit", e))?;

@@ -200,7 +200,7 @@ async fn receive(
             "再送の場合は対応不要です。",
         ));
     }
-    chukan_mq::outbox::enqueue(&*tx, SCHEMA, &message)
+    chukan_mq::outbox::enqueue(&tx, SCHEMA, &message)
         .await
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;

@@ -78,7 +78,7 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;
-    if !chukan_mq::inbox::claim(&*tx, crate::SCHEMA, CONSUMER, delivery.id)
+    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
         .await
         .map_err(retry("inbox"))?
     {
