@@ -76,7 +76,12 @@ async fn main() -> anyhow::Result<()> {
                 slots.clone().acquire_owned().await?
             }
         };
-        let (http, token, api, errors) = (http.clone(), token.clone(), args.api.clone(), errors.clone());
+        let (http, token, api, errors) = (
+            http.clone(),
+            token.clone(),
+            args.api.clone(),
+            errors.clone(),
+        );
         // Unique addressee per request: every request is a new resident that goes all the
         // way to the NWS and back.
         let addressee = format!("{run_tag:03}{n:012}");

@@ -71,40 +71,20 @@ async fn request_acquisition(
     let addressee = req.integrated_addressee_number.as_str();
     let bidx = keys.blind_index(addressee);
 
-    if let Some((id, _)) = store::held_code(&tx, &bidx)
+    let (held, pending) = store::standing(&tx, &bidx)
         .await
-        .map_err(|e| internal("held", e))?
-    {
+        .map_err(|e| internal("standing", e))?;
+    if let Some(id) = held {
         REQUESTS.with_label_values(&["already_held"]).inc();
         return Ok(accepted(id, AcquisitionStatus::Done, false));
     }
-    if let Some(id) = store::pending_acquisition(&tx, &bidx)
-        .await
-        .map_err(|e| internal("pending", e))?
-    {
+    if let Some(id) = pending {
         REQUESTS.with_label_values(&["joined_pending"]).inc();
         return Ok(accepted(id, AcquisitionStatus::Pending, true));
     }
 
     let id = Uuid::now_v7();
     let sealed = keys.encrypt(addressee.as_bytes(), &aad(&tenant, "addressee"));
-    if !store::insert_pending(&tx, &tenant, id, &bidx, &sealed)
-        .await
-        .map_err(|e| internal("insert", e))?
-    {
-        // A concurrent request for the same resident committed first: join it.
-        drop(tx);
-        let tx = chukan_db::tenant_tx(&mut client, &tenant)
-            .await
-            .map_err(|e| internal("begin", e))?;
-        let id = store::pending_acquisition(&tx, &bidx)
-            .await
-            .map_err(|e| internal("pending", e))?
-            .ok_or_else(|| internal("race", "pending request vanished"))?;
-        REQUESTS.with_label_values(&["joined_pending"]).inc();
-        return Ok(accepted(id, AcquisitionStatus::Pending, true));
-    }
-
     let outbound = NwsOutbound {
         kind: "code.acquire".into(),
         sender_org: tenant.clone(),
@@ -116,9 +96,26 @@ async fn request_acquisition(
         .encode_to_vec(),
     };
     let msg = OutgoingMessage::new(&tenant, chukan_proto::NWS_OUT, outbound.encode_to_vec());
-    chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &msg)
-        .await
-        .map_err(|e| internal("outbox", e))?;
+    // Both writes go out in one pipelined round trip; they commit or vanish together.
+    let (inserted, queued) = futures_util::join!(
+        store::insert_pending(&tx, &tenant, id, &bidx, &sealed),
+        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &msg),
+    );
+    queued.map_err(|e| internal("outbox", e))?;
+    if !inserted.map_err(|e| internal("insert", e))? {
+        // A concurrent request for the same resident committed first: drop ours (and its
+        // outbox row) and join that one.
+        drop(tx);
+        let tx = chukan_db::tenant_tx(&mut client, &tenant)
+            .await
+            .map_err(|e| internal("begin", e))?;
+        let id = store::pending_acquisition(&tx, &bidx)
+            .await
+            .map_err(|e| internal("pending", e))?
+            .ok_or_else(|| internal("race", "pending request vanished"))?;
+        REQUESTS.with_label_values(&["joined_pending"]).inc();
+        return Ok(accepted(id, AcquisitionStatus::Pending, true));
+    }
     tx.commit().await.map_err(|e| internal("commit", e))?;
     state.outbox.wake();
     REQUESTS.with_label_values(&["accepted"]).inc();

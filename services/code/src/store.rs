@@ -9,7 +9,28 @@ use uuid::Uuid;
 
 use crate::domain::{Acquisition, AcquisitionStatus};
 
-/// The acquisition that produced the held code, if a code is held.
+/// What is known about a resident before a new request: the acquisition that produced the
+/// held code (if a code is held) and the pending request (if one is in flight). One round
+/// trip: this runs for every request.
+pub async fn standing(
+    tx: &impl GenericClient,
+    addressee_bidx: &[u8],
+) -> Result<(Option<Uuid>, Option<Uuid>), Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "SELECT (SELECT acquisition_id FROM code.links WHERE addressee_bidx = $1),
+                        (SELECT id FROM code.acquisitions
+                         WHERE addressee_bidx = $1 AND status = 'pending')",
+            )
+            .await?,
+            &[&addressee_bidx],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Whether a code is held for the resident, and since when.
 pub async fn held_code(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],

@@ -194,10 +194,12 @@ async fn receive_message(
     span.record("message_id", env.message_id.as_str());
 
     let mut client = state.pool.get().await.map_err(internal)?;
-    if !store::organisation_exists(&client, &env.sender)
-        .await
-        .map_err(internal)?
-    {
+    // Both look-ups in one pipelined round trip.
+    let (exists, keys) = futures_util::join!(
+        store::organisation_exists(&client, &env.sender),
+        store::organisation_keys(&client, &env.sender),
+    );
+    if !exists.map_err(internal)? {
         return Err(refused(
             403,
             "unknown-sender",
@@ -206,9 +208,7 @@ async fn receive_message(
             "機関の登録内容を確認してください。",
         ));
     }
-    let keys = store::organisation_keys(&client, &env.sender)
-        .await
-        .map_err(internal)?;
+    let keys = keys.map_err(internal)?;
     let mut verifiers = Verifiers::default();
     for key in keys.iter().filter(|k| k.kid == env.kid) {
         verifiers
@@ -276,11 +276,35 @@ async fn receive_message(
         }
     };
 
+    let reply = state
+        .sign(Envelope {
+            message_id: uuid::Uuid::now_v7().to_string(),
+            kind: answer.kind.to_owned(),
+            sender: NWS.to_owned(),
+            recipient: env.sender.clone(),
+            timestamp_ms: state.clock.now().timestamp_millis(),
+            correlation_id: env.correlation_id.clone(),
+            body: answer.body,
+            traceparent: env.traceparent.clone(),
+            kid: String::new(),
+            signature: Vec::new(),
+        })
+        .encode_to_vec();
     let tx = client.transaction().await.map_err(internal)?;
-    if !store::claim_message(&tx, &env.message_id, &env.sender, &env.kind)
-        .await
-        .map_err(internal)?
-    {
+    let record = async {
+        match &answer.code {
+            Some((code, person_id)) => store::record_code(&tx, &env.sender, code, person_id).await,
+            None => Ok(()),
+        }
+    };
+    // The replay claim, the code and the owed delivery go out in one pipelined round trip;
+    // a replay rolls all three back.
+    let (claimed, recorded, queued) = futures_util::join!(
+        store::claim_message(&tx, &env.message_id, &env.sender, &env.kind),
+        record,
+        store::insert_delivery(&tx, uuid::Uuid::now_v7(), &env.sender, &reply),
+    );
+    if !claimed.map_err(internal)? {
         return Err(refused(
             409,
             "replayed",
@@ -289,31 +313,8 @@ async fn receive_message(
             "再送の場合は対応不要です。新しい要求は新しいメッセージIDで送信してください。",
         ));
     }
-    if let Some((code, person_id)) = &answer.code {
-        store::record_code(&tx, &env.sender, code, person_id)
-            .await
-            .map_err(internal)?;
-    }
-    let reply = state.sign(Envelope {
-        message_id: uuid::Uuid::now_v7().to_string(),
-        kind: answer.kind.to_owned(),
-        sender: NWS.to_owned(),
-        recipient: env.sender.clone(),
-        timestamp_ms: state.clock.now().timestamp_millis(),
-        correlation_id: env.correlation_id.clone(),
-        body: answer.body,
-        traceparent: env.traceparent.clone(),
-        kid: String::new(),
-        signature: Vec::new(),
-    });
-    store::insert_delivery(
-        &tx,
-        uuid::Uuid::now_v7(),
-        &env.sender,
-        &reply.encode_to_vec(),
-    )
-    .await
-    .map_err(internal)?;
+    recorded.map_err(internal)?;
+    queued.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     state.wake.notify_one();
     tracing::info!("message accepted");

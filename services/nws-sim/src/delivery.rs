@@ -65,16 +65,24 @@ impl DeliveryWorker {
             store::lease_due_deliveries(&client, self.batch_size() as i64, LEASE_SECS).await?;
         drop(client);
         let n = due.len();
-        futures_util::stream::iter(due)
+        let delivered: Vec<uuid::Uuid> = futures_util::stream::iter(due)
             .map(|d| self.deliver_one(d))
             .buffer_unordered(self.concurrency.max(1))
-            .for_each(|()| async {})
+            .filter_map(|id| async move { id })
+            .collect()
             .await;
+        if !delivered.is_empty() {
+            // If this fails the leases run out and the messages are sent again; the
+            // receiver's replay check answers 409, which counts as delivered.
+            let client = self.pool.get().await?;
+            store::mark_delivered(&client, &delivered).await?;
+        }
         Ok(n)
     }
 
+    /// Sends one delivery; its id when it arrived (recorded with the rest of the pass).
     #[tracing::instrument(skip_all, fields(delivery_id = %d.id, attempt = d.attempts + 1))]
-    async fn deliver_one(&self, d: DueDelivery) {
+    async fn deliver_one(&self, d: DueDelivery) -> Option<uuid::Uuid> {
         let url = format!("{}/nws/v1/messages", d.endpoint_url.trim_end_matches('/'));
         let outcome = self
             .http
@@ -91,23 +99,21 @@ impl DeliveryWorker {
             Err(e) if e.is_connect() => Some("connection failed".to_owned()),
             Err(_) => Some("request failed".to_owned()),
         };
+        let Some(error) = error else {
+            return Some(d.id);
+        };
+        let retry_in = self
+            .retry_ms
+            .get(d.attempts as usize)
+            .map(|ms| i64::try_from(*ms).unwrap_or(i64::MAX));
+        if retry_in.is_none() {
+            tracing::warn!(%error, "delivery failed for good");
+        } else {
+            tracing::info!(%error, "delivery attempt failed; will retry");
+        }
         let result = async {
             let client = self.pool.get().await?;
-            match &error {
-                None => store::mark_delivered(&client, d.id).await?,
-                Some(error) => {
-                    let retry_in = self
-                        .retry_ms
-                        .get(d.attempts as usize)
-                        .map(|ms| i64::try_from(*ms).unwrap_or(i64::MAX));
-                    if retry_in.is_none() {
-                        tracing::warn!(%error, "delivery failed for good");
-                    } else {
-                        tracing::info!(%error, "delivery attempt failed; will retry");
-                    }
-                    store::mark_attempt_failed(&client, d.id, error, retry_in).await?;
-                }
-            }
+            store::mark_attempt_failed(&client, d.id, &error, retry_in).await?;
             anyhow::Ok(())
         }
         .await;
@@ -115,5 +121,6 @@ impl DeliveryWorker {
             // The lease runs out and the delivery is taken again: late, not lost.
             tracing::warn!(error = %format!("{error:#}"), "could not record a delivery outcome");
         }
+        None
     }
 }

@@ -23,21 +23,28 @@ pub struct Organisation {
 pub async fn upsert_organisation(tx: &Transaction<'_>, org: &Organisation) -> Result<bool, Error> {
     let row = tx
         .query_one(
-            &tx.prepare_cached("INSERT INTO organisations (org_code, name, endpoint_url) VALUES ($1, $2, $3)
+            &tx.prepare_cached(
+                "INSERT INTO organisations (org_code, name, endpoint_url) VALUES ($1, $2, $3)
              ON CONFLICT (org_code) DO UPDATE
                 SET name = EXCLUDED.name, endpoint_url = EXCLUDED.endpoint_url, updated_at = now()
-             RETURNING (xmax = 0) AS inserted").await?,
+             RETURNING (xmax = 0) AS inserted",
+            )
+            .await?,
             &[&org.org_code, &org.name, &org.endpoint_url],
         )
         .await?;
     tx.execute(
-        &tx.prepare_cached("DELETE FROM organisation_keys WHERE org_code = $1").await?,
+        &tx.prepare_cached("DELETE FROM organisation_keys WHERE org_code = $1")
+            .await?,
         &[&org.org_code],
     )
     .await?;
     for key in &org.keys {
         tx.execute(
-            &tx.prepare_cached("INSERT INTO organisation_keys (org_code, kid, public_key) VALUES ($1, $2, $3)").await?,
+            &tx.prepare_cached(
+                "INSERT INTO organisation_keys (org_code, kid, public_key) VALUES ($1, $2, $3)",
+            )
+            .await?,
             &[&org.org_code, &key.kid, &key.public_key],
         )
         .await?;
@@ -51,7 +58,11 @@ pub async fn organisation(
 ) -> Result<Option<Organisation>, Error> {
     let Some(row) = client
         .query_opt(
-            &client.prepare_cached("SELECT org_code, name, endpoint_url FROM organisations WHERE org_code = $1").await?,
+            &client
+                .prepare_cached(
+                    "SELECT org_code, name, endpoint_url FROM organisations WHERE org_code = $1",
+                )
+                .await?,
             &[&org_code],
         )
         .await?
@@ -73,7 +84,9 @@ pub async fn organisation_exists(
 ) -> Result<bool, Error> {
     Ok(client
         .query_opt(
-            &client.prepare_cached("SELECT 1 FROM organisations WHERE org_code = $1").await?,
+            &client
+                .prepare_cached("SELECT 1 FROM organisations WHERE org_code = $1")
+                .await?,
             &[&org_code],
         )
         .await?
@@ -108,8 +121,11 @@ pub async fn claim_message(
 ) -> Result<bool, Error> {
     let n = tx
         .execute(
-            &tx.prepare_cached("INSERT INTO received (message_id, sender, kind) VALUES ($1, $2, $3)
-             ON CONFLICT (message_id) DO NOTHING").await?,
+            &tx.prepare_cached(
+                "INSERT INTO received (message_id, sender, kind) VALUES ($1, $2, $3)
+             ON CONFLICT (message_id) DO NOTHING",
+            )
+            .await?,
             &[&message_id, &sender, &kind],
         )
         .await?;
@@ -124,8 +140,11 @@ pub async fn record_code(
     person_id: &[u8],
 ) -> Result<(), Error> {
     tx.execute(
-        &tx.prepare_cached("INSERT INTO codes (org_code, code, person_id) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING").await?,
+        &tx.prepare_cached(
+            "INSERT INTO codes (org_code, code, person_id) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        )
+        .await?,
         &[&org_code, &code, &person_id],
     )
     .await?;
@@ -140,7 +159,9 @@ pub async fn person_of_code(
 ) -> Result<Option<Vec<u8>>, Error> {
     Ok(client
         .query_opt(
-            &client.prepare_cached("SELECT person_id FROM codes WHERE org_code = $1 AND code = $2").await?,
+            &client
+                .prepare_cached("SELECT person_id FROM codes WHERE org_code = $1 AND code = $2")
+                .await?,
             &[&org_code, &code],
         )
         .await?
@@ -154,7 +175,8 @@ pub async fn insert_delivery(
     envelope: &[u8],
 ) -> Result<(), Error> {
     tx.execute(
-        &tx.prepare_cached("INSERT INTO deliveries (id, recipient, envelope) VALUES ($1, $2, $3)").await?,
+        &tx.prepare_cached("INSERT INTO deliveries (id, recipient, envelope) VALUES ($1, $2, $3)")
+            .await?,
         &[&id, &recipient, &envelope],
     )
     .await?;
@@ -179,7 +201,9 @@ pub async fn lease_due_deliveries(
 ) -> Result<Vec<DueDelivery>, Error> {
     let rows = client
         .query(
-            &client.prepare_cached("WITH due AS (
+            &client
+                .prepare_cached(
+                    "WITH due AS (
                 SELECT id FROM deliveries
                  WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
                  ORDER BY next_attempt_at
@@ -190,7 +214,9 @@ pub async fn lease_due_deliveries(
                 SET next_attempt_at = now() + make_interval(secs => $2)
                FROM due, organisations o
               WHERE d.id = due.id AND o.org_code = d.recipient
-             RETURNING d.id, d.envelope, o.endpoint_url, d.attempts").await?,
+             RETURNING d.id, d.envelope, o.endpoint_url, d.attempts",
+                )
+                .await?,
             &[&limit, &lease_secs],
         )
         .await?;
@@ -205,12 +231,17 @@ pub async fn lease_due_deliveries(
         .collect())
 }
 
-pub async fn mark_delivered(client: &impl GenericClient, id: Uuid) -> Result<(), Error> {
+/// Marks a pass's successful deliveries at once (one statement per pass, not per message).
+pub async fn mark_delivered(client: &impl GenericClient, ids: &[Uuid]) -> Result<(), Error> {
     client
         .execute(
-            &client.prepare_cached("UPDATE deliveries SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-              WHERE id = $1").await?,
-            &[&id],
+            &client
+                .prepare_cached(
+                    "UPDATE deliveries SET delivered_at = now(), attempts = attempts + 1,
+                     last_error = NULL WHERE id = ANY($1)",
+                )
+                .await?,
+            &[&ids],
         )
         .await?;
     Ok(())
@@ -227,10 +258,14 @@ pub async fn mark_attempt_failed(
         Some(ms) => {
             client
                 .execute(
-                    &client.prepare_cached("UPDATE deliveries
+                    &client
+                        .prepare_cached(
+                            "UPDATE deliveries
                         SET attempts = attempts + 1, last_error = $2,
                             next_attempt_at = now() + $3::float8 * interval '1 millisecond'
-                      WHERE id = $1").await?,
+                      WHERE id = $1",
+                        )
+                        .await?,
                     &[&id, &error, &(ms as f64)],
                 )
                 .await?
@@ -238,9 +273,13 @@ pub async fn mark_attempt_failed(
         None => {
             client
                 .execute(
-                    &client.prepare_cached("UPDATE deliveries
+                    &client
+                        .prepare_cached(
+                            "UPDATE deliveries
                         SET attempts = attempts + 1, last_error = $2, failed_at = now()
-                      WHERE id = $1").await?,
+                      WHERE id = $1",
+                        )
+                        .await?,
                     &[&id, &error],
                 )
                 .await?

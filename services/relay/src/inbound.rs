@@ -188,10 +188,12 @@ async fn receive(
 
     let mut client = state.pool.get().await.map_err(internal)?;
     let tx = client.transaction().await.map_err(internal)?;
-    let fresh = store::claim_message(&tx, &env.message_id, &env.sender, &env.kind, &recipient)
-        .await
-        .map_err(internal)?;
-    if !fresh {
+    // Claim and outbox row in one pipelined round trip; a replay rolls both back.
+    let (fresh, queued) = futures_util::join!(
+        store::claim_message(&tx, &env.message_id, &env.sender, &env.kind, &recipient),
+        chukan_mq::outbox::enqueue(&tx, SCHEMA, &message),
+    );
+    if !fresh.map_err(internal)? {
         return Err(refuse(
             409,
             "replayed",
@@ -200,9 +202,7 @@ async fn receive(
             "再送の場合は対応不要です。",
         ));
     }
-    chukan_mq::outbox::enqueue(&tx, SCHEMA, &message)
-        .await
-        .map_err(internal)?;
+    queued.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     state.outbox.wake();
     metrics::INBOUND_ACCEPTED.inc();

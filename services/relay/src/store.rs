@@ -13,9 +13,12 @@ pub async fn claim_message(
 ) -> Result<bool, tokio_postgres::Error> {
     let inserted = tx
         .execute(
-            &tx.prepare_cached("INSERT INTO relay.received (message_id, sender, kind, recipient)
+            &tx.prepare_cached(
+                "INSERT INTO relay.received (message_id, sender, kind, recipient)
              VALUES ($1, $2, $3, $4)
-             ON CONFLICT (message_id) DO NOTHING").await?,
+             ON CONFLICT (message_id) DO NOTHING",
+            )
+            .await?,
             &[&message_id, &sender, &kind, &recipient.as_str()],
         )
         .await?;

@@ -78,17 +78,16 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;
-    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
-        .await
-        .map_err(retry("inbox"))?
-    {
+    // The inbox claim and the row lock travel in one pipelined round trip.
+    let (claimed, pending) = futures_util::join!(
+        chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id),
+        store::lock_pending(&tx, acquisition_id),
+    );
+    if !claimed.map_err(retry("inbox"))? {
         RESULTS.with_label_values(&["duplicate"]).inc();
         return Ok(());
     }
-    let Some((bidx, addressee_enc)) = store::lock_pending(&tx, acquisition_id)
-        .await
-        .map_err(retry("lock"))?
-    else {
+    let Some((bidx, addressee_enc)) = pending.map_err(retry("lock"))? else {
         // Unknown or already answered: record the message as seen and move on.
         tx.commit().await.map_err(retry("commit"))?;
         RESULTS.with_label_values(&["no_pending_request"]).inc();
