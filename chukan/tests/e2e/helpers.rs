@@ -80,7 +80,10 @@ pub fn env_for(settings: &Settings, ports: (u16, u16, u16, u16)) -> Vec<(String,
         ("CHUKAN__AMQP__URL", settings.amqp.url.clone()),
         ("CHUKAN__AMQP__NAMESPACE", settings.amqp.namespace.clone()),
         // Long enough to restart nws-sim inside the retry window in the link-cut test.
-        ("CHUKAN__AMQP__RETRY_DELAYS_MS", "300,600,1200,2400,4800".into()),
+        (
+            "CHUKAN__AMQP__RETRY_DELAYS_MS",
+            "300,600,1200,2400,4800".into(),
+        ),
         ("CHUKAN__AMQP__OUTBOX_POLL_MS", "100".into()),
         ("CHUKAN__SERVER__PORT", api.to_string()),
         ("CHUKAN__SERVER__WORKERS", "2".into()),

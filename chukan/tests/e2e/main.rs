@@ -271,5 +271,8 @@ async fn a_request_sent_while_the_nws_is_down_arrives_once_it_is_back() {
     let (dead, _) = stack.metric_total("chukan_mq_dead_lettered_total").await;
     assert_eq!(dead, 0.0, "nothing may be dead-lettered");
     let (retried, samples) = stack.metric_total("chukan_relay_send_total").await;
-    assert!(samples >= 2 && retried >= 2.0, "a retry and a send were counted");
+    assert!(
+        samples >= 2 && retried >= 2.0,
+        "a retry and a send were counted"
+    );
 }
