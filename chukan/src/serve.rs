@@ -41,9 +41,11 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
 
     let mut workers: Vec<Worker> = Vec::new();
     let mut routes = Vec::new();
+    let mut docs = Vec::new();
     for p in parts {
         tracing::info!(service = p.name, "service started");
         routes.extend(p.routes);
+        docs.extend(p.openapi);
         workers.extend(p.workers);
     }
 
@@ -51,7 +53,7 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
     let listener = TcpListener::bind((s.server.host.as_str(), s.server.port))
         .with_context(|| format!("bind API on {}:{}", s.server.host, s.server.port))?;
     let api_addr = listener.local_addr()?;
-    let server = chukan_runtime::http_server(&ctx, routes, listener, target.label())?;
+    let server = chukan_runtime::http_server(&ctx, routes, docs, listener, target.label())?;
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
 

@@ -58,6 +58,6 @@ ensure_rabbitmq() {
 }
 
 ensure_vhost() { # name
-  rabbitmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
-  rabbitmqctl -q set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
+  timeout 60 rabbitmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
+  timeout 60 rabbitmqctl -q set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
 }

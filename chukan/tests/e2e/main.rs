@@ -41,7 +41,7 @@ async fn submit(stack: &Stack, token: &str) -> String {
 async fn wait_answered(stack: &Stack, token: &str, id: &str) -> Value {
     let url = format!("{}/v1/codes/acquisitions/{id}", stack.api);
     let until = std::time::Instant::now() + Duration::from_secs(30);
-    let last = loop {
+    loop {
         let v: Value = stack
             .http
             .get(&url)
@@ -53,15 +53,14 @@ async fn wait_answered(stack: &Stack, token: &str, id: &str) -> Value {
             .await
             .unwrap();
         if v["status"] != "pending" {
-            break v;
+            return v;
         }
         assert!(
             std::time::Instant::now() < until,
             "acquisition still pending: {v}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    last
+    }
 }
 
 /// The code stored for ADDRESSEE in `org`, decrypted with the platform's keys (the test
@@ -275,4 +274,107 @@ async fn a_request_sent_while_the_nws_is_down_arrives_once_it_is_back() {
         samples >= 2 && retried >= 2.0,
         "a retry and a send were counted"
     );
+}
+
+/// Tells the running nws-sim to refuse its next `count` messages with `status`.
+async fn inject_fault(stack: &Stack, status: u16, count: u32) {
+    let res = stack
+        .http
+        .post(format!("{}/v1/faults", stack.nws))
+        .json(&json!({ "status": status, "count": count }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_nws_is_retried_with_the_same_message_until_it_accepts() {
+    let stack = Stack::start().await;
+    let token = stack.tenant(ORG_A, "デモ市A").await;
+    inject_fault(&stack, 503, 2).await;
+
+    let id = submit(&stack, &token).await;
+    let done = wait_answered(&stack, &token, &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        stack
+            .metric("chukan_relay_send_total{outcome=\"retry\"}")
+            .await,
+        2.0
+    );
+    // Every attempt carried the same message id, and that id is the one finally accepted,
+    // so the NWS's replay check would have turned a duplicate into a no-op.
+    let faults: Value = stack
+        .http
+        .get(format!("{}/v1/faults", stack.nws))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refused = faults["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2);
+    assert_eq!(refused[0], refused[1]);
+    let (nws_db, conn) =
+        tokio_postgres::connect(&stack.settings.nws_sim.database_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let accepted: String = nws_db
+        .query_one(
+            "SELECT message_id FROM received WHERE kind = 'code.acquire'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refused[0], accepted.as_str());
+    assert_eq!(
+        stack
+            .metric("chukan_relay_send_total{outcome=\"sent\"}")
+            .await,
+        1.0
+    );
+    let (dead, _) = stack.metric_total("chukan_mq_dead_lettered_total").await;
+    assert_eq!(dead, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_by_the_nws_is_dead_lettered_counted_and_not_retried() {
+    let stack = Stack::start().await;
+    let token = stack.tenant(ORG_A, "デモ市A").await;
+    inject_fault(&stack, 401, 1).await;
+
+    let id = submit(&stack, &token).await;
+    chukan_testkit::wait_until(Duration::from_secs(20), "dead-lettered", || async {
+        stack.metric_total("chukan_mq_dead_lettered_total").await.0 >= 1.0
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        stack
+            .metric("chukan_relay_send_total{outcome=\"rejected\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        stack
+            .metric("chukan_relay_send_total{outcome=\"retry\"}")
+            .await,
+        0.0
+    );
+    // Kept for an operator, not lost: the request stays pending and visible.
+    let pending: Value = stack
+        .http
+        .get(format!("{}/v1/codes/acquisitions/{id}", stack.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["status"], "pending");
 }

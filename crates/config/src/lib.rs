@@ -81,6 +81,10 @@ pub struct AmqpSettings {
     pub retry_delays_ms: Vec<u64>,
     /// Outbox polling interval when not woken, in milliseconds.
     pub outbox_poll_ms: u64,
+    /// "quorum" or "classic" for work and dead-letter queues.
+    pub queue_type: String,
+    /// Idle queue expiry in milliseconds; 0 = never.
+    pub queue_expires_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +238,12 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 key: "amqp.retry_delays_ms",
                 reason: "at least one delay is needed".into(),
+            });
+        }
+        if !matches!(self.amqp.queue_type.as_str(), "quorum" | "classic") {
+            return Err(SettingsError::Invalid {
+                key: "amqp.queue_type",
+                reason: format!("expected quorum or classic, got {:?}", self.amqp.queue_type),
             });
         }
         if self.amqp.prefetch == 0 {

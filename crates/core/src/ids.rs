@@ -2,10 +2,16 @@
 //!
 //! Each type can only be built by `parse`, so a value that exists is a valid one. Serde goes
 //! through `parse` too, so a bad value in a JSON body is refused by the extractor.
+//! Their OpenAPI schema is a string with the same rule as a `pattern`, so clients can check
+//! a value before sending it.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde::{Deserialize, Serialize};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, schema::Type},
+};
 
 /// Why a value is not a valid identifier; the Japanese text is shown to API callers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,9 +38,14 @@ fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Declares a string identifier with a validating `parse`, serde through `parse`, Display.
+/// Declares a string identifier with a validating `parse`, serde through `parse`, Display,
+/// and an OpenAPI schema whose `pattern` states the same rule as `parse`.
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $name_ja:literal, $expected_ja:literal, |$s:ident| $check:expr) => {
+    (
+        $(#[$doc:meta])* $name:ident, $field:literal, $name_ja:literal, $expected_ja:literal,
+        pattern = $pattern:literal, example = $example:literal,
+        |$s:ident| $check:expr
+    ) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
@@ -84,6 +95,23 @@ macro_rules! identifier {
                 Self::parse(s)
             }
         }
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some($pattern))
+                    .description(Some(concat!($name_ja, "（", $expected_ja, "）")))
+                    .examples([$example])
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 
@@ -107,36 +135,42 @@ fn prefixed(s: &str, prefix: &str) -> Result<(), &'static str> {
 identifier!(
     /// 機関コード (organisation code): 16 digits. Also the tenant id.
     OrgCode, "org_code", "機関コード", "16桁の数字",
+    pattern = "^[0-9]{16}$", example = "1310010000000001",
     |s| exact_digits(s, 16)
 );
 
 identifier!(
     /// 特定個人情報名コード (specific-personal-information code): `TM` + 14 digits.
     InfoCode, "info_code", "特定個人情報名コード", "「TM」と14桁の数字",
+    pattern = "^TM[0-9]{14}$", example = "TM00000000000002",
     |s| prefixed(s, "TM")
 );
 
 identifier!(
     /// 事務手続コード (procedure code): `JT` + 14 digits.
     ProcedureCode, "procedure_code", "事務手続コード", "「JT」と14桁の数字",
+    pattern = "^JT[0-9]{14}$", example = "JT00000000000001",
     |s| prefixed(s, "JT")
 );
 
 identifier!(
     /// 事務コード (affair code): `JM` + 14 digits.
     AffairCode, "affair_code", "事務コード", "「JM」と14桁の数字",
+    pattern = "^JM[0-9]{14}$", example = "JM00000000000001",
     |s| prefixed(s, "JM")
 );
 
 identifier!(
     /// 団体内統合宛名番号 (integrated addressee number): 1 to 15 digits, unique in one organisation.
     AddresseeNo, "integrated_addressee_number", "団体内統合宛名番号", "15桁以内の数字",
+    pattern = "^[0-9]{1,15}$", example = "000000000012345",
     |s| if s.len() > 15 { Err("too long") } else if all_digits(s) { Ok(()) } else { Err("not all digits") }
 );
 
 identifier!(
     /// 住民票コード (resident-record code): 11 digits. Used only to obtain a code, never kept.
     ResidentRecordCode, "resident_record_code", "住民票コード", "11桁の数字",
+    pattern = "^[0-9]{11}$", example = "12345678901",
     |s| exact_digits(s, 11)
 );
 
@@ -235,6 +269,42 @@ mod tests {
         assert_eq!(ok.as_str(), "0123456789012345");
         assert!(serde_json::from_str::<OrgCode>("\"123\"").is_err());
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"0123456789012345\"");
+    }
+
+    /// The schema's `pattern` must accept exactly what `parse` accepts, so a client that
+    /// validates against the document is never refused by the server (or vice versa).
+    #[test]
+    fn schema_pattern_states_the_parse_rule() {
+        fn check<T: ToSchema>(pattern: &str, name_ja: &str, parses: fn(&str) -> bool) {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            assert_eq!(schema["type"], "string", "{schema}");
+            assert_eq!(schema["pattern"], pattern);
+            assert!(
+                schema["description"].as_str().unwrap().starts_with(name_ja),
+                "{schema}"
+            );
+            // The documented example is a value the server accepts.
+            assert!(parses(schema["examples"][0].as_str().unwrap()), "{schema}");
+        }
+        check::<OrgCode>("^[0-9]{16}$", "機関コード", |v| {
+            OrgCode::parse(v).is_ok()
+        });
+        check::<InfoCode>("^TM[0-9]{14}$", "特定個人情報名コード", |v| {
+            InfoCode::parse(v).is_ok()
+        });
+        check::<ProcedureCode>("^JT[0-9]{14}$", "事務手続コード", |v| {
+            ProcedureCode::parse(v).is_ok()
+        });
+        check::<AffairCode>("^JM[0-9]{14}$", "事務コード", |v| {
+            AffairCode::parse(v).is_ok()
+        });
+        check::<AddresseeNo>("^[0-9]{1,15}$", "団体内統合宛名番号", |v| {
+            AddresseeNo::parse(v).is_ok()
+        });
+        check::<ResidentRecordCode>("^[0-9]{11}$", "住民票コード", |v| {
+            ResidentRecordCode::parse(v).is_ok()
+        });
+        assert_eq!(<AddresseeNo as ToSchema>::name(), "AddresseeNo");
     }
 
     #[test]

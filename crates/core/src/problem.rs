@@ -16,11 +16,27 @@ use serde::Serialize;
 /// Base of the `type` URI; `type` is `{base}{code}`.
 pub const TYPE_BASE: &str = "https://chukan.dev/problems/";
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Media type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// エラー応答 (error response): RFC 9457 problem details with a stable `code`, a Japanese
+/// `detail` and the `action` to take next.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://chukan.dev/problems/forbidden",
+    "title": "Forbidden",
+    "status": 403,
+    "code": "forbidden",
+    "detail": "この操作を行う権限がありません。",
+    "action": "必要な権限をシステム管理者に依頼してください。"
+}))]
 pub struct Problem {
+    /// `https://chukan.dev/problems/{code}`.
     #[serde(rename = "type")]
     pub type_uri: String,
+    /// Short English summary, the same for every occurrence of a `code`.
     pub title: String,
+    /// The HTTP status code.
     pub status: u16,
     /// Stable, machine-readable; clients switch on this, never on the text.
     pub code: Cow<'static, str>,
@@ -140,7 +156,7 @@ impl ResponseError for Problem {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }

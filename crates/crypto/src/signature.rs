@@ -16,6 +16,29 @@ pub enum SignatureError {
     BadSignature,
 }
 
+/// How a receiver answers a message whose signature it does not accept (relay and the NWS
+/// simulator answer alike, so a sender sees one vocabulary).
+impl From<SignatureError> for chukan_core::Problem {
+    fn from(err: SignatureError) -> Self {
+        match err {
+            SignatureError::UnknownKey(_) => chukan_core::Problem::new(
+                401,
+                "unknown-key",
+                "Unknown key",
+                "署名鍵IDが登録されていません。",
+                "登録済みの鍵で署名して再度送信してください。",
+            ),
+            SignatureError::BadSignature => chukan_core::Problem::new(
+                401,
+                "bad-signature",
+                "Bad signature",
+                "署名を検証できません。",
+                "署名対象と鍵を確認して再度送信してください。",
+            ),
+        }
+    }
+}
+
 /// An Ed25519 signing key with the key id peers know it by.
 pub struct Signer {
     kid: String,

@@ -186,7 +186,7 @@ impl Bus {
             .queue_declare(
                 main.as_str().into(),
                 durable,
-                main_queue_arguments(ns, &spec.name),
+                main_queue_arguments(&self.inner.settings, ns, &spec.name),
             )
             .await
             .with_context(|| format!("declaring queue {main}"))?;
@@ -205,7 +205,11 @@ impl Bus {
 
         let dead = spec.dead_queue_name(ns);
         channel
-            .queue_declare(dead.as_str().into(), durable, quorum_arguments())
+            .queue_declare(
+                dead.as_str().into(),
+                durable,
+                base_arguments(&self.inner.settings),
+            )
             .await
             .with_context(|| format!("declaring queue {dead}"))?;
         channel
@@ -225,7 +229,7 @@ impl Bus {
                 .queue_declare(
                     retry.as_str().into(),
                     durable,
-                    retry_queue_arguments(&main, *delay),
+                    retry_queue_arguments(&self.inner.settings, &main, *delay),
                 )
                 .await
                 .with_context(|| format!("declaring queue {retry}"))?;
@@ -280,14 +284,25 @@ async fn open_connection(url: &str) -> lapin::Result<Connection> {
     Connection::connect(url, properties).await
 }
 
-fn quorum_arguments() -> FieldTable {
+/// Queue type (quorum in production) and, for tests' throw-away namespaces, idle expiry.
+fn base_arguments(settings: &AmqpSettings) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert("x-queue-type".into(), long_string(&settings.queue_type));
+    add_expiry(&mut args, settings);
     args
 }
 
-fn main_queue_arguments(ns: &str, name: &str) -> FieldTable {
-    let mut args = quorum_arguments();
+fn add_expiry(args: &mut FieldTable, settings: &AmqpSettings) {
+    if settings.queue_expires_ms > 0 {
+        args.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(i64::try_from(settings.queue_expires_ms).unwrap_or(i64::MAX)),
+        );
+    }
+}
+
+fn main_queue_arguments(settings: &AmqpSettings, ns: &str, name: &str) -> FieldTable {
+    let mut args = base_arguments(settings);
     // Rejected messages and the last failed retry go to `{ns}{name}.dead` through the DLX.
     args.insert(
         "x-dead-letter-exchange".into(),
@@ -297,8 +312,9 @@ fn main_queue_arguments(ns: &str, name: &str) -> FieldTable {
     args
 }
 
-fn retry_queue_arguments(main_queue: &str, delay_ms: u64) -> FieldTable {
+fn retry_queue_arguments(settings: &AmqpSettings, main_queue: &str, delay_ms: u64) -> FieldTable {
     let mut args = FieldTable::default();
+    add_expiry(&mut args, settings);
     // Classic queue: every message in it has the same TTL, so expiry order is arrival order.
     args.insert(
         "x-message-ttl".into(),
@@ -605,9 +621,16 @@ mod tests {
         assert_eq!(spec.retry_queue_name("", 0), "code.nws-in.retry.0");
     }
 
+    fn test_amqp_settings() -> AmqpSettings {
+        chukan_config::Settings::load_with(None, Vec::new())
+            .unwrap()
+            .amqp
+    }
+
     #[test]
     fn queue_arguments_point_where_the_contract_says() {
-        let main = main_queue_arguments("t1.", "code.nws-in");
+        let mut settings = test_amqp_settings();
+        let main = main_queue_arguments(&settings, "t1.", "code.nws-in");
         let get = |t: &FieldTable, k: &str| t.inner().get(k).and_then(value_text);
         assert_eq!(get(&main, "x-queue-type").as_deref(), Some("quorum"));
         assert_eq!(
@@ -618,7 +641,19 @@ mod tests {
             get(&main, "x-dead-letter-routing-key").as_deref(),
             Some("code.nws-in")
         );
-        let retry = retry_queue_arguments("t1.code.nws-in", 1500);
+        assert!(
+            main.inner().get("x-expires").is_none(),
+            "production queues never expire"
+        );
+        settings.queue_type = "classic".into();
+        settings.queue_expires_ms = 60_000;
+        let throwaway = main_queue_arguments(&settings, "t1.", "code.nws-in");
+        assert_eq!(get(&throwaway, "x-queue-type").as_deref(), Some("classic"));
+        assert_eq!(
+            throwaway.inner().get("x-expires"),
+            Some(&AMQPValue::LongLongInt(60_000))
+        );
+        let retry = retry_queue_arguments(&settings, "t1.code.nws-in", 1500);
         assert_eq!(get(&retry, "x-dead-letter-exchange").as_deref(), Some(""));
         assert_eq!(
             get(&retry, "x-dead-letter-routing-key").as_deref(),

@@ -44,6 +44,11 @@ impl TestEnv {
         let mut amqp = defaults.amqp;
         amqp.namespace = format!("t{}.", Uuid::new_v4().simple());
         amqp.retry_delays_ms = vec![50, 50];
+        // The per-run test vhost when scripts/test provides one. Queues stay quorum here:
+        // these tests exercise the production topology (and delete what they declare).
+        if let Ok(url) = std::env::var("CHUKAN_TEST_AMQP") {
+            amqp.url = url;
+        }
         let mut database: DatabaseSettings = defaults.database;
         let dbname = format!("t_{}", Uuid::new_v4().simple());
         database.url = format!("postgres://postgres@127.0.0.1:5432/{dbname}");

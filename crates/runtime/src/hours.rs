@@ -21,9 +21,10 @@ pub struct HoursGate {
     pub enforce: bool,
 }
 
-/// Paths that stay open at any hour: key distribution must work for every party.
+/// Paths that stay open at any hour: key distribution must work for every party, and the
+/// API description costs nothing and is what a caller reads to prepare for opening time.
 fn always_open(path: &str) -> bool {
-    path == "/v1/auth/jwks" || path.starts_with("/.well-known/")
+    path == "/v1/auth/jwks" || path.starts_with("/.well-known/") || path == crate::OPENAPI_PATH
 }
 
 pub async fn gate(

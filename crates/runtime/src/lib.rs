@@ -5,16 +5,25 @@
 //! `start(&ctx)`, mounts every service's routes with [`http_server`] and runs the workers;
 //! on SIGTERM it stops them stage by stage (see [`StopStage`]). Tests use the same path
 //! through `chukan-testkit`, so what is tested is what runs.
+//!
+//! Each service also hands back its part of the OpenAPI document; [`http_server`] merges
+//! them into one and serves it at `GET /openapi.json` (public, at any hour).
 
 mod hours;
 
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{App, HttpServer, dev::Server, middleware, web, web::ServiceConfig};
+use actix_web::{
+    App, HttpResponse, HttpServer, dev::Server, http::header, middleware, web, web::ServiceConfig,
+};
 use anyhow::Context as _;
 use chukan_config::Settings;
 use chukan_core::{Clock, ServiceCalendar, problem};
 use secrecy::ExposeSecret;
+use utoipa::openapi::{
+    ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder,
+    security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
 
 pub use chukan_core::worker::{StopStage, Worker};
 pub use hours::HoursGate;
@@ -40,6 +49,59 @@ pub struct Parts {
     pub name: &'static str,
     pub routes: Option<Routes>,
     pub workers: Vec<Worker>,
+    /// The routes' part of the OpenAPI document; merged with the others at `/openapi.json`.
+    pub openapi: Option<OpenApi>,
+}
+
+/// Path of the merged OpenAPI document on the public API server.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Name of the security scheme protected operations refer to (`security(("bearer" = []))`).
+pub const BEARER_SCHEME: &str = "bearer";
+
+/// One OpenAPI document from the services' parts: title "chukan API", this build's version,
+/// and the bearer-JWT scheme their protected operations name.
+pub fn openapi_document(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
+    let info = InfoBuilder::new()
+        .title("chukan API")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "中間サーバー (municipal intermediate server) の REST API。エラーは \
+             application/problem+json（日本語の detail と次の操作 action）で返します。",
+        ))
+        .build();
+    let components = ComponentsBuilder::new()
+        .security_scheme(
+            BEARER_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "POST /v1/auth/token で取得したアクセストークン (EdDSA-signed JWT)",
+                    ))
+                    .build(),
+            ),
+        )
+        .build();
+    let mut doc = OpenApiBuilder::new()
+        .info(info)
+        .components(Some(components))
+        .build();
+    for part in parts {
+        doc.merge(part);
+    }
+    doc
+}
+
+/// The merged document, serialised once at start.
+struct OpenApiJson(web::Bytes);
+
+async fn serve_openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(doc.0.clone())
 }
 
 /// Connects everything a service needs; fails fast with the setting that is wrong.
@@ -67,14 +129,19 @@ pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow:
 }
 
 /// The public API server: every service's routes behind one listener, with RED metrics,
-/// problem+json for bad JSON, paths and queries, the token verifier for `Caller`, and the
-/// service-hour gate.
+/// problem+json for bad JSON, paths and queries, the token verifier for `Caller`, the
+/// service-hour gate, and the services' OpenAPI documents merged at [`OPENAPI_PATH`].
 pub fn http_server(
     ctx: &Context,
     routes: Vec<Routes>,
+    openapi: Vec<OpenApi>,
     listener: TcpListener,
     metrics_label: &'static str,
 ) -> std::io::Result<Server> {
+    let openapi = openapi_document(openapi)
+        .to_json()
+        .map_err(std::io::Error::other)?;
+    let openapi = web::Data::new(OpenApiJson(web::Bytes::from(openapi)));
     let tokens = web::Data::from(ctx.tokens.clone());
     let json_limit = ctx.settings.server.json_limit_bytes;
     let hours = web::Data::new(HoursGate {
@@ -94,7 +161,9 @@ pub fn http_server(
             .app_data(problem::json_config(json_limit))
             .app_data(problem::path_config())
             .app_data(problem::query_config())
-            .app_data(tokens.clone());
+            .app_data(tokens.clone())
+            .app_data(openapi.clone())
+            .route(OPENAPI_PATH, web::get().to(serve_openapi));
         for r in &routes {
             let r = r.clone();
             app = app.configure(move |cfg| r(cfg));
@@ -107,4 +176,37 @@ pub fn http_server(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::{
+        HttpMethod, PathItem, PathsBuilder, ResponseBuilder, path::OperationBuilder,
+    };
+
+    use super::*;
+
+    fn part(path: &str) -> OpenApi {
+        let op = OperationBuilder::new()
+            .response("200", ResponseBuilder::new().description("ok").build())
+            .build();
+        OpenApiBuilder::new()
+            .paths(
+                PathsBuilder::new()
+                    .path(path, PathItem::new(HttpMethod::Get, op))
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn the_document_joins_every_part_under_one_title_with_the_bearer_scheme() {
+        let doc = openapi_document([part("/v1/a"), part("/v1/b")]);
+        assert_eq!(doc.info.title, "chukan API");
+        assert_eq!(doc.info.version, env!("CARGO_PKG_VERSION"));
+        assert!(doc.paths.paths.contains_key("/v1/a"));
+        assert!(doc.paths.paths.contains_key("/v1/b"));
+        let components = doc.components.as_ref().map(|c| &c.security_schemes);
+        assert!(components.is_some_and(|s| s.contains_key(BEARER_SCHEME)));
+    }
 }

@@ -39,6 +39,9 @@ pub fn test_settings() -> Settings {
         ("CHUKAN__AMQP__NAMESPACE", format!("t{id}.")),
         ("CHUKAN__AMQP__RETRY_DELAYS_MS", "100,200,400".into()),
         ("CHUKAN__AMQP__OUTBOX_POLL_MS", "100".into()),
+        // Throw-away namespaces: cheap classic queues that delete themselves when idle.
+        ("CHUKAN__AMQP__QUEUE_TYPE", "classic".into()),
+        ("CHUKAN__AMQP__QUEUE_EXPIRES_MS", "300000".into()),
         ("CHUKAN__SERVER__PORT", "0".into()),
         ("CHUKAN__SERVER__WORKERS", "1".into()),
         ("CHUKAN__METRICS__PORT", "0".into()),
@@ -83,17 +86,20 @@ impl TestEnv {
         Ok(Self { settings, ctx })
     }
 
-    /// Serves the parts' routes on the real HTTP server (port 0) and keeps their workers.
+    /// Serves the parts' routes and their OpenAPI document on the real HTTP server (port 0)
+    /// and keeps their workers.
     pub async fn spawn_api(&self, parts: Vec<Parts>) -> anyhow::Result<TestApi> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let mut routes = Vec::new();
+        let mut docs = Vec::new();
         let mut workers = Vec::new();
         for p in parts {
             routes.extend(p.routes);
+            docs.extend(p.openapi);
             workers.extend(p.workers);
         }
-        let server = chukan_runtime::http_server(&self.ctx, routes, listener, "test")?;
+        let server = chukan_runtime::http_server(&self.ctx, routes, docs, listener, "test")?;
         let handle = server.handle();
         tokio::spawn(server);
         Ok(TestApi {

@@ -19,6 +19,7 @@ fn hello_parts() -> Parts {
             );
         })),
         workers: vec![],
+        openapi: None,
     }
 }
 
@@ -53,6 +54,9 @@ async fn outside_hours_the_api_answers_503_with_the_next_opening() {
     // Keys stay reachable at any hour.
     let jwks = api.http.get(api.url("/v1/auth/jwks")).send().await.unwrap();
     assert_ne!(jwks.status(), 503);
+    // So does the API description.
+    let doc = api.http.get(api.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(doc.status(), 200);
 
     // Sunday 08:00 JST: open.
     clock.set(Utc.with_ymd_and_hms(2026, 11, 28, 23, 0, 0).unwrap());

@@ -15,18 +15,59 @@ use chukan_auth::{Caller, Role};
 use chukan_core::{Problem, ids::OrgCode};
 use chukan_db::Transaction;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     AdminState,
-    domain::{self, SystemClient},
+    domain::{self, SystemClient, Tenant, User},
     passwords, store,
 };
+
+/// Admin's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        token,
+        jwks,
+        well_known_jwks,
+        tenant_self,
+        create_user,
+        list_users,
+        get_user,
+        unlock_user,
+        set_valid_to,
+        create_client,
+        list_clients
+    ),
+    components(schemas(
+        TokenRequest,
+        TokenResponse,
+        Jwks,
+        Jwk,
+        Tenant,
+        User,
+        CreateUserRequest,
+        ValidToRequest,
+        SystemClient,
+        CreateClientRequest,
+        CreatedClient,
+        OrgCode,
+        Problem
+    )),
+    tags(
+        (name = "auth", description = "ログイン (login) とトークン検証用の公開鍵 (JWKS)"),
+        (name = "tenants", description = "団体 (情報保有機関, tenants)"),
+        (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間"),
+        (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行")
+    )
+)]
+pub struct ApiDoc;
 
 /// Mounts admin's routes and state on the shared server.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
     cfg.app_data(state)
-        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/.well-known/jwks.json", web::get().to(well_known_jwks))
         .service(
             web::scope("/v1/auth")
                 .route("/token", web::post().to(token))
@@ -229,20 +270,41 @@ type ApiResult = Result<HttpResponse, AdminError>;
 
 /// `POST /v1/auth/token`. Fields are optional here so a missing one gets a clear 400
 /// naming it; no `Debug`, so the password can never be logged by accident.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({
+    "grant_type": "password",
+    "tenant": "1310010000000001",
+    "username": "tanaka01",
+    "password": "correct horse battery staple"
+}))]
 pub struct TokenRequest {
+    /// `password` (職員のログイン) or `client_credentials` (業務システム).
+    #[schema(example = "password")]
     grant_type: String,
+    /// 機関コード of the user's tenant (`password`).
+    #[schema(value_type = Option<OrgCode>)]
     tenant: Option<String>,
+    /// ユーザーID (`password`).
     username: Option<String>,
+    /// パスワード (`password`).
+    #[schema(format = Password)]
     password: Option<String>,
+    /// クライアントID (`client_credentials`).
     client_id: Option<String>,
+    /// クライアントシークレット (`client_credentials`).
+    #[schema(format = Password)]
     client_secret: Option<String>,
 }
 
-#[derive(Serialize)]
+/// アクセストークン (RFC 6749 §5.1).
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
+    /// EdDSA-signed JWT; send as `Authorization: Bearer …`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the token expires.
     expires_in: u64,
 }
 
@@ -250,6 +312,26 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, AdminE
     value.ok_or(AdminError::MissingField(field))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/token",
+    tag = "auth",
+    operation_id = "issueToken",
+    summary = "ログイン (issue an access token)",
+    description = "職員は機関コード・ユーザーID・パスワード (`grant_type=password`)、業務システムはクライアントID・シークレット (`grant_type=client_credentials`) でアクセストークン (JWT) を取得します。\
+連続して失敗するとアカウントはロックされます。失敗の理由 (団体・利用者・パスワードのどれが誤りか) は応答から分かりません。",
+    request_body(content = TokenRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "アクセストークン (access token); `Cache-Control: no-store`", body = TokenResponse),
+        (status = 400, description = "grant_type 又は必須項目の誤り (unsupported-grant-type, missing-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証に失敗しました (invalid-credentials, invalid-client, account-not-valid)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "アカウントがロックされています (account-locked)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(grant_type = %body.grant_type))]
 async fn token(state: web::Data<AdminState>, body: web::Json<TokenRequest>) -> ApiResult {
     let body = body.into_inner();
@@ -383,11 +465,68 @@ async fn client_credentials_grant(
     Ok(issued)
 }
 
-/// `GET /v1/auth/jwks` and `GET /.well-known/jwks.json`: admin's public signing keys.
+/// JSON Web Key Set: the shape of [`chukan_auth::TokenIssuer::jwks`], for the document.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents a `serde_json::Value` built by the issuer
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+/// One Ed25519 public key (RFC 8037).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents a `serde_json::Value` built by the issuer
+struct Jwk {
+    /// `OKP`.
+    #[schema(example = "OKP")]
+    kty: String,
+    /// `Ed25519`.
+    #[schema(example = "Ed25519")]
+    crv: String,
+    /// The public key, base64url without padding.
+    x: String,
+    /// Key id; a token's `kid` header names the key that signed it.
+    kid: String,
+    /// `EdDSA`.
+    #[schema(example = "EdDSA")]
+    alg: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    use_: String,
+}
+
+/// `GET /v1/auth/jwks`: admin's public signing keys.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/jwks",
+    tag = "auth",
+    operation_id = "getJwks",
+    summary = "署名検証用公開鍵 (JWKS)",
+    description = "トークン検証用の公開鍵 (JWKS, RFC 7517/8037)。各サービスはこの鍵で JWT の署名を検証します。サービス時間外でも応答します。",
+    responses(
+        (status = 200, description = "公開鍵の一覧 (JSON Web Key Set)", body = Jwks),
+    ),
+)]
 async fn jwks(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(state.issuer.jwks())
+}
+
+/// `GET /.well-known/jwks.json`: the same keys at the well-known URL.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    operation_id = "getWellKnownJwks",
+    summary = "署名検証用公開鍵 (JWKS, well-known URL)",
+    description = "トークン検証用の公開鍵 (JWKS, RFC 7517/8037)。各サービスはこの鍵で JWT の署名を検証します。サービス時間外でも応答します。",
+    responses(
+        (status = 200, description = "公開鍵の一覧 (JSON Web Key Set)", body = Jwks),
+    ),
+)]
+async fn well_known_jwks(state: web::Data<AdminState>) -> HttpResponse {
+    jwks(state).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -395,6 +534,22 @@ async fn jwks(state: web::Data<AdminState>) -> HttpResponse {
 // ---------------------------------------------------------------------------------------
 
 /// `GET /v1/tenants/self`: the caller's own tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/self",
+    tag = "tenants",
+    operation_id = "getOwnTenant",
+    summary = "自団体の情報 (the caller's own tenant)",
+    description = "呼出し元のトークンの団体 (情報保有機関) の登録内容を返します。どの権限でも参照できます。",
+    responses(
+        (status = 200, description = "団体 (tenant)", body = Tenant),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "団体が登録されていません (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn tenant_self(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
     let tenant = caller.tenant().to_string();
@@ -428,17 +583,28 @@ pub fn user_roles(roles: &[Role]) -> Result<Vec<String>, AdminError> {
     Ok(names)
 }
 
-/// `POST /v1/users`. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+/// `POST /v1/users`: 利用者の登録. No `Debug`: it holds a password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// ユーザーID: 1–64 characters, no spaces or control characters.
+    #[schema(min_length = 1, max_length = 64, example = "tanaka01")]
     login_id: String,
+    /// 氏名 (display name): 1–100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "田中 一郎")]
     display_name: String,
+    /// パスワード: at least 12 characters (a long sentence is best).
+    #[schema(format = Password, min_length = 12)]
     password: String,
-    /// Role names; parsed here so an unknown one gets a clear `invalid-roles`.
+    /// Role names (`system_admin`, `business_staff`); parsed here so an unknown one gets a
+    /// clear `invalid-roles`.
+    #[schema(example = json!(["business_staff"]))]
     roles: Vec<String>,
+    /// 所属 (department): 1–100 characters.
     department: Option<String>,
+    /// 有効期間の開始日; today (Japan) if omitted, never in the past.
     valid_from: Option<NaiveDate>,
+    /// 有効期間の終了日 (inclusive); open-ended if omitted.
     valid_to: Option<NaiveDate>,
 }
 
@@ -454,6 +620,28 @@ fn check_department(department: Option<&str>) -> Result<(), AdminError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    operation_id = "createUser",
+    summary = "利用者の登録 (create a staff user)",
+    description = "自団体の職員を登録します (システム管理者のみ)。パスワードは12文字以上。有効期間は本日以降で指定します。",
+    request_body(content = CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "登録しました (created)", body = User,
+            headers(("Location" = String, description = "/v1/users/{id}"))),
+        (status = 400, description = "項目の誤り (invalid-field, weak-password, invalid-roles, retroactive-change, invalid-period, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ユーザーIDが既に登録されています (duplicate-login-id)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create_user(
     state: web::Data<AdminState>,
@@ -516,6 +704,22 @@ async fn create_user(
         .json(user))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    operation_id = "listUsers",
+    summary = "利用者の一覧 (list staff users)",
+    description = "自団体の職員の一覧を返します (システム管理者のみ)。",
+    responses(
+        (status = 200, description = "利用者の一覧", body = Vec<User>),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
     caller.require_any(&[Role::SystemAdmin])?;
@@ -527,6 +731,25 @@ async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
 }
 
 /// `GET /v1/users/{id}`: administrators see every user of their tenant, anyone sees self.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    operation_id = "getUser",
+    summary = "利用者の参照 (get a staff user)",
+    description = "システム管理者は自団体の全職員を、それ以外の職員は自分自身だけを参照できます。",
+    params(("id" = Uuid, Path, description = "利用者の id")),
+    responses(
+        (status = 200, description = "利用者", body = User),
+        (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "他の利用者を参照する権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uuid>) -> ApiResult {
     let id = id.into_inner();
@@ -542,6 +765,25 @@ async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uu
 }
 
 /// `POST /v1/users/{id}/unlock`: clears a lockout and the failure count.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/unlock",
+    tag = "users",
+    operation_id = "unlockUser",
+    summary = "ロック解除 (unlock a staff user)",
+    description = "ログイン失敗で掛かったロックを解除し、失敗回数を0に戻します (システム管理者のみ)。",
+    params(("id" = Uuid, Path, description = "利用者の id")),
+    responses(
+        (status = 200, description = "ロックを解除した利用者", body = User),
+        (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn unlock_user(
     state: web::Data<AdminState>,
@@ -561,7 +803,8 @@ async fn unlock_user(
     Ok(HttpResponse::Ok().json(user))
 }
 
-#[derive(Debug, Deserialize)]
+/// 有効期間の終了日の設定.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidToRequest {
     /// Last valid day (inclusive), Japan date.
@@ -570,6 +813,29 @@ pub struct ValidToRequest {
 
 /// `POST /v1/users/{id}/valid-to`: ends (or moves the end of) a user's validity. No
 /// retroactive edits; never below two valid administrators.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/valid-to",
+    tag = "users",
+    operation_id = "setUserValidTo",
+    summary = "有効期間の終了日の設定 (end a user's validity)",
+    description = "職員の有効期間の終了日を設定・変更します (システム管理者のみ)。過去に遡る変更はできず、有効なシステム管理者が2名未満になる変更も拒否します。",
+    params(("id" = Uuid, Path, description = "利用者の id")),
+    request_body(content = ValidToRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "変更後の利用者", body = User),
+        (status = 400, description = "日付の誤り (retroactive-change, invalid-period, invalid-path, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "有効なシステム管理者が2名未満になります (too-few-administrators)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn set_valid_to(
     state: web::Data<AdminState>,
@@ -616,13 +882,17 @@ async fn set_valid_to(
 // System clients
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// 業務システムの登録.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClientRequest {
+    /// クライアント名: 1–100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "住民記録システム")]
     name: String,
 }
 
-#[derive(Serialize)]
+/// A registered system client with its secret (shown this once).
+#[derive(Serialize, ToSchema)]
 struct CreatedClient {
     #[serde(flatten)]
     client: SystemClient,
@@ -643,6 +913,26 @@ pub async fn insert_new_client(
     Ok((created, secret))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/clients",
+    tag = "clients",
+    operation_id = "createClient",
+    summary = "業務システムの登録 (register a system client)",
+    description = "自団体の業務システム (system client) を登録し、クライアントIDとクライアントシークレットを発行します (システム管理者のみ)。シークレットはこの応答でだけ表示されます。",
+    request_body(content = CreateClientRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "登録しました; `client_secret` はこの応答でのみ表示 (`Cache-Control: no-store`)", body = CreatedClient),
+        (status = 400, description = "クライアント名の誤り (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create_client(
     state: web::Data<AdminState>,
@@ -672,6 +962,22 @@ async fn create_client(
         }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/clients",
+    tag = "clients",
+    operation_id = "listClients",
+    summary = "業務システムの一覧 (list system clients)",
+    description = "自団体の業務システムの一覧を返します (システム管理者のみ)。シークレットは含みません。",
+    responses(
+        (status = 200, description = "業務システムの一覧", body = Vec<SystemClient>),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list_clients(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
     caller.require_any(&[Role::SystemAdmin])?;

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chukan_auth::Role;
 use chukan_core::{Clock, ids::OrgCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// 団体区分 (kind of organisation).
@@ -76,14 +77,24 @@ impl NewTenant {
     }
 }
 
-/// A registered tenant as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A registered tenant (情報保有機関) as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tenant {
+    /// 機関コード (organisation code), also the tenant id.
+    #[schema(value_type = OrgCode)]
     pub org_code: String,
+    /// 団体名 (name of the organisation).
     pub name: String,
+    /// 団体区分: `municipality` (市区町村), `prefecture` (都道府県) or `union` (一部事務組合・広域連合).
+    #[schema(example = "municipality")]
     pub kind: String,
+    /// 人口 (population).
     pub population: i64,
+    /// The region that takes this tenant's writes: `east` or `west`.
+    #[schema(example = "east")]
     pub home_region: String,
+    /// 一括登録グループ (upload group) A–H.
+    #[schema(example = "C")]
     pub upload_group: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -98,17 +109,26 @@ pub struct NewUser {
     pub department: Option<String>,
 }
 
-/// A staff user as the API shows it: never the password hash.
-#[derive(Debug, Clone, Serialize)]
+/// A staff user (職員) as the API shows it: never the password hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
+    /// ユーザーID (login id), unique in the tenant.
     pub login_id: String,
+    /// 氏名 (display name).
     pub display_name: String,
+    /// 権限: `system_admin` (システム管理者) and/or `business_staff` (業務担当者).
+    #[schema(example = json!(["business_staff"]))]
     pub roles: Vec<String>,
+    /// 所属 (department).
     pub department: Option<String>,
+    /// 有効期間の開始日 (first valid day, Japan date).
     pub valid_from: NaiveDate,
+    /// 有効期間の終了日 (last valid day, inclusive); none for open-ended.
     pub valid_to: Option<NaiveDate>,
+    /// Failed logins in a row since the last success.
     pub failed_logins: i32,
+    /// ロック中 (locked after too many failed logins).
     pub locked: bool,
     pub locked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -138,11 +158,16 @@ pub fn valid_on(valid_from: NaiveDate, valid_to: Option<NaiveDate>, day: NaiveDa
     valid_from <= day && valid_to.is_none_or(|to| day <= to)
 }
 
-/// A system client as the API lists it: never the secret or its hash.
-#[derive(Debug, Clone, Serialize)]
+/// A system client (業務システム) as the API lists it: never the secret or its hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SystemClient {
+    /// `<機関コード>.<hex>`: the tenant is part of the id.
+    #[schema(example = "1310010000000001.0f1e2d3c4b5a69788796a5b4c3d2e1f0")]
     pub client_id: String,
+    /// クライアント名 (a name for people).
     pub name: String,
+    /// Always `system_client`.
+    #[schema(example = json!(["system_client"]))]
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,

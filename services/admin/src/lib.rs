@@ -14,6 +14,7 @@ use actix_web::web;
 use anyhow::Context as _;
 use chukan_auth::TokenIssuer;
 use chukan_core::{Clock, SystemClock, ids::OrgCode};
+use utoipa::OpenApi as _;
 use uuid::Uuid;
 
 pub mod api;
@@ -47,6 +48,11 @@ pub struct AdminState {
     pub max_failed_logins: i32,
 }
 
+/// Admin's part of the OpenAPI document (merged by the server at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::ApiDoc::openapi()
+}
+
 /// Builds admin's state and routes; admin has no background workers.
 pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runtime::Parts> {
     let issuer = TokenIssuer::from_settings(&ctx.settings.auth).context("settings auth.*")?;
@@ -65,6 +71,7 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         name: "admin",
         routes: Some(routes),
         workers: Vec::new(),
+        openapi: Some(openapi()),
     })
 }
 

@@ -1,20 +1,48 @@
-//! REST routes of the code service (business systems and staff).
+//! REST routes of the code service (business systems and staff), and their OpenAPI
+//! description ([`ApiDoc`]).
 
 use std::sync::LazyLock;
 
 use actix_web::{HttpResponse, http::header, web};
 use chukan_auth::{Caller, Role};
-use chukan_core::{Problem, ids::AddresseeNo};
+use chukan_core::{
+    Problem,
+    ids::{AddresseeNo, ResidentRecordCode},
+};
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{CodeAcquireRequest, Message, NwsOutbound};
 use prometheus::{IntCounterVec, register_int_counter_vec};
+use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::{
     CodeState,
-    domain::{AcquisitionRequest, AcquisitionStatus, CodeHolding, aad},
+    domain::{
+        Acquisition, AcquisitionAccepted, AcquisitionRequest, AcquisitionStatus, CodeHolding, aad,
+    },
     store,
 };
+
+/// The code service's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(request_acquisition, get_acquisition, get_holding),
+    components(schemas(
+        AcquisitionRequest,
+        AcquisitionAccepted,
+        Acquisition,
+        AcquisitionStatus,
+        CodeHolding,
+        AddresseeNo,
+        ResidentRecordCode,
+        Problem
+    )),
+    tags((
+        name = "code",
+        description = "符号管理 (code management): 住民の符号を情報提供ネットワークシステムから取得し、団体内統合宛名番号との対応を保持します。"
+    ))
+)]
+pub struct ApiDoc;
 
 /// Who may obtain and look up codes: staff at the console and business systems.
 const CODE_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
@@ -50,6 +78,32 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
 
 /// `POST /v1/codes/acquisitions` → 202 with the request's id, or 200 when the code is
 /// already held. Repeating a request for the same resident returns the same id.
+#[utoipa::path(
+    post,
+    path = "/v1/codes/acquisitions",
+    tag = "code",
+    operation_id = "requestCodeAcquisition",
+    summary = "符号取得要求 (request a resident's code)",
+    description = "住民票コードを情報提供ネットワークシステム (NWS) に送り、団体内統合宛名番号に対応する符号を取得します。\
+取得は非同期です: 202 と要求の id を返し、結果は `Location` の URL で確認します。\
+同じ住民について繰り返し要求しても同じ id が返り、NWS への送信は1回だけです。\
+既に符号を取得済みなら 200 で `done` を返します。住民票コードは保存しません。",
+    request_body(content = AcquisitionRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "受け付けました (accepted; follow `Location`)", body = AcquisitionAccepted,
+            headers(("Location" = String, description = "/v1/codes/acquisitions/{id}"))),
+        (status = 200, description = "符号は取得済みです (the code is already held)", body = AcquisitionAccepted,
+            headers(("Location" = String, description = "/v1/codes/acquisitions/{id}"))),
+        (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: business_staff 又は system_client が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn request_acquisition(
     caller: Caller,
@@ -130,10 +184,33 @@ fn accepted(id: Uuid, status: AcquisitionStatus, is_new_work: bool) -> HttpRespo
         HttpResponse::Ok()
     };
     res.insert_header((header::LOCATION, location.clone()))
-        .json(serde_json::json!({ "id": id, "status": status, "href": location }))
+        .json(AcquisitionAccepted {
+            id,
+            status,
+            href: location,
+        })
 }
 
 /// `GET /v1/codes/acquisitions/{id}` → pending / done / failed with the reason.
+#[utoipa::path(
+    get,
+    path = "/v1/codes/acquisitions/{id}",
+    tag = "code",
+    operation_id = "getCodeAcquisition",
+    summary = "符号取得要求の状態 (status of a code request)",
+    description = "符号取得要求の状態 (pending / done / failed) と、失敗した場合はその理由を返します。他団体の要求は見えません (404)。",
+    params(("id" = Uuid, Path, description = "符号取得要求の id (POST の応答の `id`)")),
+    responses(
+        (status = 200, description = "符号取得要求 (the request)", body = Acquisition),
+        (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "符号取得要求が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_acquisition(
     caller: Caller,
     state: web::Data<CodeState>,
@@ -154,6 +231,24 @@ async fn get_acquisition(
 }
 
 /// `GET /v1/codes/{addressee}` → whether a code is held for the resident.
+#[utoipa::path(
+    get,
+    path = "/v1/codes/{addressee}",
+    tag = "code",
+    operation_id = "getCodeHolding",
+    summary = "符号の取得状況 (whether a resident's code is held)",
+    description = "団体内統合宛名番号の住民について、符号を取得済みかどうかと取得日時を返します。符号そのものは返しません。",
+    params(("addressee" = AddresseeNo, Path, description = "団体内統合宛名番号 (1〜15桁の数字)")),
+    responses(
+        (status = 200, description = "符号の取得状況 (whether the code is held)", body = CodeHolding),
+        (status = 400, description = "団体内統合宛名番号の形式が不正です (invalid-field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_holding(
     caller: Caller,
     state: web::Data<CodeState>,

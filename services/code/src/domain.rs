@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use chukan_core::ids::{AddresseeNo, ResidentRecordCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// 符号取得要求 (a request to obtain a resident's code).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquisitionRequest {
     /// 団体内統合宛名番号.
@@ -15,7 +16,8 @@ pub struct AcquisitionRequest {
     pub resident_record_code: ResidentRecordCode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// 符号取得要求の状態: `pending` (NWSの応答待ち), `done` (符号取得済み), `failed` (取得失敗).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AcquisitionStatus {
     Pending,
@@ -42,10 +44,22 @@ impl AcquisitionStatus {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An accepted 符号取得要求: where to follow it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcquisitionAccepted {
+    /// The request's id; the same for every repetition for one resident.
+    pub id: Uuid,
+    pub status: AcquisitionStatus,
+    /// `/v1/codes/acquisitions/{id}` (also sent as `Location`).
+    pub href: String,
+}
+
+/// A 符号取得要求 and how far it got.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Acquisition {
     pub id: Uuid,
     pub status: AcquisitionStatus,
+    /// Stable reason code when failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
     /// Japanese reason when failed.
@@ -56,10 +70,12 @@ pub struct Acquisition {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// Whether a code is held; the code itself never leaves the platform's API.
-#[derive(Debug, Serialize)]
+/// Whether a code (符号) is held; the code itself never leaves the platform's API.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CodeHolding {
+    /// 符号を取得済みか (whether the code has been obtained).
     pub held: bool,
+    /// When it was obtained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub obtained_at: Option<DateTime<Utc>>,
 }

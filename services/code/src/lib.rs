@@ -15,6 +15,7 @@ use std::{sync::Arc, time::Duration};
 use chukan_crypto::Vault;
 use chukan_mq::{QueueSpec, outbox::OutboxHandle};
 use chukan_runtime::{Context, Parts};
+use utoipa::OpenApi as _;
 
 pub const SCHEMA: &str = "code";
 
@@ -43,6 +44,11 @@ pub fn inbound_queue() -> QueueSpec {
         name: "code.nws-in".into(),
         bindings: vec![chukan_proto::inbound_routing_key("code.acquired")],
     }
+}
+
+/// The code service's part of the OpenAPI document (merged by the server at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::ApiDoc::openapi()
 }
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
@@ -74,5 +80,6 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             consumer.into_worker("code.nws-in"),
             outbox.into_worker("code.outbox"),
         ],
+        openapi: Some(openapi()),
     })
 }

@@ -8,7 +8,7 @@ use chukan_core::{
     Clock, Problem,
     ids::{OrgCode, ResidentRecordCode},
 };
-use chukan_crypto::{SignatureError, Signer, Verifiers};
+use chukan_crypto::{Signer, Verifiers};
 use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Envelope, Message as _, signing_bytes};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,8 @@ pub struct SimState {
     /// Wakes the delivery worker after a delivery is committed.
     pub wake: Arc<Notify>,
     pub clock: Arc<dyn Clock>,
+    /// Refusals injected by tests (`/v1/faults`).
+    pub faults: crate::faults::Faults,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,7 +45,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/v1/keys", web::get().to(keys))
         .route("/v1/messages", web::post().to(receive_message))
-        .route("/v1/codes/convert", web::post().to(convert_code));
+        .route("/v1/codes/convert", web::post().to(convert_code))
+        .route("/v1/faults", web::post().to(crate::faults::inject))
+        .route("/v1/faults", web::get().to(crate::faults::show))
+        .route("/v1/faults", web::delete().to(crate::faults::clear));
 }
 
 /// Logs the cause (never sent to the caller) and answers 500.
@@ -188,6 +193,9 @@ async fn receive_message(
             "protobufのEnvelopeとして送信してください。",
         )
     })?;
+    if let Some(status) = state.faults.take(&env.message_id) {
+        return Err(crate::faults::refusal(status));
+    }
     let span = tracing::Span::current();
     span.record("sender", env.sender.as_str());
     span.record("kind", env.kind.as_str());
@@ -215,26 +223,10 @@ async fn receive_message(
             .add_base64(&key.kid, &key.public_key)
             .map_err(internal)?;
     }
-    match verifiers.verify(&env.kid, &signing_bytes(&env), &env.signature) {
-        Ok(()) => {}
-        Err(SignatureError::UnknownKey(_)) => {
-            return Err(refused(
-                401,
-                "unknown-key",
-                "Unknown key",
-                "署名鍵IDが登録されていません。",
-                "登録済みの鍵で署名して再度送信してください。",
-            ));
-        }
-        Err(SignatureError::BadSignature) => {
-            return Err(refused(
-                401,
-                "bad-signature",
-                "Bad signature",
-                "署名を検証できません。",
-                "署名対象と鍵を確認して再度送信してください。",
-            ));
-        }
+    if let Err(err) = verifiers.verify(&env.kid, &signing_bytes(&env), &env.signature) {
+        let problem = Problem::from(err);
+        tracing::info!(code = %problem.code, "message refused");
+        return Err(problem);
     }
     let now_ms = state.clock.now().timestamp_millis();
     if (now_ms - env.timestamp_ms).abs() > MAX_CLOCK_SKEW_MS {

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod codes;
 mod delivery;
+pub mod faults;
 pub mod store;
 
 use std::{net::TcpListener, sync::Arc};
@@ -94,6 +95,7 @@ impl NwsSim {
             secret,
             wake: wake.clone(),
             clock,
+            faults: Default::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

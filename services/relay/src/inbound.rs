@@ -8,7 +8,7 @@ use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
 use chukan_core::{Clock, Problem, ids::OrgCode, problem};
-use chukan_crypto::{SignatureError, Verifiers};
+use chukan_crypto::Verifiers;
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{Envelope, Message as _, NwsInbound, inbound_routing_key, signing_bytes};
 use futures_util::StreamExt as _;
@@ -118,29 +118,16 @@ async fn receive(
             "送信元を確認してください。",
         ));
     }
-    match state
+    if let Err(err) = state
         .verifiers
         .verify(&env.kid, &signing_bytes(&env), &env.signature)
     {
-        Ok(()) => {}
-        Err(SignatureError::UnknownKey(_)) => {
-            return Err(refuse(
-                401,
-                "unknown-key",
-                "Unknown key",
-                "署名鍵IDが登録されていません。",
-                "登録済みの鍵で署名して再度送信してください。",
-            ));
-        }
-        Err(SignatureError::BadSignature) => {
-            return Err(refuse(
-                401,
-                "bad-signature",
-                "Bad signature",
-                "署名を検証できません。",
-                "署名対象と鍵を確認して再度送信してください。",
-            ));
-        }
+        let problem = Problem::from(err);
+        metrics::INBOUND_REFUSED
+            .with_label_values(&[problem.code.as_ref()])
+            .inc();
+        tracing::warn!(code = %problem.code, "inbound NWS message refused");
+        return Err(problem);
     }
     // Only a verified envelope's trace context is trusted to parent our spans.
     if !env.traceparent.is_empty() {

@@ -120,6 +120,8 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         Parts {
             name: "relay",
             routes: None,
+            // The NWS endpoint is on its own listener, not the public API: nothing to document.
+            openapi: None,
             workers: vec![
                 inbound_worker,
                 consumer.into_worker("relay-outbound"),

@@ -4,5 +4,6 @@
 mod clients;
 mod helpers;
 mod login;
+mod openapi;
 mod tenants;
 mod users;

@@ -2,6 +2,7 @@
 //! The code service against real PostgreSQL and RabbitMQ.
 
 mod helpers;
+mod openapi;
 
 use chukan_auth::Role;
 use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Message};

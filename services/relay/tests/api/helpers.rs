@@ -7,15 +7,13 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
 use chukan_config::Settings;
 use chukan_core::{SystemClock, worker::Worker};
-use chukan_crypto::{Signer, Verifiers, generate_key_base64};
+use chukan_crypto::{Signer, generate_key_base64};
 use chukan_mq::{Bus, Delivery, HandleError, QueueSpec, consumer::ConsumerHandle};
 use chukan_proto::{Envelope, Message as _, signing_bytes};
 use chukan_testkit::TestEnv;
 use futures_util::future::BoxFuture;
-use secrecy::ExposeSecret as _;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const NWS_KID: &str = "nws-test-1";
@@ -101,18 +99,6 @@ impl TestRelay {
             .unwrap()
     }
 
-    /// relay's own public key, as the NWS would have it registered.
-    pub fn relay_verifiers(&self) -> Verifiers {
-        let relay = &self.env.settings.relay;
-        let signer =
-            Signer::from_seed_base64(&relay.signing_kid, relay.signing_key.expose_secret())
-                .unwrap();
-        let mut v = Verifiers::default();
-        v.add_base64(signer.kid(), &signer.public_key_base64())
-            .unwrap();
-        v
-    }
-
     /// The namespaced name of relay's outbound queue (the consumer metrics' label).
     pub fn outbound_queue(&self) -> String {
         self.env.ctx.bus.qualify(chukan_relay::OUTBOUND_QUEUE)
@@ -176,64 +162,4 @@ pub fn unused_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Stands for the NWS intake in outbound tests: records each envelope POSTed to
-/// /v1/messages and answers with the scripted statuses (the last one repeats).
-pub struct NwsStandIn {
-    pub received: Arc<Mutex<Vec<Envelope>>>,
-    handle: ServerHandle,
-}
-
-#[derive(Clone)]
-struct StandInState {
-    received: Arc<Mutex<Vec<Envelope>>>,
-    statuses: Arc<Vec<u16>>,
-}
-
-async fn stand_in_intake(state: web::Data<StandInState>, body: web::Bytes) -> HttpResponse {
-    let env = Envelope::decode(body.as_ref()).unwrap();
-    let mut received = state.received.lock().unwrap();
-    received.push(env);
-    let n = received.len();
-    let status = state.statuses[(n - 1).min(state.statuses.len() - 1)];
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-        .content_type("application/problem+json")
-        .body(format!("{{\"code\":\"scripted-{status}\"}}"))
-}
-
-impl NwsStandIn {
-    pub fn start_on(port: u16, statuses: &[u16]) -> NwsStandIn {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let state = StandInState {
-            received: Arc::new(Mutex::new(Vec::new())),
-            statuses: Arc::new(statuses.to_vec()),
-        };
-        let received = state.received.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(state.clone()))
-                .route("/v1/messages", web::post().to(stand_in_intake))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        NwsStandIn { received, handle }
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
-    pub fn all(&self) -> Vec<Envelope> {
-        self.received.lock().unwrap().clone()
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-    }
 }
