@@ -167,6 +167,43 @@ impl ResponseError for Problem {
     }
 }
 
+/// The problem answers every authenticated route can give (401, 500, 503), documented once
+/// and listed in each route's `responses(...)` beside its own.
+pub struct ProtectedRouteProblems;
+
+impl utoipa::IntoResponses for ProtectedRouteProblems {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, RefOr, ResponseBuilder, ResponsesBuilder, schema::Schema,
+        };
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::<Schema>::Ref(Ref::from_schema_name("Problem"))))
+                        .build(),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response("401", problem("認証トークンがないか無効です (unauthenticated)"))
+            .response("500", problem("サーバ内部エラー (internal-error)"))
+            .response(
+                "503",
+                problem(
+                    "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き",
+                ),
+            )
+            .build()
+            .into()
+    }
+}
+
 /// JSON extractor settings: size limit and problem+json for bodies that do not parse.
 /// Serde's message is not echoed: it can quote the offending value.
 pub fn json_config(limit_bytes: usize) -> web::JsonConfig {

@@ -12,7 +12,7 @@ use actix_web::{
 };
 use chrono::NaiveDate;
 use chukan_auth::{Caller, Role};
-use chukan_core::{Problem, ids::OrgCode};
+use chukan_core::{Problem, ids::OrgCode, problem::ProtectedRouteProblems};
 use chukan_db::Transaction;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -543,10 +543,8 @@ async fn well_known_jwks(state: web::Data<AdminState>) -> HttpResponse {
     description = "呼出し元のトークンの団体 (情報保有機関) の登録内容を返します。どの権限でも参照できます。",
     responses(
         (status = 200, description = "団体 (tenant)", body = Tenant),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "団体が登録されていません (not-found)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -632,13 +630,11 @@ fn check_department(department: Option<&str>) -> Result<(), AdminError> {
         (status = 201, description = "登録しました (created)", body = User,
             headers(("Location" = String, description = "/v1/users/{id}"))),
         (status = 400, description = "項目の誤り (invalid-field, weak-password, invalid-roles, retroactive-change, invalid-period, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ユーザーIDが既に登録されています (duplicate-login-id)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -713,10 +709,8 @@ async fn create_user(
     description = "自団体の職員の一覧を返します (システム管理者のみ)。",
     responses(
         (status = 200, description = "利用者の一覧", body = Vec<User>),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -742,11 +736,9 @@ async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
     responses(
         (status = 200, description = "利用者", body = User),
         (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "他の利用者を参照する権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -776,11 +768,9 @@ async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uu
     responses(
         (status = 200, description = "ロックを解除した利用者", body = User),
         (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -825,14 +815,12 @@ pub struct ValidToRequest {
     responses(
         (status = 200, description = "変更後の利用者", body = User),
         (status = 400, description = "日付の誤り (retroactive-change, invalid-period, invalid-path, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "有効なシステム管理者が2名未満になります (too-few-administrators)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -924,12 +912,10 @@ pub async fn insert_new_client(
     responses(
         (status = 201, description = "登録しました; `client_secret` はこの応答でのみ表示 (`Cache-Control: no-store`)", body = CreatedClient),
         (status = 400, description = "クライアント名の誤り (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -971,10 +957,8 @@ async fn create_client(
     description = "自団体の業務システムの一覧を返します (システム管理者のみ)。シークレットは含みません。",
     responses(
         (status = 200, description = "業務システムの一覧", body = Vec<SystemClient>),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]

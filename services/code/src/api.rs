@@ -8,6 +8,7 @@ use chukan_auth::{Caller, Role};
 use chukan_core::{
     Problem,
     ids::{AddresseeNo, ResidentRecordCode},
+    problem::ProtectedRouteProblems,
 };
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{CodeAcquireRequest, Message, NwsOutbound};
@@ -95,12 +96,10 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
         (status = 200, description = "符号は取得済みです (the code is already held)", body = AcquisitionAccepted,
             headers(("Location" = String, description = "/v1/codes/acquisitions/{id}"))),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: business_staff 又は system_client が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = []))
 )]
