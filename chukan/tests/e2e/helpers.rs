@@ -189,17 +189,34 @@ impl Stack {
         wait_http(&self.http, &format!("{}/v1/keys", self.nws), "nws-sim back").await;
     }
 
-    /// One Prometheus sample from the operations port (0 when absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .http
+    /// The operations port's /metrics page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.ops))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// An acquisition's status as its tenant sees it.
+    pub async fn acquisition(&self, token: &str, id: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}/v1/codes/acquisitions/{id}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One Prometheus sample from the operations port (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
@@ -207,15 +224,7 @@ impl Stack {
 
     /// Sum of every labelled sample of a metric, and how many samples there were.
     pub async fn metric_total(&self, name: &str) -> (f64, usize) {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.ops))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         let values: Vec<f64> = text
             .lines()
             .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))

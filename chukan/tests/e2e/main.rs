@@ -39,19 +39,9 @@ async fn submit(stack: &Stack, token: &str) -> String {
 }
 
 async fn wait_answered(stack: &Stack, token: &str, id: &str) -> Value {
-    let url = format!("{}/v1/codes/acquisitions/{id}", stack.api);
     let until = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = stack
-            .http
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = stack.acquisition(token, id).await;
         if v["status"] != "pending" {
             return v;
         }
@@ -154,15 +144,7 @@ async fn two_municipalities_get_different_codes_for_the_same_resident() {
     assert_eq!(converted["code"], code_b.as_str());
 
     // The exchange is visible in the operations metrics, labelled without personal data.
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.ops))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics_text().await;
     assert!(
         metrics.contains("chukan_relay_send_total{outcome=\"sent\"}"),
         "{metrics}"
@@ -245,16 +227,7 @@ async fn a_request_sent_while_the_nws_is_down_arrives_once_it_is_back() {
     })
     .await
     .unwrap();
-    let pending: Value = stack
-        .http
-        .get(format!("{}/v1/codes/acquisitions/{id}", stack.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending = stack.acquisition(&token, &id).await;
     assert_eq!(pending["status"], "pending");
 
     // The NWS comes back: the held message goes through, exactly once.
@@ -366,15 +339,6 @@ async fn a_refusal_by_the_nws_is_dead_lettered_counted_and_not_retried() {
         0.0
     );
     // Kept for an operator, not lost: the request stays pending and visible.
-    let pending: Value = stack
-        .http
-        .get(format!("{}/v1/codes/acquisitions/{id}", stack.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending = stack.acquisition(&token, &id).await;
     assert_eq!(pending["status"], "pending");
 }
