@@ -35,6 +35,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub calendar: CalendarSettings,
     pub shutdown: ShutdownSettings,
+    pub provision: ProvisionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +180,32 @@ pub struct ShutdownSettings {
     pub grace_secs: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProvisionSettings {
+    /// Japan time (HH:MM) of the nightly batch.
+    pub nightly_batch_at: String,
+    /// Scheduler clock check interval, seconds.
+    pub scheduler_poll_secs: u64,
+    /// Layout catalogue directory; empty = built-in catalogue.
+    pub layout_dir: String,
+    /// Entries per batch transaction.
+    pub batch_chunk_entries: usize,
+    /// Largest entry in a registration list, bytes.
+    pub max_entry_bytes: usize,
+    /// Largest REST batch, records.
+    pub rest_max_records: usize,
+    /// Reconciliation files up to this size are made at once.
+    pub reconciliation_immediate_max: u64,
+    /// Items restricted to upload slots.
+    pub slot_items: Vec<String>,
+    /// "GROUP:DAY:HH:MM-HH:MM" slot definitions.
+    pub upload_slots: Vec<String>,
+    /// Extra days without uploads, YYYY-MM-DD.
+    pub blocked_days: Vec<chrono_like::Date>,
+    /// Grace days before an abolished dataset's replicas are deleted.
+    pub abolished_grace_days: u32,
+}
+
 /// Dates stay strings here so this crate needs no date library; `chukan-core` parses them.
 pub mod chrono_like {
     pub type Date = String;
@@ -215,6 +242,9 @@ impl Settings {
                 .with_list_parse_key("relay.nws_public_keys")
                 .with_list_parse_key("nws_sim.delivery_retry_ms")
                 .with_list_parse_key("calendar.planned_outages")
+                .with_list_parse_key("provision.slot_items")
+                .with_list_parse_key("provision.upload_slots")
+                .with_list_parse_key("provision.blocked_days")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -249,6 +279,12 @@ impl Settings {
         if self.amqp.prefetch == 0 {
             return Err(SettingsError::Invalid {
                 key: "amqp.prefetch",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.provision.batch_chunk_entries == 0 {
+            return Err(SettingsError::Invalid {
+                key: "provision.batch_chunk_entries",
                 reason: "must be at least 1".into(),
             });
         }

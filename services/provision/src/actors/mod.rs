@@ -1,0 +1,4 @@
+//! Background workers of the provision service.
+
+pub mod scheduler;
+pub mod tenants;

@@ -1,0 +1,159 @@
+//! The batch scheduler: runs the nightly batch once per Japan date at
+//! `provision.nightly_batch_at` (and again after a restart if that night's run did not finish),
+//! and applies uploads of organisations set for immediate processing as they arrive.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Asia::Tokyo;
+use chukan_runtime::{StopStage, Worker};
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    ProvisionState,
+    apply::RunInfo,
+    jobs::{self, Job},
+    session_lock::SessionLock,
+    store,
+};
+
+pub fn start(
+    state: ProvisionState,
+    immediate: mpsc::UnboundedReceiver<String>,
+    poll: Duration,
+) -> Worker {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(state, immediate, poll, stop_rx));
+    let abort = task.abort_handle();
+    Worker {
+        name: "provision.batch".into(),
+        // The batch is intake of a kind: stop it early. Work in flight is cut at a chunk
+        // boundary or rolled back, and resumed after the restart.
+        stage: StopStage::Intake,
+        finished: async move {
+            match task.await {
+                Ok(r) => r,
+                Err(e) if e.is_cancelled() => Ok(()),
+                Err(e) => Err(anyhow::anyhow!("batch scheduler: {e}")),
+            }
+        }
+        .boxed(),
+        stop: Box::new(move || {
+            async move {
+                let _ = stop_tx.send(true);
+                abort.abort();
+            }
+            .boxed()
+        }),
+    }
+}
+
+async fn run(
+    state: ProvisionState,
+    mut immediate: mpsc::UnboundedReceiver<String>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    // After a restart: finish what immediate organisations had in flight.
+    if let Err(e) = resume_immediate(&state).await {
+        tracing::warn!(error = %format!("{e:#}"), "resuming immediate uploads failed");
+    }
+    let mut tick = tokio::time::interval(poll);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            Some(tenant) = immediate.recv() => {
+                // Coalesce a burst of triggers into one run per tenant.
+                let mut tenants = BTreeSet::from([tenant]);
+                while let Ok(t) = immediate.try_recv() {
+                    tenants.insert(t);
+                }
+                let run = RunInfo::new("replica-uploads", state.clock.now());
+                for t in tenants {
+                    if let Err(e) = state.applier.run_tenant(&run, &t, None).await {
+                        tracing::error!(tenant = %t, error = %format!("{e:#}"), "immediate upload processing failed");
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = nightly_if_due(&state).await {
+                    tracing::error!(error = %format!("{e:#}"), "nightly batch failed");
+                }
+            }
+        }
+    }
+}
+
+async fn resume_immediate(state: &ProvisionState) -> anyhow::Result<()> {
+    let orgs = {
+        let client = state.db.get().await?;
+        store::all_orgs(&client).await?
+    };
+    let run = RunInfo::new("replica-uploads", state.clock.now());
+    for org in orgs.iter().filter(|o| o.immediate) {
+        state.applier.run_tenant(&run, &org.org_code, None).await?;
+    }
+    Ok(())
+}
+
+/// Whether the nightly batch of the Japan date of `now` is due.
+pub fn nightly_due(state: &ProvisionState, now: DateTime<Utc>) -> bool {
+    now.with_timezone(&Tokyo).time() >= state.nightly_at
+}
+
+/// Runs tonight's batch if it is time and it has not finished yet. Only one process runs it:
+/// the run is claimed under an advisory lock held for its whole length.
+pub async fn nightly_if_due(state: &ProvisionState) -> anyhow::Result<bool> {
+    let now = state.clock.now();
+    if !nightly_due(state, now) {
+        return Ok(false);
+    }
+    let day = now.with_timezone(&Tokyo).date_naive();
+    let finished: Option<Option<DateTime<Utc>>> = {
+        let client = state.db.get().await?;
+        client
+            .query_opt(
+                "SELECT finished_at FROM provision.job_runs WHERE job = 'nightly' AND day = $1",
+                &[&day],
+            )
+            .await?
+            .map(|r| r.get(0))
+    };
+    if matches!(finished, Some(Some(_))) {
+        return Ok(false);
+    }
+    let Some(lock) = SessionLock::try_acquire(&state.db, "provision.nightly").await? else {
+        return Ok(false);
+    };
+    let outcome = async {
+        let client = state.db.get().await?;
+        client
+            .execute(
+                "INSERT INTO provision.job_runs (job, day, started_at) VALUES ('nightly', $1, $2)
+                 ON CONFLICT (job, day) DO NOTHING",
+                &[&day, &now],
+            )
+            .await?;
+        let report = jobs::run(state, Job::Nightly).await?;
+        tracing::info!(
+            uploads = report.uploads.len(),
+            abolished_deleted = report.abolished_deleted,
+            reconciliations = report.reconciliations_made,
+            failures = report.failures.len(),
+            "nightly batch finished"
+        );
+        if report.failures.is_empty() {
+            client
+                .execute(
+                    "UPDATE provision.job_runs SET finished_at = $2 WHERE job = 'nightly' AND day = $1",
+                    &[&day, &state.clock.now()],
+                )
+                .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    lock.release().await;
+    outcome.map(|()| true)
+}

@@ -1,0 +1,207 @@
+//! The provision service (情報提供, F3/F6): the replica DB (情報提供データベース) automatic
+//! answers are served from, and replica registration (副本登録) that fills it.
+//!
+//! Flow: business systems send registration lists (files, `POST /v1/replica-uploads`) or daily
+//! changes (`POST /v1/replicas`) → the list is stored sealed and queued → the nightly batch (or
+//! immediate processing) applies it within the organisation's daily quota, carrying the rest to
+//! the next night → replicas are kept sealed with blind indexes → point-in-time reads answer
+//! from them. See docs/provision.md.
+
+pub mod actors;
+pub mod api;
+pub mod apply;
+pub mod history;
+pub mod intake;
+pub mod jobs;
+pub mod metrics;
+pub mod quota;
+pub mod reconcile;
+pub mod seal;
+pub mod session_lock;
+pub mod slots;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use chrono::{NaiveDate, NaiveTime};
+use chukan_config::Settings;
+use chukan_core::Clock;
+use chukan_crypto::Vault;
+use chukan_layout::Catalogue;
+use chukan_mq::{QueueSpec, outbox::OutboxHandle};
+use chukan_replica_list::Limits;
+use chukan_runtime::{Context, Parts};
+use tokio::sync::mpsc;
+use utoipa::OpenApi as _;
+
+use crate::{
+    apply::Applier,
+    slots::{Slot, UploadSchedule},
+};
+
+pub const SCHEMA: &str = "provision";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub fn migrations() -> chukan_db::Migrations {
+    chukan_db::Migrations {
+        schema: SCHEMA,
+        runner: embedded::migrations::runner,
+    }
+}
+
+/// What handlers, consumers and jobs share. Cheap to clone.
+#[derive(Clone)]
+pub struct ProvisionState {
+    pub db: chukan_db::Pool,
+    pub vault: Vault,
+    pub catalogue: Arc<Catalogue>,
+    pub schedule: Arc<UploadSchedule>,
+    pub clock: Arc<dyn Clock>,
+    pub outbox: OutboxHandle,
+    pub applier: Applier,
+    pub settings: Arc<Settings>,
+    pub nightly_at: NaiveTime,
+    /// Tenants whose uploads are to be applied now (immediate processing).
+    pub immediate: mpsc::UnboundedSender<String>,
+}
+
+/// The queue admin's organisation settings arrive on.
+pub fn tenant_queue() -> QueueSpec {
+    QueueSpec {
+        name: "provision.tenants".into(),
+        bindings: vec!["tenant.changed".into()],
+    }
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::ApiDoc::openapi()
+}
+
+/// The catalogue the settings name: a directory, or the built-in one.
+pub fn load_catalogue(settings: &Settings) -> anyhow::Result<Catalogue> {
+    let dir = settings.provision.layout_dir.trim();
+    if dir.is_empty() {
+        Catalogue::builtin().map_err(|e| anyhow::anyhow!("layout catalogue: {e}"))
+    } else {
+        Catalogue::load_dir(std::path::Path::new(dir))
+            .map_err(|e| anyhow::anyhow!("layout catalogue in {dir}: {e}"))
+    }
+}
+
+fn parse_dates(key: &str, dates: &[String]) -> anyhow::Result<Vec<NaiveDate>> {
+    dates
+        .iter()
+        .map(|d| {
+            NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .with_context(|| format!("setting {key}: {d:?} is not YYYY-MM-DD"))
+        })
+        .collect()
+}
+
+/// The upload slot schedule from the settings: planned outages and blocked days close uploads.
+pub fn upload_schedule(settings: &Settings) -> anyhow::Result<UploadSchedule> {
+    let slots = settings
+        .provision
+        .upload_slots
+        .iter()
+        .map(|s| Slot::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut blocked = parse_dates(
+        "calendar.planned_outages",
+        &settings.calendar.planned_outages,
+    )?;
+    blocked.extend(parse_dates(
+        "provision.blocked_days",
+        &settings.provision.blocked_days,
+    )?);
+    Ok(UploadSchedule::new(
+        slots,
+        settings.provision.slot_items.iter().cloned(),
+        blocked,
+    ))
+}
+
+/// Builds the state without starting anything (also used by `chukan batch run`).
+pub fn build_state(
+    ctx: &Context,
+    outbox: OutboxHandle,
+) -> anyhow::Result<(ProvisionState, mpsc::UnboundedReceiver<String>)> {
+    let settings = ctx.settings.clone();
+    let catalogue = Arc::new(load_catalogue(&settings)?);
+    let schedule = Arc::new(upload_schedule(&settings)?);
+    let nightly_at = NaiveTime::parse_from_str(&settings.provision.nightly_batch_at, "%H:%M")
+        .with_context(|| {
+            format!(
+                "setting provision.nightly_batch_at: {:?} is not HH:MM",
+                settings.provision.nightly_batch_at
+            )
+        })?;
+    let vault = Vault::new(ctx.kek.clone(), SCHEMA);
+    let applier = Applier {
+        db: ctx.db.clone(),
+        vault: vault.clone(),
+        catalogue: catalogue.clone(),
+        clock: ctx.clock.clone(),
+        outbox: outbox.clone(),
+        chunk_entries: settings.provision.batch_chunk_entries,
+        limits: Limits {
+            max_entry_bytes: settings.provision.max_entry_bytes,
+            ..Limits::default()
+        },
+    };
+    let (immediate, rx) = mpsc::unbounded_channel();
+    Ok((
+        ProvisionState {
+            db: ctx.db.clone(),
+            vault,
+            catalogue,
+            schedule,
+            clock: ctx.clock.clone(),
+            outbox,
+            applier,
+            settings,
+            nightly_at,
+            immediate,
+        },
+        rx,
+    ))
+}
+
+pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
+    let outbox = chukan_mq::outbox::start(
+        ctx.db.clone(),
+        SCHEMA,
+        ctx.bus.clone(),
+        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+    );
+    let (state, immediate_rx) = build_state(ctx, outbox.clone())?;
+    let queue = tenant_queue();
+    ctx.bus.declare_queue(&queue).await?;
+    let consumer = chukan_mq::consumer::start(
+        &ctx.bus,
+        &queue,
+        "provision",
+        ctx.settings.amqp.prefetch,
+        Arc::new(actors::tenants::TenantSettings::new(state.db.clone())),
+    );
+    let scheduler = actors::scheduler::start(
+        state.clone(),
+        immediate_rx,
+        Duration::from_secs(ctx.settings.provision.scheduler_poll_secs.max(1)),
+    );
+    let data = actix_web::web::Data::new(state);
+    Ok(Parts {
+        name: "provision",
+        routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
+        workers: vec![
+            consumer.into_worker("provision.tenants"),
+            scheduler,
+            outbox.into_worker("provision.outbox"),
+        ],
+        openapi: Some(openapi()),
+    })
+}

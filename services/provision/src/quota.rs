@@ -1,0 +1,162 @@
+//! 日次上限 (daily quota) of replica registration per organisation (DOMAIN §5, seed §5.1).
+//! Both caps must hold; registrations and deletions count together.
+
+use serde::Serialize;
+
+/// One kibibyte: the seed's "10 KB per resident" is counted in the same unit as a record's
+/// size, so the worked example (5 KB records, 200,000 residents) gives exactly 400,000.
+const KB: i64 = 1024;
+
+/// Cities of at least this population may register 100 % of it per day; everyone else a flat
+/// [`FLAT_RECORD_CAP`].
+const BIG_CITY: i64 = 2_000_000;
+const FLAT_RECORD_CAP: i64 = 2_000_000;
+
+/// The kinds of organisation the byte cap distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgKind {
+    Municipality,
+    Prefecture,
+    /// 一部事務組合 / 広域連合: population is the constituent population.
+    Union,
+}
+
+impl OrgKind {
+    pub fn parse(s: &str) -> Option<OrgKind> {
+        match s {
+            "municipality" => Some(OrgKind::Municipality),
+            "prefecture" => Some(OrgKind::Prefecture),
+            "union" => Some(OrgKind::Union),
+            _ => None,
+        }
+    }
+}
+
+/// Today's caps of one organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DailyQuota {
+    /// 件数上限 (records per day).
+    pub records: i64,
+    /// 容量上限 (bytes per day).
+    pub bytes: i64,
+}
+
+impl DailyQuota {
+    pub fn for_org(kind: OrgKind, population: i64) -> DailyQuota {
+        let records = if population >= BIG_CITY {
+            population
+        } else {
+            FLAT_RECORD_CAP
+        };
+        // population × share × 10 KB; shares in percent to stay in integers.
+        let share_percent = match kind {
+            OrgKind::Municipality => 100,
+            OrgKind::Prefecture => 10,
+            OrgKind::Union => 30,
+        };
+        let bytes = population * share_percent / 100 * 10 * KB;
+        DailyQuota { records, bytes }
+    }
+}
+
+/// What is left of today's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Remaining {
+    pub records: i64,
+    pub bytes: i64,
+}
+
+impl Remaining {
+    pub fn of(quota: DailyQuota, used_records: i64, used_bytes: i64) -> Remaining {
+        Remaining {
+            records: (quota.records - used_records).max(0),
+            bytes: (quota.bytes - used_bytes).max(0),
+        }
+    }
+
+    /// Takes one record of `bytes` if both caps allow it.
+    pub fn take(&mut self, bytes: i64) -> bool {
+        if self.records >= 1 && self.bytes >= bytes {
+            self.records -= 1;
+            self.bytes -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.records == 0 || self.bytes == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worked_example_of_domain_5_gives_400_000_records_a_day() {
+        // City of 200,000 with 5 KB records: byte cap 2,000,000 KB → 400,000 records, though
+        // the record cap is 2,000,000.
+        let q = DailyQuota::for_org(OrgKind::Municipality, 200_000);
+        assert_eq!(q.records, 2_000_000);
+        assert_eq!(q.bytes, 2_000_000 * KB);
+        let mut left = Remaining::of(q, 0, 0);
+        let mut n = 0;
+        while left.take(5 * KB) {
+            n += 1;
+        }
+        assert_eq!(n, 400_000);
+    }
+
+    #[test]
+    fn big_cities_may_register_their_whole_population() {
+        let q = DailyQuota::for_org(OrgKind::Municipality, 3_800_000);
+        assert_eq!(q.records, 3_800_000);
+        assert_eq!(q.bytes, 3_800_000 * 10 * KB);
+        assert_eq!(
+            DailyQuota::for_org(OrgKind::Municipality, 1_999_999).records,
+            2_000_000
+        );
+    }
+
+    #[test]
+    fn prefectures_and_unions_get_their_share_of_bytes() {
+        assert_eq!(
+            DailyQuota::for_org(OrgKind::Prefecture, 1_000_000).bytes,
+            100_000 * 10 * KB
+        );
+        assert_eq!(
+            DailyQuota::for_org(OrgKind::Union, 1_000_000).bytes,
+            300_000 * 10 * KB
+        );
+    }
+
+    #[test]
+    fn record_cap_binds_when_records_are_small() {
+        let q = DailyQuota {
+            records: 3,
+            bytes: 1_000_000,
+        };
+        let mut left = Remaining::of(q, 1, 0);
+        assert!(left.take(10));
+        assert!(left.take(10));
+        assert!(!left.take(10));
+        assert!(left.is_exhausted());
+    }
+
+    #[test]
+    fn a_record_bigger_than_what_is_left_does_not_fit() {
+        let mut left = Remaining::of(
+            DailyQuota {
+                records: 10,
+                bytes: 100,
+            },
+            0,
+            60,
+        );
+        assert!(!left.take(41));
+        assert!(left.take(40));
+        assert!(left.is_exhausted());
+    }
+}

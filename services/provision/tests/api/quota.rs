@@ -1,0 +1,94 @@
+//! Daily quotas: what does not fit tonight is carried to the next night, never lost.
+
+use chrono::Duration;
+use chukan_provision::jobs::Job;
+use chukan_replica_list::{Limits, ListReader};
+
+use crate::helpers::*;
+
+/// Byte length of each entry of a list whose entries all have the same size.
+async fn entry_bytes(list: &[u8]) -> i64 {
+    let mut reader = ListReader::new(list, Limits::default());
+    let first = reader.next_entry().await.unwrap().unwrap().byte_len;
+    while let Some(e) = reader.next_entry().await.unwrap() {
+        assert_eq!(
+            e.byte_len, first,
+            "entries must have one size for this test"
+        );
+    }
+    first as i64
+}
+
+#[actix_rt::test]
+async fn what_exceeds_the_byte_quota_is_carried_night_after_night_until_all_is_in() {
+    let app = spawn_app().await;
+    // A village of 1: byte cap = 1 × 100 % × 10 KB = 10,240 bytes a day.
+    app.set_org(ORG_A, 1, Some('A'), false).await;
+    let first = medical_list(0..40);
+    let second = medical_list(40..45);
+    let size = entry_bytes(&first).await;
+    let per_night = 10_240 / size;
+    assert!((2..40).contains(&per_night), "entry size {size}");
+
+    let id1 = app.upload_ok(ORG_A, first).await;
+    let id2 = app.upload_ok(ORG_A, second).await;
+    let mut nights = 0;
+    loop {
+        nights += 1;
+        app.run(Job::ReplicaUploads).await;
+        let r1 = app.report(ORG_A, &id1).await;
+        let r2 = app.report(ORG_A, &id2).await;
+        let (_, quota) = app.get(ORG_A, "/v1/replica-quota").await;
+        let applied = r1["registered"].as_i64().unwrap() + r2["registered"].as_i64().unwrap();
+        // Each night applies exactly what fits and keeps the rest.
+        assert_eq!(
+            applied,
+            (per_night * nights).min(45),
+            "night {nights}: {r1} {r2}"
+        );
+        assert!(quota["used_bytes"].as_i64().unwrap() <= 10_240, "{quota}");
+        assert_eq!(
+            r1["carried"].as_i64().unwrap() + r2["carried"].as_i64().unwrap(),
+            45 - applied,
+            "night {nights}"
+        );
+        if applied == 45 {
+            assert_eq!(r1["state"], "done");
+            assert_eq!(r2["state"], "done");
+            break;
+        }
+        // Order is kept: the later upload waits while the earlier one is unfinished.
+        if r1["state"] == "carried" {
+            assert_eq!(r2["registered"], 0);
+            assert_eq!(r2["state"], "carried");
+        }
+        // Running again the same night adds nothing: tonight's quota is spent.
+        app.run(Job::ReplicaUploads).await;
+        assert_eq!(
+            app.report(ORG_A, &id1).await["registered"],
+            r1["registered"]
+        );
+        app.clock.advance(Duration::days(1));
+        assert!(nights < 30, "never finished");
+    }
+    assert_eq!(app.count_rows(ORG_A, "replicas").await, 45);
+    let r1 = app.report(ORG_A, &id1).await;
+    assert_eq!(r1["overwritten"], 0);
+    assert!(r1["carried_nights"].as_i64().unwrap() >= 1);
+}
+
+#[actix_rt::test]
+async fn quota_status_shows_caps_and_use() {
+    let app = spawn_app().await;
+    let (status, q) = app.get(ORG_A, "/v1/replica-quota").await;
+    assert_eq!(status, 200);
+    // 200,000 residents: 2,000,000 records and 2,000,000 KB a day (DOMAIN §5).
+    assert_eq!(q["quota"]["records"], 2_000_000);
+    assert_eq!(q["quota"]["bytes"], 2_000_000i64 * 1024);
+    assert_eq!(q["used_records"], 0);
+    app.upload_ok(ORG_A, medical_list(0..10)).await;
+    app.run(Job::ReplicaUploads).await;
+    let (_, q) = app.get(ORG_A, "/v1/replica-quota").await;
+    assert_eq!(q["used_records"], 10);
+    assert_eq!(q["remaining"]["records"], 2_000_000 - 10);
+}
