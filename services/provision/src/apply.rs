@@ -21,7 +21,7 @@ use chukan_core::{
     ids::{AddresseeNo, InfoCode},
 };
 use chukan_crypto::{TenantKeys, Vault};
-use chukan_layout::{Catalogue, RecordKind};
+use chukan_layout::{Catalogue, RecordKind, Validated};
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{BatchProgress, Message, ReplicaCountChanged};
 use chukan_replica_list::{Entry, Limits, ListReader, Operation};
@@ -150,14 +150,13 @@ fn rejection(entry: &Entry, code: &str, detail: impl Into<String>, action: &str)
 
 const FIX_AND_RESEND: &str = "登録リストの該当レコードを修正し、再度登録してください。";
 
-/// Checks one entry against the identifiers' rules and the layout, and seals it.
-pub(crate) fn prepare(
+/// Checks one entry against the identifiers' rules and, for a registration, the layout.
+/// Returns the history dates the layout found (none for a deletion).
+pub(crate) fn check(
     catalogue: &Catalogue,
-    keys: &TenantKeys,
-    tenant: &str,
     day: NaiveDate,
     entry: &Entry,
-) -> Result<PreparedEntry, Rejection> {
+) -> Result<Option<Validated>, Rejection> {
     if let Some(d) = entry.defects.first() {
         return Err(rejection(entry, d.code, d.detail.clone(), FIX_AND_RESEND));
     }
@@ -185,6 +184,37 @@ pub(crate) fn prepare(
             FIX_AND_RESEND,
         ));
     }
+    if entry.operation == Operation::Delete {
+        return Ok(None);
+    }
+    let kind = RecordKind {
+        info_code: entry.info_code.clone(),
+        major_version: entry.major_version.clone(),
+        dataset: entry.dataset.clone(),
+    };
+    catalogue
+        .validate(&kind, &entry.payload, day)
+        .map(Some)
+        .map_err(|r| match r.violations.first() {
+            Some(v) => rejection(entry, v.code, v.detail.clone(), &v.action),
+            None => rejection(
+                entry,
+                "invalid-record",
+                "レコードが不正です。",
+                FIX_AND_RESEND,
+            ),
+        })
+}
+
+/// Checks one entry and seals it for the database.
+pub(crate) fn prepare(
+    catalogue: &Catalogue,
+    keys: &TenantKeys,
+    tenant: &str,
+    day: NaiveDate,
+    entry: &Entry,
+) -> Result<PreparedEntry, Rejection> {
+    let validated = check(catalogue, day, entry)?;
     let kind = RecordKind {
         info_code: entry.info_code.clone(),
         major_version: entry.major_version.clone(),
@@ -192,20 +222,9 @@ pub(crate) fn prepare(
     };
     let key_bidx = seal::record_key_index(keys, &entry.record_key);
     let addressee_bidx = seal::addressee_index(keys, &entry.addressee);
-    let sealed = match entry.operation {
-        Operation::Delete => Vec::new(),
-        Operation::Register => {
-            let validated = catalogue
-                .validate(&kind, &entry.payload, day)
-                .map_err(|r| match r.violations.first() {
-                    Some(v) => rejection(entry, v.code, v.detail.clone(), &v.action),
-                    None => rejection(
-                        entry,
-                        "invalid-record",
-                        "レコードが不正です。",
-                        FIX_AND_RESEND,
-                    ),
-                })?;
+    let sealed = match validated {
+        None => Vec::new(),
+        Some(validated) => {
             let replica = SealedReplica {
                 addressee: entry.addressee.clone(),
                 record_key: entry.record_key.clone(),

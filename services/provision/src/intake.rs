@@ -17,8 +17,7 @@ use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
 use crate::{
-    apply::prepare,
-    seal,
+    apply, seal,
     slots::{UploadRefusal, UploadSchedule},
     store,
 };
@@ -64,7 +63,7 @@ pub struct CheckContext {
 
 /// Parses the whole list, counting entries and the ones that would be refused; stops at the
 /// first heavy item outside the slot.
-async fn check(
+async fn precheck(
     ctx: CheckContext,
     reader: impl AsyncBufRead + Unpin,
 ) -> Result<Precheck, IntakeError> {
@@ -75,7 +74,7 @@ async fn check(
         ctx.schedule
             .check_item(&entry.info_code, ctx.group, ctx.now)
             .map_err(IntakeError::Refused)?;
-        if prepare(&ctx.catalogue, &ctx.keys, &ctx.tenant, ctx.day, &entry).is_err() {
+        if apply::check(&ctx.catalogue, ctx.day, &entry).is_err() {
             pre.rejected += 1;
         }
     }
@@ -97,7 +96,7 @@ where
     let keys = ctx.keys.clone();
     let tenant = ctx.tenant.clone();
     let (feed, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
-    let mut checker = tokio::spawn(check(ctx, StreamReader::new(receiver_stream(rx))));
+    let mut checker = tokio::spawn(precheck(ctx, StreamReader::new(receiver_stream(rx))));
     let mut buf = BytesMut::with_capacity(CHUNK_BYTES);
     let mut seq = 0i32;
     // Set once the checker has stopped before the body ended.
