@@ -27,7 +27,7 @@ use crate::{
     quota::{DailyQuota, OrgKind, Remaining},
     reconcile, seal,
     slots::{UploadRefusal, UploadSchedule},
-    store::{self, Org, Reconciliation, Rejection, UploadReport},
+    store::{self, Org, Reconciliation, Rejection, ReplicaCount, UploadReport},
 };
 
 #[derive(OpenApi)]
@@ -35,13 +35,13 @@ use crate::{
     paths(
         upload, list_uploads, get_upload, get_rejections, register_records, query_replicas,
         bulk_delete, request_reconciliation, get_reconciliation, download_reconciliation,
-        get_quota, get_slots
+        get_quota, get_slots, get_counts
     ),
     components(schemas(
         UploadAccepted, UploadReport, Rejection, RecordsRequest, RecordInput, ItemInput,
         RecordOperation, ReplicaQuery, ReplicaAnswer, ReplicaEntry, BulkDeleteRequest,
         BulkDeleteResult, ReconciliationRequest, Reconciliation, QuotaStatus, DailyQuota,
-        Remaining, SlotStatus, SlotView, Problem
+        Remaining, SlotStatus, SlotView, ReplicaCount, Problem
     )),
     tags((
         name = "provision",
@@ -80,7 +80,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
             web::get().to(download_reconciliation),
         )
         .route("/v1/replica-quota", web::get().to(get_quota))
-        .route("/v1/replica-upload-slots", web::get().to(get_slots));
+        .route("/v1/replica-upload-slots", web::get().to(get_slots))
+        .route("/v1/replica-counts", web::get().to(get_counts));
 }
 
 fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
@@ -1100,4 +1101,27 @@ async fn get_slots(
         slots,
         next_slot: next,
     }))
+}
+
+/// `GET /v1/replica-counts`: replicas held by item × version × dataset (seed §2.5).
+#[utoipa::path(
+    get, path = "/v1/replica-counts", tag = "provision", operation_id = "getReplicaCounts",
+    summary = "副本件数 (replica counts by item, version and dataset)",
+    responses((status = 200, body = [ReplicaCount]), ProtectedRouteProblems),
+    security(("bearer" = []))
+)]
+async fn get_counts(
+    caller: Caller,
+    state: web::Data<ProvisionState>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
+    let tenant = caller.tenant();
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let counts = store::replica_counts(&tx, tenant)
+        .await
+        .map_err(|e| internal("counts", e))?;
+    Ok(HttpResponse::Ok().json(counts))
 }

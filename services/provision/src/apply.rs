@@ -298,13 +298,17 @@ impl Applier {
         drop(client);
         let mut remaining = Remaining::of(quota, used.0, used.1);
         let mut outcomes = Vec::new();
+        // Uploads are applied in arrival order: once one waits for the next night, every
+        // later one waits too, even if its entries would still fit tonight.
+        let mut carrying = false;
         for upload in pending {
-            let outcome = if remaining.is_exhausted() {
+            let outcome = if carrying || remaining.is_exhausted() {
                 self.carry(tenant, &upload).await?
             } else {
                 self.apply_upload(run, tenant, &keys, day, &upload, &mut remaining)
                     .await?
             };
+            carrying |= outcome.state == "carried";
             outcomes.push(outcome);
         }
         Ok(outcomes)

@@ -77,6 +77,15 @@ pub fn tenant_queue() -> QueueSpec {
     }
 }
 
+/// Where replica-count events wait for the statistics service (they are published mandatory,
+/// so a bound queue must exist; the stats service, not yet built, will consume it).
+pub fn stats_queue() -> QueueSpec {
+    QueueSpec {
+        name: "stats.replica-counts".into(),
+        bindings: vec![apply::REPLICA_COUNT.into()],
+    }
+}
+
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api::ApiDoc::openapi()
 }

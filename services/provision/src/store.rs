@@ -906,3 +906,34 @@ pub async fn rejections(
         })
         .collect())
 }
+
+/// 副本件数 (replica counts) by item × version × dataset.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplicaCount {
+    pub info_code: String,
+    pub major_version: String,
+    pub dataset: String,
+    pub replicas: i64,
+}
+
+pub async fn replica_counts(
+    tx: &impl GenericClient,
+    tenant: &str,
+) -> Result<Vec<ReplicaCount>, Error> {
+    let rows = tx
+        .query(
+            "SELECT info_code, major_version, dataset, replicas FROM provision.replica_counts
+             WHERE tenant_id = $1 AND replicas <> 0 ORDER BY 1, 2, 3",
+            &[&tenant],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ReplicaCount {
+            info_code: r.get(0),
+            major_version: r.get(1),
+            dataset: r.get(2),
+            replicas: r.get(3),
+        })
+        .collect())
+}

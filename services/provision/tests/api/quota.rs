@@ -92,3 +92,36 @@ async fn quota_status_shows_caps_and_use() {
     assert_eq!(q["used_records"], 10);
     assert_eq!(q["remaining"]["records"], 2_000_000 - 10);
 }
+
+#[actix_rt::test]
+async fn a_later_upload_waits_behind_a_carried_one_even_if_it_would_fit() {
+    let app = spawn_app().await;
+    let big = |n: u32| {
+        let mut r = Rec::medical(n);
+        r.key = format!("K{n:09}-{}", "x".repeat(50));
+        r.payload.push(item("I0004", "12345678"));
+        r.payload.push(item("I0005", "ABCDEFGHIJKLMNOPQRST"));
+        r
+    };
+    let first = list(&(0..60).map(big).collect::<Vec<_>>());
+    let second = medical_list(100..101);
+    let (big_size, small_size) = (entry_bytes(&first).await, entry_bytes(&second).await);
+    assert!(big_size > small_size);
+    // A population whose byte cap leaves room for a small entry but not for a big one.
+    let population = (1..200)
+        .find(|p| {
+            let cap = p * 10_240;
+            cap / big_size < 60 && cap % big_size >= small_size
+        })
+        .expect("some population fits the case");
+    app.set_org(ORG_A, population, Some('A'), false).await;
+    let id1 = app.upload_ok(ORG_A, first).await;
+    let id2 = app.upload_ok(ORG_A, second).await;
+    app.run(Job::ReplicaUploads).await;
+    let r1 = app.report(ORG_A, &id1).await;
+    let r2 = app.report(ORG_A, &id2).await;
+    assert_eq!(r1["state"], "carried", "{r1}");
+    assert_eq!(r2["state"], "carried", "{r2}");
+    assert_eq!(r2["registered"], 0);
+    assert_eq!(r2["carried"], 1);
+}

@@ -68,6 +68,11 @@ async fn a_major_revision_keeps_both_versions_each_checked_against_its_own_layou
         .await;
     assert_eq!(d["deleted"], 1);
     assert_eq!(app.count_rows(ORG_A, "replicas").await, 1);
+    let (_, counts) = app.get(ORG_A, "/v1/replica-counts").await;
+    assert_eq!(
+        counts,
+        serde_json::json!([{"info_code": LOCAL_TAX, "major_version": "0002", "dataset": "0101", "replicas": 1}])
+    );
 }
 
 #[actix_rt::test]
