@@ -1,8 +1,8 @@
-//! Admin's REST API: login (`/v1/auth/token`), JWKS, the caller's tenant, users and
-//! system clients. Errors are problem+json with Japanese details and a next action.
+//! Admin's REST API: login (`/v1/auth/token`), JWKS, the caller's tenant, users, system
+//! clients and batch status. Errors are problem+json with Japanese details and a next action.
 //!
 //! Routes are mounted under admin-owned prefixes (`/v1/auth`, `/v1/tenants`, `/v1/users`,
-//! `/v1/clients`), never a bare `/v1` scope: actix sends everything under a matching scope
+//! `/v1/clients`, `/v1/batches`), never a bare `/v1` scope: actix sends everything under a matching scope
 //! to it, which would hide the other services' `/v1/...` routes in the one server.
 
 use actix_web::{
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     AdminState,
-    domain::{self, SystemClient, Tenant, User},
+    domain::{self, BatchRun, SystemClient, Tenant, User},
     passwords, store,
 };
 
@@ -38,7 +38,8 @@ use crate::{
         unlock_user,
         set_valid_to,
         create_client,
-        list_clients
+        list_clients,
+        list_batches
     ),
     components(schemas(
         TokenRequest,
@@ -52,6 +53,7 @@ use crate::{
         SystemClient,
         CreateClientRequest,
         CreatedClient,
+        BatchRun,
         OrgCode,
         Problem
     )),
@@ -59,7 +61,8 @@ use crate::{
         (name = "auth", description = "ログイン (login) とトークン検証用の公開鍵 (JWKS)"),
         (name = "tenants", description = "団体 (情報保有機関, tenants)"),
         (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間"),
-        (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行")
+        (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行"),
+        (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況")
     )
 )]
 pub struct ApiDoc;
@@ -86,7 +89,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             web::scope("/v1/clients")
                 .route("", web::post().to(create_client))
                 .route("", web::get().to(list_clients)),
-        );
+        )
+        .service(web::scope("/v1/batches").route("", web::get().to(list_batches)));
 }
 
 /// Every way an admin call can fail; each maps to one problem+json `code`.
@@ -970,6 +974,62 @@ async fn list_clients(state: web::Data<AdminState>, caller: Caller) -> ApiResult
     let clients = store::clients(&tx).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(clients))
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch status
+// ---------------------------------------------------------------------------------------
+
+/// Most runs one `GET /v1/batches` returns.
+const MAX_BATCH_LIMIT: i64 = 500;
+
+/// `GET /v1/batches` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BatchListParams {
+    /// Only runs of this job (e.g. `replica-uploads`); every job if omitted.
+    job: Option<String>,
+    /// At most this many runs, newest first: 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/batches",
+    tag = "batches",
+    operation_id = "listBatchRuns",
+    summary = "バッチ状況の一覧 (batch runs of the caller's tenant)",
+    description = "自団体のバッチ処理 (副本の夜間一括登録など) の実行状況を、開始の新しい順に返します (システム管理者・業務担当者)。各実行は最後に報告された状況 (処理中・完了・異常終了、処理件数、繰越件数、エラー件数) を示します。",
+    params(BatchListParams),
+    responses(
+        (status = 200, description = "バッチ実行の一覧 (newest first)", body = Vec<BatchRun>),
+        (status = 400, description = "クエリの誤り (invalid-field, invalid-query)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin 又は business_staff が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn list_batches(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    params: web::Query<BatchListParams>,
+) -> ApiResult {
+    caller.require_any(&[Role::SystemAdmin, Role::BusinessStaff])?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=MAX_BATCH_LIMIT).contains(&limit) {
+        return Err(AdminError::InvalidField {
+            field: "limit",
+            detail_ja: "件数 (limit) は1以上500以下で指定してください。",
+        });
+    }
+    let job = params.job.as_deref().filter(|j| !j.is_empty());
+    let mut client = state.db.get().await?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
+    let runs = store::batch_runs(&tx, job, limit).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(runs))
 }
 
 #[cfg(test)]

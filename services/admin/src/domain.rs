@@ -51,6 +51,8 @@ pub struct NewTenant {
     pub home_region: String,
     /// 一括登録グループ (upload group) A–H.
     pub upload_group: Option<char>,
+    /// 即時処理: replica uploads are applied as they arrive, not by the nightly batch.
+    pub immediate_replica_processing: bool,
 }
 
 impl NewTenant {
@@ -59,19 +61,51 @@ impl NewTenant {
         if self.name.trim().is_empty() {
             return Err("tenant name is empty".into());
         }
-        if self.population <= 0 {
-            return Err("population must be positive".into());
-        }
         if !matches!(self.home_region.as_str(), "east" | "west") {
             return Err(format!(
                 "home region must be east or west, not {:?}",
                 self.home_region
             ));
         }
-        if let Some(g) = self.upload_group
-            && !('A'..='H').contains(&g)
-        {
-            return Err(format!("upload group must be A to H, not {g:?}"));
+        check_population(self.population)?;
+        check_upload_group(self.upload_group)
+    }
+}
+
+fn check_population(population: i64) -> Result<(), String> {
+    if population <= 0 {
+        return Err("population must be positive".into());
+    }
+    Ok(())
+}
+
+fn check_upload_group(group: Option<char>) -> Result<(), String> {
+    match group {
+        Some(g) if !('A'..='H').contains(&g) => {
+            Err(format!("upload group must be A to H, not {g:?}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A change to a tenant's settings (operator CLI `chukan admin update-tenant`); `None`
+/// leaves a setting as it is. Name, org code and home region are not changed here.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUpdate {
+    pub kind: Option<TenantKind>,
+    pub population: Option<i64>,
+    /// `Some(None)` takes the tenant out of every upload group.
+    pub upload_group: Option<Option<char>>,
+    pub immediate_replica_processing: Option<bool>,
+}
+
+impl TenantUpdate {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(population) = self.population {
+            check_population(population)?;
+        }
+        if let Some(group) = self.upload_group {
+            check_upload_group(group)?;
         }
         Ok(())
     }
@@ -96,7 +130,102 @@ pub struct Tenant {
     /// 一括登録グループ (upload group) A–H.
     #[schema(example = "C")]
     pub upload_group: Option<String>,
+    /// 即時処理: replica uploads are applied as they arrive, not by the nightly batch.
+    pub immediate_replica_processing: bool,
+    /// Increases with every change of the settings above.
+    #[schema(example = 1)]
+    pub revision: i64,
     pub created_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    /// The `tenant.changed` announcement of these settings (no personal data).
+    pub fn changed_event(&self) -> chukan_proto::TenantChanged {
+        chukan_proto::TenantChanged {
+            org_code: self.org_code.clone(),
+            kind: self.kind.clone(),
+            population: self.population,
+            upload_group: self.upload_group.clone().unwrap_or_default(),
+            home_region: self.home_region.clone(),
+            immediate_replica_processing: self.immediate_replica_processing,
+            revision: self.revision,
+        }
+    }
+}
+
+/// バッチ処理の状況 (batch status, F10): one batch run as its latest progress report left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BatchRun {
+    /// The run (one per job, tenant and night, or per immediate processing).
+    pub run_id: Uuid,
+    /// What runs, e.g. `replica-uploads` (副本登録).
+    #[schema(example = "replica-uploads")]
+    pub job: String,
+    /// `running` (処理中), `done` (完了) or `failed` (異常終了).
+    #[schema(example = "done")]
+    pub state: String,
+    /// Records processed so far.
+    pub processed: i64,
+    /// Records known to the run; 0 when not known.
+    pub total: i64,
+    /// Records carried to the next night (quota reached, 繰越).
+    pub carried: i64,
+    /// Records refused so far (エラー).
+    pub rejected: i64,
+    pub started_at: DateTime<Utc>,
+    /// When the run last reported; the row keeps the newest report.
+    pub updated_at: DateTime<Utc>,
+    /// 概要 (a short summary for the operator; no personal data).
+    #[schema(example = "副本登録: 120000/120000 件処理")]
+    pub summary: String,
+}
+
+/// A `batch.progress` event parsed for storing: the tenant it belongs to and the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// 機関コード, or empty for a platform-wide run.
+    pub tenant: String,
+    pub run: BatchRun,
+}
+
+impl BatchReport {
+    /// Parses the event; an error names what is wrong (the message is then dead-lettered).
+    pub fn from_event(e: &chukan_proto::BatchProgress) -> Result<Self, String> {
+        if !e.tenant.is_empty() && OrgCode::parse(&e.tenant).is_err() {
+            return Err("tenant is not an organisation code".into());
+        }
+        let run_id = Uuid::parse_str(&e.run_id).map_err(|_| "run_id is not a UUID")?;
+        if e.job.trim().is_empty() {
+            return Err("job is empty".into());
+        }
+        if !matches!(e.state.as_str(), "running" | "done" | "failed") {
+            return Err(format!("unknown state {:?}", e.state));
+        }
+        if [e.processed, e.total, e.carried, e.rejected]
+            .iter()
+            .any(|n| *n < 0)
+        {
+            return Err("a count is negative".into());
+        }
+        let at = |ms: i64, what: &str| {
+            DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("{what} is out of range"))
+        };
+        Ok(Self {
+            tenant: e.tenant.clone(),
+            run: BatchRun {
+                run_id,
+                job: e.job.clone(),
+                state: e.state.clone(),
+                processed: e.processed,
+                total: e.total,
+                carried: e.carried,
+                rejected: e.rejected,
+                started_at: at(e.started_at_ms, "started_at_ms")?,
+                updated_at: at(e.updated_at_ms, "updated_at_ms")?,
+                summary: e.summary.clone(),
+            },
+        })
+    }
 }
 
 /// A user to create (operator CLI seeding the first administrators).
@@ -338,6 +467,94 @@ mod tests {
     }
 
     #[test]
+    fn tenant_updates_are_checked_and_events_carry_every_setting() {
+        let mut u = TenantUpdate {
+            population: Some(0),
+            ..TenantUpdate::default()
+        };
+        assert!(u.validate().is_err());
+        u.population = Some(5000);
+        u.upload_group = Some(Some('I'));
+        assert!(u.validate().is_err());
+        u.upload_group = Some(None);
+        assert!(u.validate().is_ok());
+
+        let t = Tenant {
+            org_code: "0123456789012345".into(),
+            name: "テスト市".into(),
+            kind: "union".into(),
+            population: 42,
+            home_region: "west".into(),
+            upload_group: None,
+            immediate_replica_processing: true,
+            revision: 3,
+            created_at: Utc::now(),
+        };
+        let e = t.changed_event();
+        assert_eq!(e.org_code, "0123456789012345");
+        assert_eq!(e.kind, "union");
+        assert_eq!(e.population, 42);
+        assert_eq!(e.upload_group, "");
+        assert_eq!(e.home_region, "west");
+        assert!(e.immediate_replica_processing);
+        assert_eq!(e.revision, 3);
+    }
+
+    #[test]
+    fn batch_progress_is_parsed_or_refused() {
+        let good = chukan_proto::BatchProgress {
+            run_id: Uuid::now_v7().to_string(),
+            job: "replica-uploads".into(),
+            tenant: "0123456789012345".into(),
+            state: "running".into(),
+            processed: 10,
+            total: 100,
+            carried: 0,
+            rejected: 1,
+            started_at_ms: 1_700_000_000_000,
+            updated_at_ms: 1_700_000_001_000,
+            summary: "副本登録".into(),
+        };
+        let report = BatchReport::from_event(&good).unwrap();
+        assert_eq!(report.tenant, "0123456789012345");
+        assert_eq!(report.run.processed, 10);
+        assert_eq!(report.run.updated_at.timestamp_millis(), 1_700_000_001_000);
+        let platform = chukan_proto::BatchProgress {
+            tenant: String::new(),
+            ..good.clone()
+        };
+        assert_eq!(BatchReport::from_event(&platform).unwrap().tenant, "");
+        for bad in [
+            chukan_proto::BatchProgress {
+                run_id: "nope".into(),
+                ..good.clone()
+            },
+            chukan_proto::BatchProgress {
+                state: "paused".into(),
+                ..good.clone()
+            },
+            chukan_proto::BatchProgress {
+                tenant: "13".into(),
+                ..good.clone()
+            },
+            chukan_proto::BatchProgress {
+                rejected: -1,
+                ..good.clone()
+            },
+            chukan_proto::BatchProgress {
+                job: " ".into(),
+                ..good.clone()
+            },
+            chukan_proto::BatchProgress {
+                updated_at_ms: i64::MAX,
+                ..good.clone()
+            },
+        ] {
+            assert!(BatchReport::from_event(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn roles_round_trip_through_their_stored_names() {
         for role in [Role::SystemAdmin, Role::BusinessStaff, Role::SystemClient] {
             assert_eq!(role_from_name(role_name(role)), Some(role));
@@ -358,6 +575,7 @@ mod tests {
             population: 1000,
             home_region: "east".into(),
             upload_group: Some('A'),
+            immediate_replica_processing: false,
         };
         assert!(t.validate().is_ok());
         t.upload_group = Some('Z');

@@ -5,27 +5,46 @@
 //! owns the platform's tenant registry and enforces lockout, validity periods and the
 //! two-administrator rule (DOMAIN §8).
 //!
-//! Entry points: [`migrations`] and [`start`] for the binary; [`create_tenant`],
-//! [`create_user`] and [`create_client`] for the operator CLI (`chukan admin …`).
+//! Every change to a tenant's settings is announced as `tenant.changed` (through admin's
+//! outbox, in the change's transaction); progress reports of other services' batches arrive
+//! on `batch.progress` and are shown at `GET /v1/batches` (F10 バッチ状況).
+//!
+//! Entry points: [`migrations`], [`start`] and [`batch_queue`] for the binary;
+//! [`create_tenant`], [`update_tenant`], [`create_user`] and [`create_client`] for the
+//! operator CLI (`chukan admin …`).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use actix_web::web;
 use anyhow::Context as _;
 use chukan_auth::TokenIssuer;
 use chukan_core::{Clock, SystemClock, ids::OrgCode};
+use chukan_mq::{OutgoingMessage, QueueSpec};
+use chukan_proto::Message as _;
 use utoipa::OpenApi as _;
 use uuid::Uuid;
 
+pub mod actors;
 pub mod api;
 pub mod domain;
 pub mod passwords;
 pub mod store;
 
-pub use domain::{NewTenant, NewUser, TenantKind};
+pub use domain::{NewTenant, NewUser, Tenant, TenantKind, TenantUpdate};
 
 /// The schema admin owns.
 pub const SCHEMA: &str = "admin";
+
+/// Routing key of an organisation's settings as they are now (`chukan_proto::TenantChanged`).
+pub const TENANT_CHANGED: &str = "tenant.changed";
+
+/// Routing key of batch progress reports (`chukan_proto::BatchProgress`).
+pub const BATCH_PROGRESS: &str = "batch.progress";
+
+/// The queue batch progress reports arrive on.
+pub fn batch_queue() -> QueueSpec {
+    QueueSpec::new("admin.batches", &[BATCH_PROGRESS])
+}
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -53,7 +72,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api::ApiDoc::openapi()
 }
 
-/// Builds admin's state and routes; admin has no background workers.
+/// Builds admin's state and routes, and starts its workers: the outbox relay (which also
+/// publishes what the operator CLI wrote, found by polling) and the batch status consumer.
 pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runtime::Parts> {
     let issuer = TokenIssuer::from_settings(&ctx.settings.auth).context("settings auth.*")?;
     let max_failed_logins = i32::try_from(ctx.settings.auth.max_failed_logins)
@@ -67,15 +87,52 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         max_failed_logins,
     });
     let routes: chukan_runtime::Routes = Arc::new(move |cfg| api::configure(cfg, state.clone()));
+    let outbox = chukan_mq::outbox::start(
+        ctx.db.clone(),
+        SCHEMA,
+        ctx.bus.clone(),
+        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+    );
+    let queue = batch_queue();
+    ctx.bus
+        .declare_queue(&queue)
+        .await
+        .context("declaring admin's batch queue")?;
+    let batches = chukan_mq::consumer::start(
+        &ctx.bus,
+        &queue,
+        "admin",
+        ctx.settings.amqp.prefetch,
+        Arc::new(actors::batch_progress::BatchStatus::new(ctx.db.clone())),
+    );
     Ok(chukan_runtime::Parts {
         name: "admin",
         routes: Some(routes),
-        workers: Vec::new(),
+        workers: vec![
+            batches.into_worker("admin.batches"),
+            outbox.into_worker("admin.outbox"),
+        ],
         openapi: Some(openapi()),
     })
 }
 
-/// Registers a tenant; `Ok(false)` if its org code was already registered (idempotent).
+/// Writes the `tenant.changed` announcement of `tenant` to admin's outbox (in `tx`).
+async fn announce(tx: &chukan_db::Transaction<'_>, tenant: &Tenant) -> anyhow::Result<()> {
+    let msg = OutgoingMessage::new(
+        tenant.org_code.as_str(),
+        TENANT_CHANGED,
+        tenant.changed_event().encode_to_vec(),
+    );
+    chukan_mq::outbox::enqueue(tx, SCHEMA, &msg)
+        .await
+        .context("writing tenant.changed to the outbox")
+}
+
+/// Registers a tenant and announces it (`tenant.changed`, revision 1) in the same
+/// transaction; `Ok(false)` if its org code was already registered (idempotent: nothing is
+/// changed or announced).
+///
+/// The announcement waits in admin's outbox until a running admin's relay publishes it.
 pub async fn create_tenant(pool: &chukan_db::Pool, t: &NewTenant) -> anyhow::Result<bool> {
     t.validate().map_err(|e| anyhow::anyhow!(e))?;
     let mut client = pool.get().await.context("database connection")?;
@@ -85,8 +142,39 @@ pub async fn create_tenant(pool: &chukan_db::Pool, t: &NewTenant) -> anyhow::Res
     let created = store::insert_tenant(&tx, t)
         .await
         .context("inserting the tenant")?;
+    if let Some(tenant) = &created {
+        announce(&tx, tenant).await?;
+    }
     tx.commit().await?;
-    Ok(created)
+    Ok(created.is_some())
+}
+
+/// Changes a tenant's settings, bumps its revision and announces the result
+/// (`tenant.changed`), all in one transaction; returns the tenant as it is now.
+///
+/// An empty change still bumps the revision and announces the current settings, which
+/// re-sends them to consumers that missed them (e.g. tenants registered before a
+/// consumer existed).
+pub async fn update_tenant(
+    pool: &chukan_db::Pool,
+    org: &OrgCode,
+    change: &TenantUpdate,
+) -> anyhow::Result<Tenant> {
+    change.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let mut client = pool.get().await.context("database connection")?;
+    let tx = chukan_db::tenant_tx(&mut client, org.as_str()).await?;
+    let tenant = store::update_tenant(&tx, org.as_str(), change)
+        .await
+        .context("updating the tenant")?
+        .with_context(|| {
+            format!(
+                "tenant {} is not registered (register it with `chukan admin create-tenant`)",
+                org.as_str()
+            )
+        })?;
+    announce(&tx, &tenant).await?;
+    tx.commit().await?;
+    Ok(tenant)
 }
 
 /// Creates a user in `tenant`; if the login id exists, returns its id and changes nothing

@@ -1,6 +1,6 @@
 //! Admin's SQL: one function per query, schema-qualified, prepared once per connection.
 //!
-//! `users` and `system_clients` have row-level security: call these inside a
+//! `users`, `system_clients` and `batch_runs` have row-level security: call these inside a
 //! [`chukan_db::tenant_tx`] or they see no rows. `tenants` is the platform registry and
 //! has none.
 
@@ -10,23 +10,44 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    AdminValidity, ClientRecord, LoginRecord, NewTenant, SystemClient, Tenant, User,
+    AdminValidity, BatchReport, BatchRun, ClientRecord, LoginRecord, NewTenant, SystemClient,
+    Tenant, TenantUpdate, User,
 };
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 
-/// Inserts a tenant unless its org code exists; true if it was created.
-pub async fn insert_tenant(tx: &Transaction<'_>, t: &NewTenant) -> Result<bool> {
+/// Columns of [`Tenant`], in the order [`tenant_from_row`] reads them.
+const TENANT_COLUMNS: &str = "org_code, name, kind, population, home_region, upload_group::text,
+     immediate_replica_processing, revision, created_at";
+
+fn tenant_from_row(r: &Row) -> Tenant {
+    Tenant {
+        org_code: r.get(0),
+        name: r.get(1),
+        kind: r.get(2),
+        population: r.get(3),
+        home_region: r.get(4),
+        upload_group: r.get(5),
+        immediate_replica_processing: r.get(6),
+        revision: r.get(7),
+        created_at: r.get(8),
+    }
+}
+
+/// Inserts a tenant unless its org code exists; the new tenant, or None if it existed.
+pub async fn insert_tenant(tx: &Transaction<'_>, t: &NewTenant) -> Result<Option<Tenant>> {
     let stmt = tx
-        .prepare_cached(
-            "INSERT INTO admin.tenants (org_code, name, kind, population, home_region, upload_group)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (org_code) DO NOTHING",
-        )
+        .prepare_cached(&format!(
+            "INSERT INTO admin.tenants (org_code, name, kind, population, home_region, upload_group,
+                                        immediate_replica_processing)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (org_code) DO NOTHING
+             RETURNING {TENANT_COLUMNS}"
+        ))
         .await?;
     let group = t.upload_group.map(|g| g.to_string());
-    let n = tx
-        .execute(
+    let row = tx
+        .query_opt(
             &stmt,
             &[
                 &t.org_code.as_str(),
@@ -35,30 +56,142 @@ pub async fn insert_tenant(tx: &Transaction<'_>, t: &NewTenant) -> Result<bool> 
                 &t.population,
                 &t.home_region,
                 &group,
+                &t.immediate_replica_processing,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(tenant_from_row))
+}
+
+/// The tenant with this org code.
+pub async fn tenant(tx: &Transaction<'_>, org_code: &str) -> Result<Option<Tenant>> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {TENANT_COLUMNS} FROM admin.tenants WHERE org_code = $1"
+        ))
+        .await?;
+    Ok(tx
+        .query_opt(&stmt, &[&org_code])
+        .await?
+        .as_ref()
+        .map(tenant_from_row))
+}
+
+/// Applies `change` and bumps the revision (in one statement, so concurrent changes each
+/// get their own revision); the tenant as it is now, or None if it is not registered.
+pub async fn update_tenant(
+    tx: &Transaction<'_>,
+    org_code: &str,
+    change: &TenantUpdate,
+) -> Result<Option<Tenant>> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE admin.tenants SET
+                 kind = COALESCE($2, kind),
+                 population = COALESCE($3, population),
+                 upload_group = CASE WHEN $4 THEN $5 ELSE upload_group END,
+                 immediate_replica_processing = COALESCE($6, immediate_replica_processing),
+                 revision = revision + 1
+             WHERE org_code = $1
+             RETURNING {TENANT_COLUMNS}"
+        ))
+        .await?;
+    let kind = change.kind.map(|k| k.as_str());
+    let set_group = change.upload_group.is_some();
+    let group = change.upload_group.flatten().map(|g| g.to_string());
+    Ok(tx
+        .query_opt(
+            &stmt,
+            &[
+                &org_code,
+                &kind,
+                &change.population,
+                &set_group,
+                &group,
+                &change.immediate_replica_processing,
+            ],
+        )
+        .await?
+        .as_ref()
+        .map(tenant_from_row))
+}
+
+/// Stores a progress report unless the run already has a newer one. At the same
+/// `updated_at`, a finished state beats `running` and more processed records beat fewer,
+/// so two reports from one millisecond still settle on the later one.
+/// True if the row was written.
+pub async fn upsert_batch_run(tx: &Transaction<'_>, report: &BatchReport) -> Result<bool> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO admin.batch_runs AS b (tenant_id, run_id, job, state, processed, total,
+                                                carried, rejected, started_at, updated_at, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (tenant_id, run_id) DO UPDATE SET
+                 job = EXCLUDED.job, state = EXCLUDED.state, processed = EXCLUDED.processed,
+                 total = EXCLUDED.total, carried = EXCLUDED.carried,
+                 rejected = EXCLUDED.rejected, started_at = EXCLUDED.started_at,
+                 updated_at = EXCLUDED.updated_at, summary = EXCLUDED.summary
+             WHERE b.updated_at < EXCLUDED.updated_at
+                OR (b.updated_at = EXCLUDED.updated_at
+                    AND ((b.state = 'running' AND EXCLUDED.state <> 'running')
+                         OR (b.state = EXCLUDED.state AND b.processed < EXCLUDED.processed)))",
+        )
+        .await?;
+    let r = &report.run;
+    let n = tx
+        .execute(
+            &stmt,
+            &[
+                &report.tenant,
+                &r.run_id,
+                &r.job,
+                &r.state,
+                &r.processed,
+                &r.total,
+                &r.carried,
+                &r.rejected,
+                &r.started_at,
+                &r.updated_at,
+                &r.summary,
             ],
         )
         .await?;
     Ok(n == 1)
 }
 
-/// The tenant with this org code.
-pub async fn tenant(tx: &Transaction<'_>, org_code: &str) -> Result<Option<Tenant>> {
+/// The tenant's batch runs, newest first, optionally of one job.
+pub async fn batch_runs(
+    tx: &Transaction<'_>,
+    job: Option<&str>,
+    limit: i64,
+) -> Result<Vec<BatchRun>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT org_code, name, kind, population, home_region, upload_group::text, created_at
-             FROM admin.tenants WHERE org_code = $1",
+            "SELECT run_id, job, state, processed, total, carried, rejected, started_at,
+                    updated_at, summary
+             FROM admin.batch_runs
+             WHERE $1::text IS NULL OR job = $1
+             ORDER BY started_at DESC, run_id DESC
+             LIMIT $2",
         )
         .await?;
-    let row = tx.query_opt(&stmt, &[&org_code]).await?;
-    Ok(row.map(|r| Tenant {
-        org_code: r.get(0),
-        name: r.get(1),
-        kind: r.get(2),
-        population: r.get(3),
-        home_region: r.get(4),
-        upload_group: r.get(5),
-        created_at: r.get(6),
-    }))
+    Ok(tx
+        .query(&stmt, &[&job, &limit])
+        .await?
+        .iter()
+        .map(|r| BatchRun {
+            run_id: r.get(0),
+            job: r.get(1),
+            state: r.get(2),
+            processed: r.get(3),
+            total: r.get(4),
+            carried: r.get(5),
+            rejected: r.get(6),
+            started_at: r.get(7),
+            updated_at: r.get(8),
+            summary: r.get(9),
+        })
+        .collect())
 }
 
 /// Columns of [`User`], in the order [`user_from_row`] reads them.

@@ -1,12 +1,18 @@
 //! spawn_app() and the calls every admin test makes.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use base64::Engine as _;
 use chukan_admin::{NewTenant, NewUser, TenantKind};
 use chukan_auth::Role;
 use chukan_core::{ManualClock, ids::OrgCode};
+use chukan_mq::{Delivery, OutgoingMessage, QueueSpec};
+use chukan_proto::{Message as _, TenantChanged};
 use chukan_testkit::{TestApi, TestEnv};
+use futures_util::FutureExt as _;
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,6 +31,8 @@ pub struct TestApp {
     pub admin_a: Uuid,
     pub admin_a2: Uuid,
     pub admin_b: Uuid,
+    /// Every `tenant.changed` admin published (a queue bound as provision's is).
+    pub tenant_events: Arc<Mutex<Vec<Delivery>>>,
 }
 
 /// Fresh database and namespace, tenants A and B each with administrators `admin1` and
@@ -39,7 +47,25 @@ pub async fn spawn_app() -> TestApp {
     .await
     .expect("test environment");
     let parts = chukan_admin::start(&env.ctx).await.expect("admin starts");
-    let api = env.spawn_api(vec![parts]).await.expect("api");
+    let mut api = env.spawn_api(vec![parts]).await.expect("api");
+
+    // Bound before the first tenant is registered, as `chukan migrate` and the server
+    // declare provision's queue before anything is published.
+    let tenant_events: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let spec = QueueSpec::new("test.tenants", &[chukan_admin::TENANT_CHANGED]);
+    env.ctx.bus.declare_queue(&spec).await.expect("test queue");
+    let sink = tenant_events.clone();
+    let consumer = chukan_mq::consumer::start(
+        &env.ctx.bus,
+        &spec,
+        "test",
+        16,
+        Arc::new(move |d: Delivery| {
+            sink.lock().unwrap().push(d);
+            async { Ok(()) }.boxed()
+        }),
+    );
+    api.workers.push(consumer.into_worker("test.tenants"));
 
     let mut admins = Vec::new();
     for (tenant, name) in [(TENANT_A, "テスト市"), (TENANT_B, "サンプル町")] {
@@ -71,6 +97,7 @@ pub async fn spawn_app() -> TestApp {
         admin_a: admins[0],
         admin_a2: admins[1],
         admin_b: admins[2],
+        tenant_events,
     }
 }
 
@@ -82,6 +109,7 @@ pub fn new_tenant(org: &str, name: &str) -> NewTenant {
         population: 120_000,
         home_region: "east".into(),
         upload_group: Some('C'),
+        immediate_replica_processing: false,
     }
 }
 
@@ -111,6 +139,53 @@ fn chrono_tz_offset() -> chrono::FixedOffset {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         self.api.url(path)
+    }
+
+    /// Waits until admin published `n` `tenant.changed` events; returns them decoded, with
+    /// the tenant header each carried, in arrival order.
+    pub async fn wait_tenant_events(&self, n: usize) -> Vec<(String, TenantChanged)> {
+        chukan_testkit::wait_until(Duration::from_secs(10), "tenant.changed events", || async {
+            self.tenant_events.lock().unwrap().len() >= n
+        })
+        .await
+        .unwrap();
+        self.tenant_events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d.routing_key, chukan_admin::TENANT_CHANGED);
+                let event = TenantChanged::decode(d.body.as_slice()).expect("TenantChanged");
+                (d.tenant.clone(), event)
+            })
+            .collect()
+    }
+
+    /// The namespaced name of admin's batch queue (the consumer metrics' label).
+    pub fn batch_queue(&self) -> String {
+        self.env.ctx.bus.qualify(&chukan_admin::batch_queue().name)
+    }
+
+    /// Publishes `msg` on the bus, as another service's outbox would.
+    pub async fn publish(&self, msg: &OutgoingMessage) {
+        let publisher = self.env.ctx.bus.publisher().await.unwrap();
+        publisher.publish(msg).await.unwrap();
+    }
+
+    /// Publishes `msg` and waits until admin's batch consumer handled it (acked or
+    /// dead-lettered), so what follows sees its effect.
+    pub async fn deliver_progress(&self, msg: &OutgoingMessage) {
+        let queue = self.batch_queue();
+        let settled =
+            |q: &str| chukan_mq::metrics::consumed(q, "ok") + chukan_mq::metrics::dead_lettered(q);
+        let before = settled(&queue);
+        self.publish(msg).await;
+        chukan_testkit::wait_until(Duration::from_secs(10), "batch.progress handled", || {
+            let done = settled(&queue) > before;
+            async move { done }
+        })
+        .await
+        .unwrap();
     }
 
     pub async fn login(&self, tenant: &str, username: &str, password: &str) -> Response {

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! admin's API against real PostgreSQL and RabbitMQ, one fresh database per test.
 
+mod batches;
 mod clients;
 mod helpers;
 mod login;

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("/v1/users/{id}/valid-to", "post", true),
     ("/v1/clients", "post", true),
     ("/v1/clients", "get", true),
+    ("/v1/batches", "get", true),
 ];
 
 /// Asserts that every field of a real response is a documented property of `schema`, and
@@ -134,5 +135,38 @@ async fn the_openapi_document_covers_every_admin_route_and_is_public() {
         .await
         .unwrap();
     assert_matches_schema(&doc, "Jwks", &jwks);
+
+    let progress = chukan_proto::BatchProgress {
+        run_id: uuid::Uuid::now_v7().to_string(),
+        job: "replica-uploads".into(),
+        tenant: TENANT_A.into(),
+        state: "done".into(),
+        processed: 3,
+        total: 3,
+        started_at_ms: 1_775_001_600_000,
+        updated_at_ms: 1_775_001_601_000,
+        ..Default::default()
+    };
+    app.deliver_progress(&chukan_mq::OutgoingMessage::new(
+        TENANT_A,
+        chukan_admin::BATCH_PROGRESS,
+        chukan_proto::Message::encode_to_vec(&progress),
+    ))
+    .await;
+    let runs: Value = app.get(token, "/v1/batches").await.json().await.unwrap();
+    assert_matches_schema(&doc, "BatchRun", &runs[0]);
+    let params = doc["paths"]["/v1/batches"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "job" && p["in"] == "query")
+    );
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "limit" && p["in"] == "query")
+    );
     assert_matches_schema(&doc, "Jwk", &jwks["keys"][0]);
 }

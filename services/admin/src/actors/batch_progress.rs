@@ -1,0 +1,68 @@
+//! Consumer of `batch.progress` (F10 バッチ状況): keeps the newest report of every batch run
+//! in `admin.batch_runs`, once per message id.
+
+use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_proto::{BatchProgress, Message};
+use futures_util::future::BoxFuture;
+
+use crate::{domain::BatchReport, store};
+
+/// Consumer name in the inbox: a message id is applied once per consumer.
+const CONSUMER: &str = "admin.batches";
+
+/// Stores batch progress reports for `GET /v1/batches`.
+pub struct BatchStatus {
+    db: chukan_db::Pool,
+}
+
+impl BatchStatus {
+    pub fn new(db: chukan_db::Pool) -> Self {
+        Self { db }
+    }
+}
+
+impl Handler for BatchStatus {
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Result<(), HandleError>> {
+        let db = self.db.clone();
+        Box::pin(async move { apply(&db, delivery).await })
+    }
+}
+
+fn retry(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> HandleError {
+    move |e| HandleError::Retry(anyhow::Error::new(e).context(context))
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply(db: &chukan_db::Pool, delivery: Delivery) -> Result<(), HandleError> {
+    let event = BatchProgress::decode(delivery.body.as_slice())
+        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable BatchProgress: {e}")))?;
+    // The header chose the tenant the publisher wrote for; the body must agree, or the
+    // report could land behind another tenant's wall.
+    if event.tenant != delivery.tenant {
+        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
+    }
+    let report = BatchReport::from_event(&event)
+        .map_err(|why| HandleError::Reject(anyhow::anyhow!("BatchProgress refused: {why}")))?;
+    let mut client = db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let tx = chukan_db::tenant_tx(&mut client, &report.tenant)
+        .await
+        .map_err(retry("begin"))?;
+    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
+        .await
+        .map_err(retry("inbox"))?
+    {
+        // Already applied: the transaction rolls back when dropped.
+        return Ok(());
+    }
+    let written = store::upsert_batch_run(&tx, &report)
+        .await
+        .map_err(retry("batch run"))?;
+    tx.commit().await.map_err(retry("commit"))?;
+    if !written {
+        tracing::debug!(run = %report.run.run_id, "older batch progress ignored");
+    }
+    Ok(())
+}

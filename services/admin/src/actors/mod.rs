@@ -1,0 +1,3 @@
+//! Background work of admin.
+
+pub mod batch_progress;
