@@ -212,7 +212,8 @@ async fn org_of(state: &ProvisionState, tenant: &str) -> Result<Org, Problem> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadAccepted {
     pub upload_id: Uuid,
-    /// queued (nightly batch) | processing (immediate).
+    /// Always `queued` on acceptance; `processing` says whether the batch or the immediate
+    /// worker takes it (follow `href` for the result).
     pub state: String,
     /// Entries in the list.
     pub entries: i64,

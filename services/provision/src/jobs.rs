@@ -53,6 +53,13 @@ pub struct JobReport {
     pub failures: Vec<String>,
 }
 
+impl JobReport {
+    fn fail(&mut self, tenant: &str, job: &str, e: &anyhow::Error) {
+        tracing::error!(tenant, job, error = %format!("{e:#}"), "batch job failed for an organisation");
+        self.failures.push(format!("{tenant} ({job})"));
+    }
+}
+
 pub async fn run(state: &ProvisionState, job: Job) -> anyhow::Result<JobReport> {
     let now = state.clock.now();
     let mut report = JobReport::default();
@@ -67,24 +74,26 @@ pub async fn run(state: &ProvisionState, job: Job) -> anyhow::Result<JobReport> 
                 Ok(outcomes) => report
                     .uploads
                     .extend(outcomes.into_iter().map(|o| (org.org_code.clone(), o))),
-                Err(e) => {
-                    // One organisation's failure must not stop the others' night.
-                    tracing::error!(tenant = %org.org_code, error = %format!("{e:#}"), "replica upload run failed");
-                    report.failures.push(org.org_code.clone());
-                }
+                // One organisation's failure must not stop the others' night.
+                Err(e) => report.fail(&org.org_code, "replica-uploads", &e),
             }
         }
     }
     if matches!(job, Job::AbolishedDatasets | Job::Nightly) {
         let day = quota_day(now);
         for org in &orgs {
-            report.abolished_deleted += delete_abolished(state, &org.org_code, day).await?;
+            match delete_abolished(state, &org.org_code, day).await {
+                Ok(n) => report.abolished_deleted += n,
+                Err(e) => report.fail(&org.org_code, "abolished-datasets", &e),
+            }
         }
     }
     if matches!(job, Job::Reconciliations | Job::Nightly) {
         for org in &orgs {
-            report.reconciliations_made +=
-                crate::reconcile::make_queued(state, &org.org_code).await?;
+            match crate::reconcile::make_queued(state, &org.org_code).await {
+                Ok(n) => report.reconciliations_made += n,
+                Err(e) => report.fail(&org.org_code, "reconciliations", &e),
+            }
         }
     }
     state.outbox.wake();
