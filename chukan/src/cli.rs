@@ -27,6 +27,7 @@ pub enum Target {
     All,
     Admin,
     Code,
+    Provision,
     Relay,
 }
 
@@ -40,6 +41,7 @@ impl Target {
             Target::All => "all",
             Target::Admin => "admin",
             Target::Code => "code",
+            Target::Provision => "provision",
             Target::Relay => "relay",
         }
     }
@@ -67,6 +69,16 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Registration lists (副本登録リスト): upload one and follow its processing (HTTP client).
+    Replica {
+        #[command(subcommand)]
+        command: crate::replica::ReplicaCommand,
+    },
+    /// Batch jobs (夜間バッチ), run now in this process against the database and bus.
+    Batch {
+        #[command(subcommand)]
+        command: crate::batch::BatchCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +99,27 @@ pub enum AdminCommand {
         /// Upload slot group A–H.
         #[arg(long)]
         group: Option<char>,
+        /// Apply replica uploads as they arrive instead of by the nightly batch (即時処理).
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+        immediate: bool,
+    },
+    /// Change an organisation's settings and announce them (tenant.changed) to the other
+    /// services; with no setting given, re-announces the current ones.
+    #[command(name = "update-tenant")]
+    UpdateTenant {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        population: Option<i64>,
+        /// municipality, prefecture or union.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Upload slot group A–H, or `none` to take the tenant out of every group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Apply replica uploads as they arrive instead of by the nightly batch (即時処理).
+        #[arg(long, action = clap::ArgAction::Set)]
+        immediate: Option<bool>,
     },
     /// Create a user; the password is read from the environment variable named here.
     #[command(name = "create-user")]
@@ -133,7 +166,8 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Migrate) => {
             let settings = load(&args)?;
             chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
-            println!("migrated: admin, code, relay");
+            crate::serve::declare_bus(&settings.amqp).await?;
+            println!("migrated: admin, code, relay, provision");
             Ok(())
         }
         Some(Command::NwsSim) => {
@@ -151,6 +185,8 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         }
         Some(Command::Admin { command }) => admin(load(&args)?, command).await,
         Some(Command::Keys { command }) => keys(&load(&args)?, command),
+        Some(Command::Replica { command }) => crate::replica::run(command).await,
+        Some(Command::Batch { command }) => crate::batch::run(load(&args)?, command).await,
     }
 }
 
@@ -164,22 +200,39 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             population,
             region,
             group,
+            immediate,
         } => {
             let tenant = chukan_admin::NewTenant {
                 org_code: OrgCode::parse(org).map_err(|e| anyhow::anyhow!(e.detail_ja()))?,
                 name: name.clone(),
-                kind: chukan_admin::TenantKind::parse(kind).with_context(|| {
-                    format!("unknown kind {kind:?} (municipality, prefecture, union)")
-                })?,
+                kind: parse_tenant_kind(kind)?,
                 population: *population,
                 home_region: region.clone(),
                 upload_group: *group,
+                immediate_replica_processing: *immediate,
             };
             let created = chukan_admin::create_tenant(&pool, &tenant).await?;
             println!(
                 "{}",
                 serde_json::json!({ "org_code": org, "created": created })
             );
+        }
+        AdminCommand::UpdateTenant {
+            org,
+            population,
+            kind,
+            group,
+            immediate,
+        } => {
+            let org = OrgCode::parse(org).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
+            let change = chukan_admin::TenantUpdate {
+                kind: kind.as_deref().map(parse_tenant_kind).transpose()?,
+                population: *population,
+                upload_group: group.as_deref().map(parse_upload_group).transpose()?,
+                immediate_replica_processing: *immediate,
+            };
+            let tenant = chukan_admin::update_tenant(&pool, &org, &change).await?;
+            println!("{}", serde_json::to_value(&tenant)?);
         }
         AdminCommand::User {
             tenant,
@@ -216,6 +269,23 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+fn parse_tenant_kind(kind: &str) -> anyhow::Result<chukan_admin::TenantKind> {
+    chukan_admin::TenantKind::parse(kind)
+        .with_context(|| format!("unknown kind {kind:?} (municipality, prefecture, union)"))
+}
+
+/// `A`–`H`, or `none` for no group.
+fn parse_upload_group(group: &str) -> anyhow::Result<Option<char>> {
+    if group.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let mut chars = group.chars();
+    match (chars.next(), chars.next()) {
+        (Some(g @ 'A'..='H'), None) => Ok(Some(g)),
+        _ => anyhow::bail!("unknown upload group {group:?} (A to H, or none)"),
+    }
 }
 
 fn parse_role(s: &str) -> anyhow::Result<Role> {

@@ -1,10 +1,14 @@
 //! `chukan`: one binary, many targets (like Loki and Mimir).
 //!
 //! `chukan --target=all` runs every service in one process; `--target=code` runs one. The
-//! operator subcommands (`migrate`, `config`, `admin`, `keys`, `nws-sim`) share its settings.
+//! operator subcommands (`migrate`, `config`, `admin`, `keys`, `nws-sim`, `batch`) share its
+//! settings; `replica` is a client of the public API.
 
+mod batch;
 mod cli;
+mod replica;
 mod serve;
+mod tables;
 
 use clap::Parser;
 

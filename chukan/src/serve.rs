@@ -17,7 +17,49 @@ pub fn all_migrations() -> Vec<chukan_db::Migrations> {
         chukan_admin::migrations(),
         chukan_code::migrations(),
         chukan_relay::migrations(),
+        chukan_provision::migrations(),
     ]
+}
+
+/// Every queue some service consumes, whichever services this process runs.
+///
+/// Declared before any service starts (and by `chukan migrate`): a message published to a
+/// queue that does not exist yet is lost (or, published mandatory, bounced back for ever),
+/// so e.g. admin's first `tenant.changed` must find `provision.tenants` even when
+/// provision runs in another Deployment that has not started yet.
+pub fn all_queues() -> Vec<chukan_mq::QueueSpec> {
+    vec![
+        chukan_admin::batch_queue(),
+        chukan_code::inbound_queue(),
+        chukan_provision::tenant_queue(),
+        chukan_provision::stats_queue(),
+        chukan_relay::outbound_queue(),
+    ]
+}
+
+/// Declares [`all_queues`] (with their dead and retry queues) on `bus`.
+pub async fn declare_all_queues(bus: &chukan_mq::Bus) -> anyhow::Result<()> {
+    for spec in all_queues() {
+        bus.declare_queue(&spec)
+            .await
+            .with_context(|| format!("declaring queue {}", spec.name))?;
+    }
+    Ok(())
+}
+
+/// For `chukan migrate` (a Helm pre-upgrade Job): the exchanges and every queue, so nothing
+/// published between the migration and the last Deployment coming up is lost.
+pub async fn declare_bus(settings: &chukan_config::AmqpSettings) -> anyhow::Result<()> {
+    let bus = chukan_mq::Bus::connect(settings)
+        .await
+        .context("RabbitMQ connection")?;
+    let declared = async {
+        bus.declare_topology().await.context("RabbitMQ topology")?;
+        declare_all_queues(&bus).await
+    }
+    .await;
+    bus.close().await;
+    declared
 }
 
 async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Parts>> {
@@ -28,6 +70,13 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
     if target.includes(Target::Code) {
         parts.push(chukan_code::start(ctx).await.context("start code")?);
     }
+    if target.includes(Target::Provision) {
+        parts.push(
+            chukan_provision::start(ctx)
+                .await
+                .context("start provision")?,
+        );
+    }
     if target.includes(Target::Relay) {
         parts.push(chukan_relay::start(ctx).await.context("start relay")?);
     }
@@ -37,6 +86,7 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
 pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
     let _telemetry = chukan_telemetry::init(target.label(), &settings.telemetry)?;
     let ctx = chukan_runtime::build_context(settings, Arc::new(SystemClock)).await?;
+    declare_all_queues(&ctx.bus).await?;
     let parts = start_services(&ctx, target).await?;
 
     let mut workers: Vec<Worker> = Vec::new();

@@ -150,9 +150,15 @@ pub async fn wait_http(http: &reqwest::Client, url: &str, what: &str) {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with(&[]).await
+    }
+
+    /// Like [`Stack::start`], with extra `CHUKAN__…` settings for every process.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Stack {
         let settings = chukan_testkit::test_settings();
         let ports = (free_port(), free_port(), free_port(), free_port());
-        let env = env_for(&settings, ports);
+        let mut env = env_for(&settings, ports);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let http = reqwest::Client::new();
         run_json(&env, &["migrate"]);
         let nws_sim = Proc {
