@@ -14,16 +14,18 @@ CREATE TABLE provision.orgs (
 
 -- 副本 (replicas): one row per dataset record key (データセットレコードキー). Registering the same
 -- key again overwrites the row (上書き). Everything personal is in `sealed` (AES-256-GCM under
--- the tenant's key: integrated addressee number, record keys, payload); look-ups use blind
--- indexes. Public start/end dates are catalogue metadata, not personal data.
+-- the tenant's key: integrated addressee number, record keys, history dates, payload); look-ups
+-- use blind indexes. `key_bidx` = HMAC(item | version | dataset | record key), so the primary
+-- key is two columns and cheap to compare. Identifier columns are ASCII codes: collation "C"
+-- keeps index comparisons byte-wise instead of going through the locale.
 CREATE TABLE provision.replicas (
-    tenant_id      text        NOT NULL,
-    info_code      text        NOT NULL,
-    major_version  text        NOT NULL,
-    dataset        text        NOT NULL,
+    tenant_id      text COLLATE "C" NOT NULL,
     key_bidx       bytea       NOT NULL,
+    info_code      text COLLATE "C" NOT NULL,
+    major_version  text COLLATE "C" NOT NULL,
+    dataset        text COLLATE "C" NOT NULL,
     -- レコード識別番号 of the registration that wrote the row; unique while the row exists.
-    record_id      text        NOT NULL,
+    record_id      text COLLATE "C" NOT NULL,
     addressee_bidx bytea       NOT NULL,
     public_start   date        NULL,
     public_end     date        NULL,
@@ -32,23 +34,34 @@ CREATE TABLE provision.replicas (
     bytes          integer     NOT NULL,
     upload_id      uuid        NOT NULL,
     registered_at  timestamptz NOT NULL,
-    PRIMARY KEY (tenant_id, info_code, major_version, dataset, key_bidx)
+    PRIMARY KEY (tenant_id, key_bidx)
 );
 CREATE UNIQUE INDEX replicas_record_id ON provision.replicas (tenant_id, record_id);
-CREATE INDEX replicas_addressee ON provision.replicas (tenant_id, addressee_bidx, info_code);
+CREATE INDEX replicas_addressee ON provision.replicas (tenant_id, addressee_bidx);
 
--- Replica counts by tenant × item × version × dataset, kept with every change so statistics
--- events carry absolute numbers without counting the table.
+-- Replica counts by tenant × item × version × dataset. Batch chunks commit in parallel, so each
+-- writes its change to replica_count_deltas (insert-only: no row two chunks would both lock);
+-- the deltas are folded into replica_counts when an upload finishes, in one transaction.
 CREATE TABLE provision.replica_counts (
-    tenant_id     text   NOT NULL,
-    info_code     text   NOT NULL,
-    major_version text   NOT NULL,
-    dataset       text   NOT NULL,
+    tenant_id     text COLLATE "C" NOT NULL,
+    info_code     text COLLATE "C" NOT NULL,
+    major_version text COLLATE "C" NOT NULL,
+    dataset       text COLLATE "C" NOT NULL,
     -- No CHECK (replicas >= 0): a CHECK is evaluated on the proposed INSERT row of an upsert,
     -- before the conflict turns it into an UPDATE, so it would refuse negative deltas.
     replicas      bigint NOT NULL,
     PRIMARY KEY (tenant_id, info_code, major_version, dataset)
 );
+
+CREATE TABLE provision.replica_count_deltas (
+    tenant_id     text COLLATE "C" NOT NULL,
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    info_code     text COLLATE "C" NOT NULL,
+    major_version text COLLATE "C" NOT NULL,
+    dataset       text COLLATE "C" NOT NULL,
+    delta         bigint NOT NULL
+);
+CREATE INDEX replica_count_deltas_tenant ON provision.replica_count_deltas (tenant_id);
 
 -- 副本登録 uploads: a registration list received as a file (or a REST batch, stored in the same
 -- form) and queued for the batch. The file itself is kept sealed in upload_chunks until done.
@@ -63,12 +76,7 @@ CREATE TABLE provision.uploads (
     precheck_rejected bigint     NOT NULL DEFAULT 0,
     state            text        NOT NULL
                      CHECK (state IN ('queued', 'processing', 'carried', 'done')),
-    -- Ordinal of the first entry not yet applied: the batch resumes here after a crash.
-    next_ordinal     bigint      NOT NULL DEFAULT 1,
-    registered       bigint      NOT NULL DEFAULT 0,
-    overwritten      bigint      NOT NULL DEFAULT 0,
-    deleted          bigint      NOT NULL DEFAULT 0,
-    rejected         bigint      NOT NULL DEFAULT 0,
+    -- Entries waiting for a later night (daily quota), as of the last run.
     carried          bigint      NOT NULL DEFAULT 0,
     -- Nights the upload was carried over because of the daily quota.
     carried_nights   integer     NOT NULL DEFAULT 0,
@@ -101,14 +109,26 @@ CREATE TABLE provision.upload_rejections (
     PRIMARY KEY (upload_id, ordinal)
 );
 
--- 日次上限 (daily quota) use per organisation and Japan date: registrations and deletions.
-CREATE TABLE provision.daily_usage (
-    tenant_id text   NOT NULL,
-    day       date   NOT NULL,
-    records   bigint NOT NULL DEFAULT 0,
-    bytes     bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant_id, day)
+-- One row per committed chunk of an upload: the range of entries it settled (applied or
+-- refused), what it did, and the quota it used on which Japan date. Chunks commit in parallel
+-- and in any order; the batch resumes by skipping the ranges here, the result report and the
+-- daily quota use (日次上限) are sums over them. Insert-only: no row is shared between chunks.
+CREATE TABLE provision.upload_progress (
+    tenant_id     text   COLLATE "C" NOT NULL,
+    upload_id     uuid   NOT NULL REFERENCES provision.uploads (id) ON DELETE CASCADE,
+    first_ordinal bigint NOT NULL,
+    last_ordinal  bigint NOT NULL CHECK (last_ordinal >= first_ordinal - 1),
+    registered    bigint NOT NULL,
+    overwritten   bigint NOT NULL,
+    deleted       bigint NOT NULL,
+    rejected      bigint NOT NULL,
+    -- Quota use: registrations and deletions applied, and their bytes.
+    records       bigint NOT NULL,
+    bytes         bigint NOT NULL,
+    day           date   NOT NULL,
+    PRIMARY KEY (upload_id, first_ordinal)
 );
+CREATE INDEX upload_progress_day ON provision.upload_progress (tenant_id, day);
 
 -- 突合用ファイル (reconciliation files): what is registered for an item / version / dataset.
 CREATE TABLE provision.reconciliations (
@@ -146,9 +166,9 @@ CREATE TABLE provision.job_runs (
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['replicas', 'replica_counts', 'uploads', 'upload_chunks',
-                             'upload_rejections', 'daily_usage', 'reconciliations',
-                             'reconciliation_chunks']
+    FOREACH t IN ARRAY ARRAY['replicas', 'replica_counts', 'replica_count_deltas', 'uploads',
+                             'upload_chunks', 'upload_rejections', 'upload_progress',
+                             'reconciliations', 'reconciliation_chunks']
     LOOP
         EXECUTE format('ALTER TABLE provision.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE provision.%I FORCE ROW LEVEL SECURITY', t);

@@ -3,13 +3,16 @@
 //!
 //! Per tenant, uploads are applied in the order they arrived, under a session advisory lock so
 //! two workers never interleave one tenant's changes. Each upload is read back from its sealed
-//! chunks and applied in chunks of entries; every chunk commits its rows, its rejections, the
-//! upload's counters, its resume point (`next_ordinal`), the day's quota use and the outbox
-//! events in one transaction — so a crash (even `kill -9`) redoes at most the chunk in flight and
-//! every entry is applied exactly once.
+//! chunks and applied in chunks of entries. A chunk's transaction writes its replicas, its
+//! rejections, its progress row (the range of entries it settled, its counts and quota use) and
+//! its outbox events, and nothing any other chunk writes: so two chunks commit in parallel on
+//! two connections without ever waiting for each other, and a crash (even `kill -9`) loses
+//! exactly the chunks that had not committed — the next run skips the settled ranges and every
+//! entry is applied once. The producer keeps chunks in flight disjoint (no key or record id in
+//! two of them); where a file repeats one, the later chunk waits until everything before it
+//! has committed.
 //!
-//! Parsing, validation and sealing run in a separate task ahead of the database work (one chunk
-//! of look-ahead), so the two cores work at once.
+//! Parsing, validation and sealing run in their own task ahead of the database work.
 
 use std::{collections::HashMap, collections::HashSet, sync::Arc};
 
@@ -25,6 +28,7 @@ use chukan_layout::{Catalogue, RecordKind, Validated};
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{BatchProgress, Message, ReplicaCountChanged};
 use chukan_replica_list::{Entry, Limits, ListReader, Operation};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -118,23 +122,41 @@ enum ChunkEnd {
 struct Chunk {
     items: Vec<Item>,
     rejections: Vec<Rejection>,
-    /// Ordinal of the last entry this chunk settles (applied or rejected).
+    /// The range of entries this chunk settles (applied or rejected), both ends included;
+    /// empty (`last < first`) for a chunk that only ends the upload.
+    first_ordinal: i64,
     last_ordinal: i64,
     end: ChunkEnd,
+    /// Start only once every earlier chunk has committed (it repeats a key or record id).
+    after_barrier: bool,
 }
 
 impl Chunk {
-    fn new(last_ordinal: i64) -> Self {
+    fn new(first_ordinal: i64, after_barrier: bool) -> Self {
         Chunk {
             items: Vec::new(),
             rejections: Vec::new(),
-            last_ordinal,
+            first_ordinal,
+            last_ordinal: first_ordinal - 1,
             end: ChunkEnd::More,
+            after_barrier,
+        }
+    }
+
+    /// A chunk that settles no entry (it only says how the upload ends).
+    fn ending(end: ChunkEnd) -> Self {
+        Chunk {
+            end,
+            ..Chunk::new(0, false)
         }
     }
 
     fn len(&self) -> usize {
         self.items.len() + self.rejections.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last_ordinal < self.first_ordinal
     }
 }
 
@@ -220,7 +242,7 @@ pub(crate) fn prepare(
         major_version: entry.major_version.clone(),
         dataset: entry.dataset.clone(),
     };
-    let key_bidx = seal::record_key_index(keys, &entry.record_key);
+    let key_bidx = seal::record_key_index(keys, &kind, &entry.record_key);
     let addressee_bidx = seal::addressee_index(keys, &entry.addressee);
     let sealed = match validated {
         None => Vec::new(),
@@ -257,6 +279,9 @@ pub(crate) struct PreparedEntry {
     addressee_bidx: Vec<u8>,
     sealed: Vec<u8>,
 }
+
+/// Chunks in flight on their own connections at once.
+const PARALLEL_CHUNKS: usize = 2;
 
 impl Applier {
     /// Applies the tenant's pending uploads (or only `only`) as far as today's quota allows.
@@ -302,38 +327,16 @@ impl Applier {
         // later one waits too, even if its entries would still fit tonight.
         let mut carrying = false;
         for upload in pending {
-            let outcome = if carrying || remaining.is_exhausted() {
-                self.carry(tenant, &upload).await?
-            } else {
-                self.apply_upload(run, tenant, &keys, day, &upload, &mut remaining)
-                    .await?
-            };
+            let outcome = self
+                .apply_upload(run, tenant, &keys, day, &upload, &mut remaining, carrying)
+                .await?;
             carrying |= outcome.state == "carried";
             outcomes.push(outcome);
         }
         Ok(outcomes)
     }
 
-    async fn carry(
-        &self,
-        tenant: &str,
-        upload: &store::PendingUpload,
-    ) -> anyhow::Result<UploadOutcome> {
-        let mut client = self.db.get().await.context("pool")?;
-        let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
-        store::carry_upload(&tx, upload.id).await?;
-        tx.commit().await?;
-        Ok(UploadOutcome {
-            upload_id: upload.id,
-            state: "carried",
-            registered: 0,
-            overwritten: 0,
-            deleted: 0,
-            rejected: 0,
-            carried: upload.entries - upload.next_ordinal + 1,
-        })
-    }
-
+    #[allow(clippy::too_many_arguments)]
     async fn apply_upload(
         &self,
         run: &RunInfo,
@@ -342,66 +345,127 @@ impl Applier {
         day: NaiveDate,
         upload: &store::PendingUpload,
         remaining: &mut Remaining,
+        carrying: bool,
     ) -> anyhow::Result<UploadOutcome> {
-        {
+        let settled = {
             let mut client = self.db.get().await.context("pool")?;
             let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
-            store::mark_processing(&tx, upload.id, self.clock.now()).await?;
-            tx.commit().await?;
-        }
-        let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(1);
-        let producer = tokio::spawn(produce(
-            Producer {
-                db: self.db.clone(),
-                catalogue: self.catalogue.clone(),
-                keys: keys.clone(),
-                tenant: tenant.to_string(),
-                upload: upload.id,
-                start: upload.next_ordinal,
-                day,
-                remaining: *remaining,
-                chunk_entries: self.chunk_entries,
-                limits: self.limits,
-            },
-            chunks_tx,
-        ));
-        let mut totals = Applied::default();
-        let mut end = ChunkEnd::More;
-        let mut next_ordinal = upload.next_ordinal;
-        while let Some(chunk) = chunks_rx.recv().await {
-            let consumed: Vec<i64> = chunk.items.iter().map(|i| i.bytes).collect();
-            end = chunk.end;
-            let applied = self
-                .commit_chunk(run, tenant, day, upload, chunk, &mut next_ordinal)
-                .await?;
-            // The producer planned with its own copy of the quota; mirror what it took.
-            for b in consumed {
-                remaining.take(b);
+            if !carrying {
+                store::mark_processing(&tx, upload.id, self.clock.now()).await?;
             }
-            totals.registered += applied.registered;
-            totals.overwritten += applied.overwritten;
-            totals.deleted += applied.deleted;
-            totals.rejected += applied.rejected;
-        }
-        producer.await.context("producer task")??;
-        self.outbox.wake();
-        let (state, carried) = match end {
-            ChunkEnd::Done => ("done", 0),
-            ChunkEnd::Carried => ("carried", upload.entries - next_ordinal + 1),
-            ChunkEnd::More => anyhow::bail!("registration list ended without an end chunk"),
+            let settled = store::settled_ranges(&tx, upload.id).await?;
+            tx.commit().await?;
+            settled
         };
+        let mut totals = Applied::default();
+        let mut end = ChunkEnd::Carried;
+        if !carrying && !remaining.is_exhausted() {
+            let (chunks_tx, chunks_rx) = mpsc::channel::<Chunk>(1);
+            let producer = tokio::spawn(produce(
+                Producer {
+                    db: self.db.clone(),
+                    catalogue: self.catalogue.clone(),
+                    keys: keys.clone(),
+                    tenant: tenant.to_string(),
+                    upload: upload.id,
+                    settled: settled.clone(),
+                    day,
+                    remaining: *remaining,
+                    chunk_entries: self.chunk_entries,
+                    limits: self.limits,
+                },
+                chunks_tx,
+            ));
+            let committed = self
+                .commit_chunks(run, tenant, day, upload, chunks_rx)
+                .await;
+            // The producer stops when the channel closes; its own error explains a failure
+            // better than the closed channel does.
+            let produced = producer.await.context("producer task")?;
+            let (applied, last_end) = committed?;
+            produced?;
+            totals = applied;
+            end = last_end;
+            // What the producer took from the quota is what the chunks used at most.
+            remaining.records = (remaining.records - totals.records).max(0);
+            remaining.bytes = (remaining.bytes - totals.bytes).max(0);
+            if end == ChunkEnd::Carried {
+                // Nothing more fits tonight, whatever the counters say.
+                remaining.records = 0;
+            }
+        }
+        self.finish(tenant, upload, end).await?;
+        let settled_now = {
+            let mut client = self.db.get().await.context("pool")?;
+            let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
+            let r = store::settled_ranges(&tx, upload.id).await?;
+            tx.commit().await?;
+            r
+        };
+        let carried = upload.entries - settled_count(&settled_now);
         Ok(UploadOutcome {
             upload_id: upload.id,
-            state,
+            state: if end == ChunkEnd::Done {
+                "done"
+            } else {
+                "carried"
+            },
             registered: totals.registered,
             overwritten: totals.overwritten,
             deleted: totals.deleted,
             rejected: totals.rejected,
-            carried,
+            carried: if end == ChunkEnd::Done { 0 } else { carried },
         })
     }
 
-    /// One transaction: rows, rejections, counters, resume point, quota use and events.
+    /// Commits chunks as they come, up to [`PARALLEL_CHUNKS`] at once; a chunk marked
+    /// `after_barrier` starts only when every earlier one has committed.
+    async fn commit_chunks(
+        &self,
+        run: &RunInfo,
+        tenant: &str,
+        day: NaiveDate,
+        upload: &store::PendingUpload,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> anyhow::Result<(Applied, ChunkEnd)> {
+        let mut in_flight = FuturesUnordered::new();
+        let mut totals = Applied::default();
+        let mut end = ChunkEnd::More;
+        let add = |totals: &mut Applied, a: Applied| {
+            totals.registered += a.registered;
+            totals.overwritten += a.overwritten;
+            totals.deleted += a.deleted;
+            totals.rejected += a.rejected;
+            totals.records += a.records;
+            totals.bytes += a.bytes;
+        };
+        while let Some(chunk) = chunks.recv().await {
+            if chunk.end != ChunkEnd::More {
+                end = chunk.end;
+            }
+            let must_drain = chunk.after_barrier || in_flight.len() >= PARALLEL_CHUNKS;
+            if must_drain {
+                let limit = if chunk.after_barrier {
+                    0
+                } else {
+                    PARALLEL_CHUNKS - 1
+                };
+                while in_flight.len() > limit {
+                    if let Some(r) = in_flight.next().await {
+                        add(&mut totals, r?);
+                    }
+                }
+            }
+            in_flight.push(self.commit_chunk(run, tenant, day, upload, chunk));
+        }
+        while let Some(r) = in_flight.next().await {
+            add(&mut totals, r?);
+        }
+        self.outbox.wake();
+        Ok((totals, end))
+    }
+
+    /// One transaction: rows, rejections, the progress row and events — nothing shared.
     async fn commit_chunk(
         &self,
         run: &RunInfo,
@@ -409,27 +473,37 @@ impl Applier {
         day: NaiveDate,
         upload: &store::PendingUpload,
         chunk: Chunk,
-        next_ordinal: &mut i64,
     ) -> anyhow::Result<Applied> {
+        if chunk.is_empty() {
+            return Ok(Applied::default());
+        }
         let now = self.clock.now();
         let mut client = self.db.get().await.context("pool")?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
         let Chunk {
             items,
             mut rejections,
+            first_ordinal,
             last_ordinal,
-            end,
+            ..
         } = chunk;
 
         let (registers, deletes): (Vec<&Item>, Vec<&Item>) = items
             .iter()
             .partition(|i| i.operation == Operation::Register);
-        let ids: Vec<&str> = registers.iter().map(|i| i.record_id.as_str()).collect();
-        let duplicates = store::existing_record_ids(&tx, tenant, &ids).await?;
-        let mut rows = store::ReplicaRows::default();
-        let mut applied_bytes = 0i64;
+        let reg_keys: Vec<&[u8]> = registers.iter().map(|i| i.key_bidx.as_slice()).collect();
+        let reg_ids: Vec<&str> = registers.iter().map(|i| i.record_id.as_str()).collect();
+        let (existing_keys, existing_ids) = if registers.is_empty() {
+            Default::default()
+        } else {
+            store::existing(&tx, tenant, &reg_keys, &reg_ids).await?
+        };
+        let mut new_rows = store::ReplicaRows::default();
+        let mut old_rows = store::ReplicaRows::default();
+        let mut applied = Applied::default();
+        let mut deltas: HashMap<RecordKind, i64> = HashMap::new();
         for item in &registers {
-            if duplicates.contains(&item.record_id) {
+            if existing_ids.contains(&item.record_id) {
                 rejections.push(Rejection {
                     ordinal: item.ordinal,
                     record_id: item.record_id.clone(),
@@ -439,11 +513,19 @@ impl Applier {
                 });
                 continue;
             }
-            applied_bytes += item.bytes;
+            applied.bytes += item.bytes;
+            let rows = if existing_keys.contains(&item.key_bidx) {
+                applied.overwritten += 1;
+                &mut old_rows
+            } else {
+                applied.registered += 1;
+                *deltas.entry(item.kind.clone()).or_default() += 1;
+                &mut new_rows
+            };
+            rows.key_bidx.push(&item.key_bidx);
             rows.info_code.push(&item.kind.info_code);
             rows.major_version.push(&item.kind.major_version);
             rows.dataset.push(&item.kind.dataset);
-            rows.key_bidx.push(&item.key_bidx);
             rows.record_id.push(&item.record_id);
             rows.addressee_bidx.push(&item.addressee_bidx);
             rows.public_start.push(item.public_start);
@@ -452,34 +534,21 @@ impl Applier {
             rows.bytes
                 .push(i32::try_from(item.bytes).unwrap_or(i32::MAX));
         }
-        let mut applied = Applied::default();
-        let mut deltas: HashMap<RecordKind, i64> = HashMap::new();
-        if !rows.record_id.is_empty() {
-            for kc in store::upsert_replicas(&tx, tenant, upload.id, now, &rows).await? {
-                applied.registered += kc.inserted;
-                applied.overwritten += kc.updated;
-                *deltas.entry(kc.kind).or_default() += kc.inserted;
-            }
+        if !new_rows.is_empty() {
+            store::insert_replicas(&tx, tenant, upload.id, now, &new_rows).await?;
+        }
+        if !old_rows.is_empty() {
+            store::update_replicas(&tx, tenant, upload.id, now, &old_rows).await?;
         }
         if !deletes.is_empty() {
-            let info: Vec<&str> = deletes.iter().map(|i| i.kind.info_code.as_str()).collect();
-            let major: Vec<&str> = deletes
-                .iter()
-                .map(|i| i.kind.major_version.as_str())
-                .collect();
-            let ds: Vec<&str> = deletes.iter().map(|i| i.kind.dataset.as_str()).collect();
             let keys: Vec<&[u8]> = deletes.iter().map(|i| i.key_bidx.as_slice()).collect();
-            let ords: Vec<i64> = deletes.iter().map(|i| i.ordinal).collect();
-            let gone =
-                store::delete_replicas(&tx, tenant, &info, &major, &ds, &keys, &ords).await?;
-            let gone_ords: HashSet<i64> = gone.iter().map(|(o, _)| *o).collect();
-            for (_, kind) in gone {
-                applied.deleted += 1;
-                *deltas.entry(kind).or_default() -= 1;
-            }
+            let gone = store::delete_replicas(&tx, tenant, &keys).await?;
+            let gone_keys: HashSet<&[u8]> = gone.iter().map(|(k, _)| k.as_slice()).collect();
             for item in &deletes {
-                if gone_ords.contains(&item.ordinal) {
-                    applied_bytes += item.bytes;
+                if gone_keys.contains(item.key_bidx.as_slice()) {
+                    applied.deleted += 1;
+                    applied.bytes += item.bytes;
+                    *deltas.entry(item.kind.clone()).or_default() -= 1;
                 } else {
                     rejections.push(Rejection {
                         ordinal: item.ordinal,
@@ -492,59 +561,33 @@ impl Applier {
             }
         }
         applied.rejected = rejections.len() as i64;
+        applied.records = applied.registered + applied.overwritten + applied.deleted;
         store::insert_rejections(&tx, tenant, upload.id, &rejections).await?;
-
         let deltas: Vec<(RecordKind, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
-        for (kind, count, delta) in store::bump_counts(&tx, tenant, &deltas).await? {
-            let event = ReplicaCountChanged {
-                tenant: tenant.to_string(),
-                info_code: kind.info_code,
-                major_version: kind.major_version,
-                dataset: kind.dataset,
-                count,
-                delta,
-                at_ms: now.timestamp_millis(),
-            };
-            chukan_mq::outbox::enqueue(
-                &tx,
-                SCHEMA,
-                &OutgoingMessage::new(tenant, REPLICA_COUNT, event.encode_to_vec()),
-            )
-            .await?;
-        }
-        let applied_records = applied.registered + applied.overwritten + applied.deleted;
-        if applied_records > 0 {
-            store::add_usage(&tx, tenant, day, applied_records, applied_bytes).await?;
-        }
-        store::advance_upload(&tx, upload.id, applied, last_ordinal + 1).await?;
-        match end {
-            ChunkEnd::Done => store::finish_upload(&tx, upload.id, now).await?,
-            ChunkEnd::Carried => store::carry_upload(&tx, upload.id).await?,
-            ChunkEnd::More => {}
-        }
-        let state = match end {
-            ChunkEnd::More => "running",
-            ChunkEnd::Done | ChunkEnd::Carried => "done",
-        };
+        store::insert_count_deltas(&tx, tenant, &deltas).await?;
+        store::insert_progress(
+            &tx,
+            tenant,
+            upload.id,
+            (first_ordinal, last_ordinal),
+            &applied,
+            day,
+        )
+        .await?;
         let progress = BatchProgress {
             run_id: run.id.to_string(),
             job: run.job.to_string(),
             tenant: tenant.to_string(),
-            state: state.to_string(),
+            state: "running".to_string(),
             processed: last_ordinal,
             total: upload.entries,
-            carried: if end == ChunkEnd::Carried {
-                upload.entries - last_ordinal
-            } else {
-                0
-            },
+            carried: 0,
             rejected: applied.rejected,
             started_at_ms: run.started_at.timestamp_millis(),
             updated_at_ms: now.timestamp_millis(),
             summary: format!(
-                "副本登録 {upload_id}: {last_ordinal}/{total} 件処理",
-                upload_id = upload.id,
-                total = upload.entries
+                "副本登録 {}: {last_ordinal}/{} 件目まで処理",
+                upload.id, upload.entries
             ),
         };
         chukan_mq::outbox::enqueue(
@@ -554,10 +597,88 @@ impl Applier {
         )
         .await?;
         tx.commit().await?;
-        *next_ordinal = last_ordinal + 1;
         crate::metrics::record_applied(&applied);
         Ok(applied)
     }
+
+    /// After the chunks: the upload's state, and the count changes folded with their events.
+    async fn finish(
+        &self,
+        tenant: &str,
+        upload: &store::PendingUpload,
+        end: ChunkEnd,
+    ) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut client = self.db.get().await.context("pool")?;
+        let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
+        let settled = settled_count(&store::settled_ranges(&tx, upload.id).await?);
+        match end {
+            ChunkEnd::Done => store::finish_upload(&tx, upload.id, now).await?,
+            _ => store::carry_upload(&tx, upload.id, upload.entries - settled).await?,
+        }
+        publish_counts(&tx, tenant, now).await?;
+        let progress = BatchProgress {
+            run_id: Uuid::now_v7().to_string(),
+            job: "replica-uploads".into(),
+            tenant: tenant.to_string(),
+            state: "done".into(),
+            processed: settled,
+            total: upload.entries,
+            carried: upload.entries - settled,
+            rejected: 0,
+            started_at_ms: now.timestamp_millis(),
+            updated_at_ms: now.timestamp_millis(),
+            summary: if end == ChunkEnd::Done {
+                format!("副本登録 {}: 完了 ({} 件)", upload.id, upload.entries)
+            } else {
+                format!(
+                    "副本登録 {}: 日次上限のため {} 件を翌日に繰越",
+                    upload.id,
+                    upload.entries - settled
+                )
+            },
+        };
+        chukan_mq::outbox::enqueue(
+            &tx,
+            SCHEMA,
+            &OutgoingMessage::new(tenant, BATCH_PROGRESS, progress.encode_to_vec()),
+        )
+        .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+}
+
+/// Folds pending count changes and announces the new counts (in the caller's transaction).
+pub async fn publish_counts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for (kind, count, delta) in store::fold_counts(tx, tenant).await? {
+        let event = ReplicaCountChanged {
+            tenant: tenant.to_string(),
+            info_code: kind.info_code,
+            major_version: kind.major_version,
+            dataset: kind.dataset,
+            count,
+            delta,
+            at_ms: now.timestamp_millis(),
+        };
+        chukan_mq::outbox::enqueue(
+            tx,
+            SCHEMA,
+            &OutgoingMessage::new(tenant, REPLICA_COUNT, event.encode_to_vec()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Entries covered by settled ranges.
+fn settled_count(ranges: &[(i64, i64)]) -> i64 {
+    ranges.iter().map(|(a, b)| b - a + 1).sum()
 }
 
 struct Producer {
@@ -566,87 +687,140 @@ struct Producer {
     keys: Arc<TenantKeys>,
     tenant: String,
     upload: Uuid,
-    start: i64,
+    /// Ranges of entries committed earlier (sorted): skipped.
+    settled: Vec<(i64, i64)>,
     day: NaiveDate,
     remaining: Remaining,
     chunk_entries: usize,
     limits: Limits,
 }
 
+/// Keys and record ids of the chunks that may still be uncommitted, so that chunks in flight
+/// never touch the same row (they would wait for each other).
+#[derive(Default)]
+struct Window {
+    /// The chunk being built, then the ones sent after it, newest first.
+    recent: std::collections::VecDeque<(HashSet<Vec<u8>>, HashSet<String>)>,
+}
+
+/// Chunks that can be uncommitted besides the one being built: one in the channel, one received
+/// and waiting for a free slot, and [`PARALLEL_CHUNKS`] in flight.
+const PIPELINE_DEPTH: usize = PARALLEL_CHUNKS + 2;
+
+impl Window {
+    fn seen(&self, key: &[u8], id: &str) -> bool {
+        self.recent
+            .iter()
+            .any(|(keys, ids)| keys.contains(key) || ids.contains(id))
+    }
+
+    fn add(&mut self, key: Vec<u8>, id: String) {
+        if self.recent.is_empty() {
+            self.recent.push_front(Default::default());
+        }
+        if let Some((keys, ids)) = self.recent.front_mut() {
+            keys.insert(key);
+            ids.insert(id);
+        }
+    }
+
+    /// The current chunk was sent: start a new one and forget what has surely committed.
+    fn next_chunk(&mut self) {
+        self.recent.push_front(Default::default());
+        self.recent.truncate(PIPELINE_DEPTH + 1);
+    }
+
+    /// Everything before has committed (a barrier chunk waits for it).
+    fn clear(&mut self) {
+        self.recent.clear();
+    }
+}
+
 /// Reads the stored file back, chunk by chunk, and turns its entries into database-ready
 /// chunks, stopping where tonight's quota ends.
 async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()> {
     let reader =
-        crate::intake::stored_file_reader(p.db.clone(), p.vault_keys(), p.tenant.clone(), p.upload);
+        crate::intake::stored_file_reader(p.db.clone(), p.keys.clone(), p.tenant.clone(), p.upload);
     let mut list = ListReader::new(reader, p.limits);
-    let mut chunk = Chunk::new(p.start - 1);
-    let mut keys_in_chunk: HashSet<(RecordKind, Vec<u8>)> = HashSet::new();
-    let mut ids_in_chunk: HashSet<String> = HashSet::new();
+    let mut settled = p.settled.iter().copied().peekable();
+    let mut window = Window::default();
+    let mut chunk: Option<Chunk> = None;
+    let mut barrier = false;
+    // Sends the chunk being built, if any; false when the committing side has gone.
+    async fn send(
+        chunk: &mut Option<Chunk>,
+        window: &mut Window,
+        out: &mpsc::Sender<Chunk>,
+    ) -> bool {
+        match chunk.take() {
+            None => true,
+            Some(c) => {
+                window.next_chunk();
+                out.send(c).await.is_ok()
+            }
+        }
+    }
     while let Some(entry) = list
         .next_entry()
         .await
         .map_err(|e| anyhow::anyhow!("stored registration list: {} ({})", e, e.code()))?
     {
         let ordinal = entry.ordinal as i64;
-        if ordinal < p.start {
-            continue;
+        while settled.peek().is_some_and(|(_, last)| *last < ordinal) {
+            settled.next();
         }
-        match prepare(&p.catalogue, &p.keys, &p.tenant, p.day, &entry) {
-            Err(rejection) => {
-                chunk.rejections.push(rejection);
-                chunk.last_ordinal = ordinal;
-            }
-            Ok(prepared) => {
-                let bytes = entry.byte_len as i64;
-                if !p.remaining.take(bytes) {
-                    chunk.end = ChunkEnd::Carried;
-                    let _ = out.send(chunk).await;
-                    return Ok(());
-                }
-                // A key or record id seen earlier in this chunk must see that entry applied
-                // first: close the chunk before it.
-                let key = (prepared.kind.clone(), prepared.key_bidx.clone());
-                if keys_in_chunk.contains(&key) || ids_in_chunk.contains(&entry.record_id) {
-                    let next = Chunk::new(chunk.last_ordinal);
-                    if out.send(std::mem::replace(&mut chunk, next)).await.is_err() {
-                        return Ok(());
-                    }
-                    keys_in_chunk.clear();
-                    ids_in_chunk.clear();
-                }
-                keys_in_chunk.insert(key);
-                ids_in_chunk.insert(entry.record_id.clone());
-                chunk.items.push(Item {
-                    ordinal,
-                    operation: entry.operation,
-                    record_id: entry.record_id,
-                    kind: prepared.kind,
-                    key_bidx: prepared.key_bidx,
-                    addressee_bidx: prepared.addressee_bidx,
-                    public_start: entry.public_start,
-                    public_end: entry.public_end,
-                    sealed: prepared.sealed,
-                    bytes,
-                });
-                chunk.last_ordinal = ordinal;
-            }
-        }
-        if chunk.len() >= p.chunk_entries {
-            let next = Chunk::new(chunk.last_ordinal);
-            if out.send(std::mem::replace(&mut chunk, next)).await.is_err() {
+        if settled.peek().is_some_and(|(first, _)| *first <= ordinal) {
+            // Committed by an earlier run: a chunk never spans a settled range.
+            if !send(&mut chunk, &mut window, &out).await {
                 return Ok(());
             }
-            keys_in_chunk.clear();
-            ids_in_chunk.clear();
+            continue;
+        }
+        let prepared = prepare(&p.catalogue, &p.keys, &p.tenant, p.day, &entry);
+        if let Ok(prep) = &prepared {
+            if !p.remaining.take(entry.byte_len as i64) {
+                let mut c = chunk
+                    .take()
+                    .unwrap_or_else(|| Chunk::ending(ChunkEnd::Carried));
+                c.end = ChunkEnd::Carried;
+                let _ = out.send(c).await;
+                return Ok(());
+            }
+            // A key or record id still possibly in flight must see that entry committed first.
+            if window.seen(&prep.key_bidx, &entry.record_id) {
+                if !send(&mut chunk, &mut window, &out).await {
+                    return Ok(());
+                }
+                window.clear();
+                barrier = true;
+            }
+            window.add(prep.key_bidx.clone(), entry.record_id.clone());
+        }
+        let c = chunk.get_or_insert_with(|| Chunk::new(ordinal, std::mem::take(&mut barrier)));
+        c.last_ordinal = ordinal;
+        match prepared {
+            Err(rejection) => c.rejections.push(rejection),
+            Ok(prep) => c.items.push(Item {
+                ordinal,
+                operation: entry.operation,
+                record_id: entry.record_id,
+                kind: prep.kind,
+                key_bidx: prep.key_bidx,
+                addressee_bidx: prep.addressee_bidx,
+                public_start: entry.public_start,
+                public_end: entry.public_end,
+                sealed: prep.sealed,
+                bytes: entry.byte_len as i64,
+            }),
+        }
+        if c.len() >= p.chunk_entries && !send(&mut chunk, &mut window, &out).await {
+            return Ok(());
         }
     }
-    chunk.end = ChunkEnd::Done;
-    let _ = out.send(chunk).await;
+    let mut c = chunk
+        .take()
+        .unwrap_or_else(|| Chunk::ending(ChunkEnd::Done));
+    c.end = ChunkEnd::Done;
+    let _ = out.send(c).await;
     Ok(())
-}
-
-impl Producer {
-    fn vault_keys(&self) -> Arc<TenantKeys> {
-        self.keys.clone()
-    }
 }

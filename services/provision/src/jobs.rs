@@ -4,12 +4,10 @@
 
 use chrono::{Duration, NaiveDate};
 use chukan_layout::RecordKind;
-use chukan_mq::OutgoingMessage;
-use chukan_proto::{Message, ReplicaCountChanged};
 
 use crate::{
-    ProvisionState, SCHEMA,
-    apply::{REPLICA_COUNT, RunInfo, UploadOutcome, quota_day},
+    ProvisionState,
+    apply::{RunInfo, UploadOutcome, quota_day},
     store,
 };
 
@@ -135,25 +133,8 @@ pub async fn bulk_delete(
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
     let deleted = store::bulk_delete(&tx, tenant, kind).await?;
     if deleted > 0 {
-        for (kind, count, delta) in
-            store::bump_counts(&tx, tenant, &[(kind.clone(), -deleted)]).await?
-        {
-            let event = ReplicaCountChanged {
-                tenant: tenant.to_string(),
-                info_code: kind.info_code,
-                major_version: kind.major_version,
-                dataset: kind.dataset,
-                count,
-                delta,
-                at_ms: state.clock.now().timestamp_millis(),
-            };
-            chukan_mq::outbox::enqueue(
-                &tx,
-                SCHEMA,
-                &OutgoingMessage::new(tenant, REPLICA_COUNT, event.encode_to_vec()),
-            )
-            .await?;
-        }
+        store::insert_count_deltas(&tx, tenant, &[(kind.clone(), -deleted)]).await?;
+        crate::apply::publish_counts(&tx, tenant, state.clock.now()).await?;
     }
     tx.commit().await?;
     state.outbox.wake();

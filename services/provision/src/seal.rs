@@ -25,9 +25,13 @@ pub struct SealedReplica {
     pub payload: Payload,
 }
 
-/// Blind index of a dataset record key; prefixed so it never equals the addressee's.
-pub fn record_key_index(keys: &TenantKeys, record_key: &str) -> Vec<u8> {
-    keys.blind_index(&format!("record-key:{record_key}"))
+/// Blind index of a dataset record key within its item, version and dataset (the replica's
+/// identity); prefixed so it never equals an addressee's.
+pub fn record_key_index(keys: &TenantKeys, kind: &RecordKind, record_key: &str) -> Vec<u8> {
+    keys.blind_index(&format!(
+        "record-key:{}|{}|{}|{record_key}",
+        kind.info_code, kind.major_version, kind.dataset
+    ))
 }
 
 /// Blind index of an integrated addressee number.
@@ -102,14 +106,20 @@ mod tests {
                 null_reason: None,
             }],
         };
-        let bidx = record_key_index(&keys, "K-1");
+        let bidx = record_key_index(&keys, &kind(), "K-1");
         let sealed = seal_replica(&keys, "t1", &kind(), &bidx, &r).unwrap();
         assert!(!sealed.windows(4).any(|w| w == b"2222"));
         let back = open_replica(&keys, "t1", &kind(), &bidx, &sealed).unwrap();
         assert_eq!(back.payload, r.payload);
         assert!(open_replica(&keys, "t2", &kind(), &bidx, &sealed).is_err());
-        let other = record_key_index(&keys, "K-2");
+        let other = record_key_index(&keys, &kind(), "K-2");
+        let mut elsewhere = kind();
+        elsewhere.dataset = "0102".into();
+        assert_ne!(bidx, record_key_index(&keys, &elsewhere, "K-1"));
         assert!(open_replica(&keys, "t1", &kind(), &other, &sealed).is_err());
-        assert_ne!(record_key_index(&keys, "x"), addressee_index(&keys, "x"));
+        assert_ne!(
+            record_key_index(&keys, &kind(), "x"),
+            addressee_index(&keys, "x")
+        );
     }
 }

@@ -140,7 +140,6 @@ pub async fn set_upload_received(
 pub struct PendingUpload {
     pub id: Uuid,
     pub entries: i64,
-    pub next_ordinal: i64,
     pub state: String,
 }
 
@@ -152,7 +151,7 @@ pub async fn pending_uploads(
 ) -> Result<Vec<PendingUpload>, Error> {
     let rows = tx
         .query(
-            "SELECT id, entries, next_ordinal, state FROM provision.uploads
+            "SELECT id, entries, state FROM provision.uploads
              WHERE tenant_id = $1 AND state <> 'done' AND ($2::uuid IS NULL OR id = $2)
              ORDER BY created_at, id",
             &[&tenant, &only],
@@ -163,8 +162,7 @@ pub async fn pending_uploads(
         .map(|r| PendingUpload {
             id: r.get(0),
             entries: r.get(1),
-            next_ordinal: r.get(2),
-            state: r.get(3),
+            state: r.get(2),
         })
         .collect())
 }
@@ -199,37 +197,62 @@ pub async fn mark_processing(
     Ok(())
 }
 
-/// Counters a committed batch of entries adds to its upload.
+/// Ranges of entries already settled by committed chunks, in order.
+pub async fn settled_ranges(
+    tx: &impl GenericClient,
+    upload: Uuid,
+) -> Result<Vec<(i64, i64)>, Error> {
+    let rows = tx
+        .query(
+            "SELECT first_ordinal, last_ordinal FROM provision.upload_progress
+             WHERE upload_id = $1 ORDER BY first_ordinal",
+            &[&upload],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What one committed chunk did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Applied {
     pub registered: i64,
     pub overwritten: i64,
     pub deleted: i64,
     pub rejected: i64,
+    /// Quota use: records applied and their bytes.
+    pub records: i64,
+    pub bytes: i64,
 }
 
-pub async fn advance_upload(
+pub async fn insert_progress(
     tx: &impl GenericClient,
-    id: Uuid,
-    applied: Applied,
-    next_ordinal: i64,
+    tenant: &str,
+    upload: Uuid,
+    range: (i64, i64),
+    applied: &Applied,
+    day: NaiveDate,
 ) -> Result<(), Error> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE provision.uploads SET registered = registered + $2, overwritten = overwritten + $3,
-                 deleted = deleted + $4, rejected = rejected + $5, next_ordinal = $6
-             WHERE id = $1",
+            "INSERT INTO provision.upload_progress (tenant_id, upload_id, first_ordinal, last_ordinal,
+                 registered, overwritten, deleted, rejected, records, bytes, day)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
     tx.execute(
         &stmt,
         &[
-            &id,
+            &tenant,
+            &upload,
+            &range.0,
+            &range.1,
             &applied.registered,
             &applied.overwritten,
             &applied.deleted,
             &applied.rejected,
-            &next_ordinal,
+            &applied.records,
+            &applied.bytes,
+            &day,
         ],
     )
     .await?;
@@ -255,13 +278,13 @@ pub async fn finish_upload(
     Ok(())
 }
 
-/// Tonight's quota is used up: what is left of the upload waits for the next night.
-pub async fn carry_upload(tx: &impl GenericClient, id: Uuid) -> Result<(), Error> {
+/// Tonight's quota is used up: `carried` entries of the upload wait for the next night.
+pub async fn carry_upload(tx: &impl GenericClient, id: Uuid, carried: i64) -> Result<(), Error> {
     tx.execute(
-        "UPDATE provision.uploads SET state = 'carried', carried = entries - next_ordinal + 1,
+        "UPDATE provision.uploads SET state = 'carried', carried = $2,
              carried_nights = carried_nights + 1
          WHERE id = $1",
-        &[&id],
+        &[&id, &carried],
     )
     .await?;
     Ok(())
@@ -269,64 +292,56 @@ pub async fn carry_upload(tx: &impl GenericClient, id: Uuid) -> Result<(), Error
 
 // ---- quota ----------------------------------------------------------------------------
 
+/// Records and bytes applied for the tenant on a Japan date (日次上限 use).
 pub async fn daily_usage(
     tx: &impl GenericClient,
     tenant: &str,
     day: NaiveDate,
 ) -> Result<(i64, i64), Error> {
     let row = tx
-        .query_opt(
-            "SELECT records, bytes FROM provision.daily_usage WHERE tenant_id = $1 AND day = $2",
+        .query_one(
+            "SELECT coalesce(sum(records), 0)::int8, coalesce(sum(bytes), 0)::int8
+             FROM provision.upload_progress WHERE tenant_id = $1 AND day = $2",
             &[&tenant, &day],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
-}
-
-pub async fn add_usage(
-    tx: &impl GenericClient,
-    tenant: &str,
-    day: NaiveDate,
-    records: i64,
-    bytes: i64,
-) -> Result<(), Error> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO provision.daily_usage (tenant_id, day, records, bytes) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, day) DO UPDATE
-             SET records = provision.daily_usage.records + EXCLUDED.records,
-                 bytes = provision.daily_usage.bytes + EXCLUDED.bytes",
-        )
-        .await?;
-    tx.execute(&stmt, &[&tenant, &day, &records, &bytes])
-        .await?;
-    Ok(())
+    Ok((row.get(0), row.get(1)))
 }
 
 // ---- replicas -------------------------------------------------------------------------
 
-/// Record ids among `ids` that a replica already carries.
-pub async fn existing_record_ids(
+/// Of the given keys and record ids, those already in the replica DB.
+pub async fn existing(
     tx: &impl GenericClient,
     tenant: &str,
-    ids: &[&str],
-) -> Result<HashSet<String>, Error> {
+    keys: &[&[u8]],
+    record_ids: &[&str],
+) -> Result<(HashSet<Vec<u8>>, HashSet<String>), Error> {
     let stmt = tx
         .prepare_cached(
-            "SELECT record_id FROM provision.replicas WHERE tenant_id = $1 AND record_id = ANY($2)",
+            "SELECT key_bidx, record_id, key_bidx = ANY($2) AS by_key FROM provision.replicas
+             WHERE tenant_id = $1 AND (key_bidx = ANY($2) OR record_id = ANY($3))",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&tenant, &ids]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let rows = tx.query(&stmt, &[&tenant, &keys, &record_ids]).await?;
+    let mut found_keys = HashSet::new();
+    let mut found_ids = HashSet::new();
+    for r in rows {
+        if r.get::<_, bool>(2) {
+            found_keys.insert(r.get::<_, Vec<u8>>(0));
+        }
+        found_ids.insert(r.get::<_, String>(1));
+    }
+    Ok((found_keys, found_ids))
 }
 
-/// Rows to register, as parallel columns (one array parameter each).
+/// Rows to write, as parallel columns (one array parameter each).
 #[derive(Debug, Default)]
 pub struct ReplicaRows<'a> {
+    pub key_bidx: Vec<&'a [u8]>,
     pub info_code: Vec<&'a str>,
     pub major_version: Vec<&'a str>,
     pub dataset: Vec<&'a str>,
-    pub key_bidx: Vec<&'a [u8]>,
     pub record_id: Vec<&'a str>,
     pub addressee_bidx: Vec<&'a [u8]>,
     pub public_start: Vec<Option<NaiveDate>>,
@@ -335,111 +350,96 @@ pub struct ReplicaRows<'a> {
     pub bytes: Vec<i32>,
 }
 
-/// Per record kind: how many rows were new and how many overwritten.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KindCount {
-    pub kind: RecordKind,
-    pub inserted: i64,
-    pub updated: i64,
+impl ReplicaRows<'_> {
+    pub fn len(&self) -> usize {
+        self.key_bidx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.key_bidx.is_empty()
+    }
 }
 
-/// Registers or overwrites (上書き) rows, keyed by item, version, dataset and record key.
-/// The keys must be distinct within one call.
-pub async fn upsert_replicas(
+/// Registers new rows (keys known not to exist: the caller holds the tenant's apply lock).
+pub async fn insert_replicas(
     tx: &impl GenericClient,
     tenant: &str,
     upload: Uuid,
     now: DateTime<Utc>,
     rows: &ReplicaRows<'_>,
-) -> Result<Vec<KindCount>, Error> {
+) -> Result<u64, Error> {
     let stmt = tx
         .prepare_cached(
-            "WITH up AS (
-                 INSERT INTO provision.replicas AS r (tenant_id, info_code, major_version, dataset, key_bidx,
-                     record_id, addressee_bidx, public_start, public_end, sealed, bytes, upload_id, registered_at)
-                 SELECT $1, x.info, x.major, x.ds, x.k, x.rid, x.a, x.ps, x.pe, x.s, x.b, $2, $3
-                 FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::bytea[],
-                             $10::date[], $11::date[], $12::bytea[], $13::int4[])
-                      AS x(info, major, ds, k, rid, a, ps, pe, s, b)
-                 ON CONFLICT (tenant_id, info_code, major_version, dataset, key_bidx) DO UPDATE
-                 SET record_id = EXCLUDED.record_id, addressee_bidx = EXCLUDED.addressee_bidx,
-                     public_start = EXCLUDED.public_start, public_end = EXCLUDED.public_end,
-                     sealed = EXCLUDED.sealed, bytes = EXCLUDED.bytes, upload_id = EXCLUDED.upload_id,
-                     registered_at = EXCLUDED.registered_at
-                 RETURNING (r.xmax = 0) AS inserted, r.info_code, r.major_version, r.dataset)
-             SELECT info_code, major_version, dataset,
-                    count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-             FROM up GROUP BY 1, 2, 3",
+            "INSERT INTO provision.replicas (tenant_id, key_bidx, info_code, major_version, dataset,
+                 record_id, addressee_bidx, public_start, public_end, sealed, bytes, upload_id, registered_at)
+             SELECT $1, x.*, $2, $3
+             FROM unnest($4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[],
+                         $10::date[], $11::date[], $12::bytea[], $13::int4[]) AS x",
         )
         .await?;
-    let result = tx
-        .query(
-            &stmt,
-            &[
-                &tenant,
-                &upload,
-                &now,
-                &rows.info_code,
-                &rows.major_version,
-                &rows.dataset,
-                &rows.key_bidx,
-                &rows.record_id,
-                &rows.addressee_bidx,
-                &rows.public_start,
-                &rows.public_end,
-                &rows.sealed,
-                &rows.bytes,
-            ],
+    tx.execute(&stmt, &replica_params(&tenant, &upload, &now, rows))
+        .await
+}
+
+/// Overwrites (上書き) existing rows by key.
+pub async fn update_replicas(
+    tx: &impl GenericClient,
+    tenant: &str,
+    upload: Uuid,
+    now: DateTime<Utc>,
+    rows: &ReplicaRows<'_>,
+) -> Result<u64, Error> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE provision.replicas r SET record_id = x.rid, addressee_bidx = x.a,
+                 public_start = x.ps, public_end = x.pe, sealed = x.s, bytes = x.b,
+                 upload_id = $2, registered_at = $3
+             FROM unnest($4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[],
+                         $10::date[], $11::date[], $12::bytea[], $13::int4[])
+                  AS x(k, info, major, ds, rid, a, ps, pe, s, b)
+             WHERE r.tenant_id = $1 AND r.key_bidx = x.k",
         )
         .await?;
-    Ok(result.iter().map(kind_count).collect())
+    tx.execute(&stmt, &replica_params(&tenant, &upload, &now, rows))
+        .await
 }
 
-fn kind_count(r: &tokio_postgres::Row) -> KindCount {
-    KindCount {
-        kind: RecordKind {
-            info_code: r.get(0),
-            major_version: r.get(1),
-            dataset: r.get(2),
-        },
-        inserted: r.get(3),
-        updated: r.get(4),
-    }
+fn replica_params<'a>(
+    tenant: &'a &str,
+    upload: &'a Uuid,
+    now: &'a DateTime<Utc>,
+    rows: &'a ReplicaRows<'_>,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 13] {
+    [
+        tenant,
+        upload,
+        now,
+        &rows.key_bidx,
+        &rows.info_code,
+        &rows.major_version,
+        &rows.dataset,
+        &rows.record_id,
+        &rows.addressee_bidx,
+        &rows.public_start,
+        &rows.public_end,
+        &rows.sealed,
+        &rows.bytes,
+    ]
 }
 
-/// Deletes the rows with these keys; returns the keys that existed (as ordinals given back).
+/// Deletes the rows with these keys; returns the keys that existed, with their kind.
 pub async fn delete_replicas(
     tx: &impl GenericClient,
     tenant: &str,
-    info_code: &[&str],
-    major_version: &[&str],
-    dataset: &[&str],
-    key_bidx: &[&[u8]],
-    ordinal: &[i64],
-) -> Result<Vec<(i64, RecordKind)>, Error> {
+    keys: &[&[u8]],
+) -> Result<Vec<(Vec<u8>, RecordKind)>, Error> {
     let stmt = tx
         .prepare_cached(
-            "DELETE FROM provision.replicas r
-             USING unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int8[])
-                   AS x(info, major, ds, k, ord)
-             WHERE r.tenant_id = $1 AND r.info_code = x.info AND r.major_version = x.major
-               AND r.dataset = x.ds AND r.key_bidx = x.k
-             RETURNING x.ord, r.info_code, r.major_version, r.dataset",
+            "DELETE FROM provision.replicas WHERE tenant_id = $1 AND key_bidx = ANY($2)
+             RETURNING key_bidx, info_code, major_version, dataset",
         )
         .await?;
-    let rows = tx
-        .query(
-            &stmt,
-            &[
-                &tenant,
-                &info_code,
-                &major_version,
-                &dataset,
-                &key_bidx,
-                &ordinal,
-            ],
-        )
-        .await?;
+    let rows = tx.query(&stmt, &[&tenant, &keys]).await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -501,14 +501,14 @@ pub async fn insert_rejections(
     Ok(())
 }
 
-/// Adds `delta` to the replica counts of each kind; returns the counts now.
-pub async fn bump_counts(
+/// Records count changes of a chunk (insert-only; folded by [`fold_counts`]).
+pub async fn insert_count_deltas(
     tx: &impl GenericClient,
     tenant: &str,
     deltas: &[(RecordKind, i64)],
-) -> Result<Vec<(RecordKind, i64, i64)>, Error> {
+) -> Result<(), Error> {
     if deltas.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let info: Vec<&str> = deltas.iter().map(|(k, _)| k.info_code.as_str()).collect();
     let major: Vec<&str> = deltas
@@ -519,28 +519,52 @@ pub async fn bump_counts(
     let d: Vec<i64> = deltas.iter().map(|(_, d)| *d).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO provision.replica_counts AS c (tenant_id, info_code, major_version, dataset, replicas)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[])
-             ON CONFLICT (tenant_id, info_code, major_version, dataset)
-             DO UPDATE SET replicas = c.replicas + EXCLUDED.replicas
-             RETURNING info_code, major_version, dataset, replicas",
+            "INSERT INTO provision.replica_count_deltas (tenant_id, info_code, major_version, dataset, delta)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[])",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&tenant, &info, &major, &ds, &d]).await?;
+    tx.execute(&stmt, &[&tenant, &info, &major, &ds, &d])
+        .await?;
+    Ok(())
+}
+
+/// Folds the tenant's pending count changes into the counts; returns (kind, count now, change)
+/// for every kind that changed.
+pub async fn fold_counts(
+    tx: &impl GenericClient,
+    tenant: &str,
+) -> Result<Vec<(RecordKind, i64, i64)>, Error> {
+    let rows = tx
+        .query(
+            "WITH gone AS (
+                 DELETE FROM provision.replica_count_deltas WHERE tenant_id = $1
+                 RETURNING info_code, major_version, dataset, delta),
+             sums AS (
+                 SELECT info_code, major_version, dataset, sum(delta)::int8 AS delta
+                 FROM gone GROUP BY 1, 2, 3 HAVING sum(delta) <> 0),
+             folded AS (
+                 INSERT INTO provision.replica_counts AS c (tenant_id, info_code, major_version, dataset, replicas)
+                 SELECT $1, info_code, major_version, dataset, delta FROM sums
+                 ON CONFLICT (tenant_id, info_code, major_version, dataset)
+                 DO UPDATE SET replicas = c.replicas + EXCLUDED.replicas
+                 RETURNING info_code, major_version, dataset, replicas)
+             SELECT f.info_code, f.major_version, f.dataset, f.replicas, s.delta
+             FROM folded f JOIN sums s USING (info_code, major_version, dataset)",
+            &[&tenant],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| {
-            let kind = RecordKind {
-                info_code: r.get(0),
-                major_version: r.get(1),
-                dataset: r.get(2),
-            };
-            let delta = deltas
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map(|(_, d)| *d)
-                .unwrap_or(0);
-            (kind, r.get::<_, i64>(3), delta)
+            (
+                RecordKind {
+                    info_code: r.get(0),
+                    major_version: r.get(1),
+                    dataset: r.get(2),
+                },
+                r.get(3),
+                r.get(4),
+            )
         })
         .collect())
 }
@@ -586,8 +610,8 @@ pub async fn replicas_of(
             "SELECT info_code, major_version, dataset, key_bidx, record_id, public_start, public_end,
                     sealed, registered_at
              FROM provision.replicas
-             WHERE tenant_id = $1 AND addressee_bidx = $2 AND info_code = $3
-               AND ($4::text IS NULL OR dataset = $4)
+             WHERE tenant_id = $1 AND addressee_bidx = $2 AND info_code = $3::text
+               AND ($4::text IS NULL OR dataset = $4::text)
              ORDER BY registered_at, record_id",
         )
         .await?;
@@ -607,9 +631,15 @@ pub async fn count_replicas(
 ) -> Result<i64, Error> {
     let row = tx
         .query_one(
-            "SELECT coalesce(sum(replicas), 0)::int8 FROM provision.replica_counts
-             WHERE tenant_id = $1 AND info_code = $2
-               AND ($3::text IS NULL OR major_version = $3) AND ($4::text IS NULL OR dataset = $4)",
+            "SELECT coalesce(sum(n), 0)::int8 FROM (
+                 SELECT replicas AS n, info_code, major_version, dataset
+                 FROM provision.replica_counts WHERE tenant_id = $1
+                 UNION ALL
+                 SELECT delta, info_code, major_version, dataset
+                 FROM provision.replica_count_deltas WHERE tenant_id = $1) c
+             WHERE info_code = $2::text
+               AND ($3::text IS NULL OR major_version = $3::text)
+               AND ($4::text IS NULL OR dataset = $4::text)",
             &[&tenant, &info_code, &major_version, &dataset],
         )
         .await?;
@@ -631,9 +661,10 @@ pub async fn replicas_page(
             "SELECT info_code, major_version, dataset, key_bidx, record_id, public_start, public_end,
                     sealed, registered_at
              FROM provision.replicas
-             WHERE tenant_id = $1 AND info_code = $2
-               AND ($3::text IS NULL OR major_version = $3) AND ($4::text IS NULL OR dataset = $4)
-               AND record_id > $5
+             WHERE tenant_id = $1 AND info_code = $2::text
+               AND ($3::text IS NULL OR major_version = $3::text)
+               AND ($4::text IS NULL OR dataset = $4::text)
+               AND record_id > $5::text
              ORDER BY record_id LIMIT $6",
         )
         .await?;
@@ -845,8 +876,11 @@ fn report_from(r: &tokio_postgres::Row) -> UploadReport {
 }
 
 const REPORT_COLUMNS: &str = "id, source, file_name, state, bytes, entries, precheck_rejected,
-    registered, overwritten, deleted, carried, rejected, carried_nights, created_at, started_at,
-    finished_at";
+    carried, carried_nights, created_at, started_at, finished_at,
+    (SELECT coalesce(sum(registered), 0)::int8 FROM provision.upload_progress p WHERE p.upload_id = u.id) AS registered,
+    (SELECT coalesce(sum(overwritten), 0)::int8 FROM provision.upload_progress p WHERE p.upload_id = u.id) AS overwritten,
+    (SELECT coalesce(sum(deleted), 0)::int8 FROM provision.upload_progress p WHERE p.upload_id = u.id) AS deleted,
+    (SELECT coalesce(sum(rejected), 0)::int8 FROM provision.upload_progress p WHERE p.upload_id = u.id) AS rejected";
 
 pub async fn upload_report(
     tx: &impl GenericClient,
@@ -856,7 +890,7 @@ pub async fn upload_report(
     Ok(tx
         .query_opt(
             &format!(
-                "SELECT {REPORT_COLUMNS} FROM provision.uploads WHERE tenant_id = $1 AND id = $2"
+                "SELECT {REPORT_COLUMNS} FROM provision.uploads u WHERE tenant_id = $1 AND id = $2"
             ),
             &[&tenant, &id],
         )
@@ -872,7 +906,7 @@ pub async fn upload_reports(
     let rows = tx
         .query(
             &format!(
-                "SELECT {REPORT_COLUMNS} FROM provision.uploads WHERE tenant_id = $1
+                "SELECT {REPORT_COLUMNS} FROM provision.uploads u WHERE tenant_id = $1
                  ORDER BY created_at DESC LIMIT $2"
             ),
             &[&tenant, &limit],
