@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::{
     SCHEMA,
     quota::{DailyQuota, OrgKind, Remaining},
-    seal::{self, SealedReplica},
+    seal::{self, SealedReplicaRef},
     session_lock::SessionLock,
     store::{self, Applied, Rejection},
 };
@@ -247,13 +247,13 @@ pub(crate) fn prepare(
     let sealed = match validated {
         None => Vec::new(),
         Some(validated) => {
-            let replica = SealedReplica {
-                addressee: entry.addressee.clone(),
-                record_key: entry.record_key.clone(),
-                parent_record_key: entry.parent_record_key.clone(),
+            let replica = SealedReplicaRef {
+                addressee: &entry.addressee,
+                record_key: &entry.record_key,
+                parent_record_key: entry.parent_record_key.as_deref(),
                 valid_from: validated.valid_from,
                 valid_to: validated.valid_to,
-                payload: entry.payload.clone(),
+                payload: &entry.payload,
             };
             seal::seal_replica(keys, tenant, &kind, &key_bidx, &replica).map_err(|_| {
                 rejection(

@@ -25,6 +25,23 @@ pub struct SealedReplica {
     pub payload: Payload,
 }
 
+/// The same fields borrowed, for sealing without copying the payload.
+#[derive(Serialize)]
+pub struct SealedReplicaRef<'a> {
+    #[serde(rename = "a")]
+    pub addressee: &'a str,
+    #[serde(rename = "k")]
+    pub record_key: &'a str,
+    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
+    pub parent_record_key: Option<&'a str>,
+    #[serde(rename = "f", skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<NaiveDate>,
+    #[serde(rename = "t", skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<NaiveDate>,
+    #[serde(rename = "v")]
+    pub payload: &'a Payload,
+}
+
 /// Blind index of a dataset record key within its item, version and dataset (the replica's
 /// identity); prefixed so it never equals an addressee's.
 pub fn record_key_index(keys: &TenantKeys, kind: &RecordKind, record_key: &str) -> Vec<u8> {
@@ -54,7 +71,7 @@ pub fn seal_replica(
     tenant: &str,
     kind: &RecordKind,
     key_bidx: &[u8],
-    replica: &SealedReplica,
+    replica: &SealedReplicaRef<'_>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let plain = serde_json::to_vec(replica)?;
     Ok(keys.encrypt(&plain, &replica_aad(tenant, kind, key_bidx)))
@@ -107,7 +124,15 @@ mod tests {
             }],
         };
         let bidx = record_key_index(&keys, &kind(), "K-1");
-        let sealed = seal_replica(&keys, "t1", &kind(), &bidx, &r).unwrap();
+        let borrowed = SealedReplicaRef {
+            addressee: &r.addressee,
+            record_key: &r.record_key,
+            parent_record_key: None,
+            valid_from: None,
+            valid_to: None,
+            payload: &r.payload,
+        };
+        let sealed = seal_replica(&keys, "t1", &kind(), &bidx, &borrowed).unwrap();
         assert!(!sealed.windows(4).any(|w| w == b"2222"));
         let back = open_replica(&keys, "t1", &kind(), &bidx, &sealed).unwrap();
         assert_eq!(back.payload, r.payload);
