@@ -364,6 +364,8 @@ mod tests {
             let t = line.trim();
             if t.starts_with('#') {
                 previous_was_comment = true;
+            } else if t.starts_with('"') || t.starts_with(']') {
+                // Continuation of a multi-line array: part of the key above it.
             } else if t.is_empty() || t.starts_with('[') {
                 previous_was_comment = t.starts_with('[') && previous_was_comment;
             } else {
