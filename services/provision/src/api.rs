@@ -482,6 +482,30 @@ pub struct ItemInput {
     pub null_reason: Option<String>,
 }
 
+impl From<&ItemInput> for ItemValue {
+    fn from(i: &ItemInput) -> Self {
+        ItemValue {
+            code: i.code.clone(),
+            value: i.value.clone(),
+            version: i.version.clone(),
+            updated: i.updated,
+            null_reason: i.null_reason.clone(),
+        }
+    }
+}
+
+impl From<&ItemValue> for ItemInput {
+    fn from(v: &ItemValue) -> Self {
+        ItemInput {
+            code: v.code.clone(),
+            value: v.value.clone(),
+            version: v.version.clone(),
+            updated: v.updated,
+            null_reason: v.null_reason.clone(),
+        }
+    }
+}
+
 /// One record of a daily change (the fields of a registration-list entry).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RecordInput {
@@ -596,17 +620,7 @@ async fn register_records(
 fn to_registration_list(records: &[RecordInput]) -> std::io::Result<Vec<u8>> {
     let mut w = ListWriter::new(Vec::with_capacity(records.len() * 512))?;
     for r in records {
-        let payload: Vec<ItemValue> = r
-            .items
-            .iter()
-            .map(|i| ItemValue {
-                code: i.code.clone(),
-                value: i.value.clone(),
-                version: i.version.clone(),
-                updated: i.updated,
-                null_reason: i.null_reason.clone(),
-            })
-            .collect();
+        let payload: Vec<ItemValue> = r.items.iter().map(ItemValue::from).collect();
         w.write(&EntrySpec {
             operation: match r.operation {
                 RecordOperation::Register => Operation::Register,
@@ -762,17 +776,7 @@ async fn query_replicas(
                 public_end: row.public_end,
                 valid_from: s.valid_from,
                 valid_to: s.valid_to,
-                items: s
-                    .payload
-                    .iter()
-                    .map(|v| ItemInput {
-                        code: v.code.clone(),
-                        value: v.value.clone(),
-                        version: v.version.clone(),
-                        updated: v.updated,
-                        null_reason: v.null_reason.clone(),
-                    })
-                    .collect(),
+                items: s.payload.iter().map(ItemInput::from).collect(),
             }
         })
         .collect();

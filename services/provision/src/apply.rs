@@ -590,12 +590,7 @@ impl Applier {
                 upload.id, upload.entries
             ),
         };
-        chukan_mq::outbox::enqueue(
-            &tx,
-            SCHEMA,
-            &OutgoingMessage::new(tenant, BATCH_PROGRESS, progress.encode_to_vec()),
-        )
-        .await?;
+        enqueue(&tx, tenant, BATCH_PROGRESS, progress.encode_to_vec()).await?;
         tx.commit().await?;
         crate::metrics::record_applied(&applied);
         Ok(applied)
@@ -638,12 +633,7 @@ impl Applier {
                 )
             },
         };
-        chukan_mq::outbox::enqueue(
-            &tx,
-            SCHEMA,
-            &OutgoingMessage::new(tenant, BATCH_PROGRESS, progress.encode_to_vec()),
-        )
-        .await?;
+        enqueue(&tx, tenant, BATCH_PROGRESS, progress.encode_to_vec()).await?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(())
@@ -666,14 +656,19 @@ pub async fn publish_counts(
             delta,
             at_ms: now.timestamp_millis(),
         };
-        chukan_mq::outbox::enqueue(
-            tx,
-            SCHEMA,
-            &OutgoingMessage::new(tenant, REPLICA_COUNT, event.encode_to_vec()),
-        )
-        .await?;
+        enqueue(tx, tenant, REPLICA_COUNT, event.encode_to_vec()).await?;
     }
     Ok(())
+}
+
+/// One event into provision's outbox, in the caller's transaction.
+async fn enqueue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: &str,
+    routing_key: &str,
+    body: Vec<u8>,
+) -> Result<(), tokio_postgres::Error> {
+    chukan_mq::outbox::enqueue(tx, SCHEMA, &OutgoingMessage::new(tenant, routing_key, body)).await
 }
 
 /// Entries covered by settled ranges.

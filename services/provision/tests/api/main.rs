@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod openapi;
 mod quota;
 mod reconciliation;
 mod replicas;
