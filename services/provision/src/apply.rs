@@ -394,7 +394,7 @@ impl Applier {
                 remaining.records = 0;
             }
         }
-        self.finish(tenant, upload, end).await?;
+        self.finish(run, tenant, upload, end).await?;
         let settled_now = {
             let mut client = self.db.get().await.context("pool")?;
             let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
@@ -599,6 +599,7 @@ impl Applier {
     /// After the chunks: the upload's state, and the count changes folded with their events.
     async fn finish(
         &self,
+        run: &RunInfo,
         tenant: &str,
         upload: &store::PendingUpload,
         end: ChunkEnd,
@@ -613,15 +614,15 @@ impl Applier {
         }
         publish_counts(&tx, tenant, now).await?;
         let progress = BatchProgress {
-            run_id: Uuid::now_v7().to_string(),
-            job: "replica-uploads".into(),
+            run_id: run.id.to_string(),
+            job: run.job.to_string(),
             tenant: tenant.to_string(),
             state: "done".into(),
             processed: settled,
             total: upload.entries,
             carried: upload.entries - settled,
             rejected: 0,
-            started_at_ms: now.timestamp_millis(),
+            started_at_ms: run.started_at.timestamp_millis(),
             updated_at_ms: now.timestamp_millis(),
             summary: if end == ChunkEnd::Done {
                 format!("副本登録 {}: 完了 ({} 件)", upload.id, upload.entries)
