@@ -9,6 +9,7 @@
 //!
 //! Bounded in time and count; talks only to the URLs it is given (loopback in our runs).
 
+use chukan_loadtest::read_rss;
 use std::{
     sync::{
         Arc,
@@ -230,18 +231,4 @@ fn server_times(v: &Value) -> anyhow::Result<(Duration, chrono::DateTime<chrono:
     };
     let done = at("completed_at")?;
     Ok(((done - at("created_at")?).to_std()?, done))
-}
-
-/// (VmHWM, VmRSS) in KiB from /proc.
-fn read_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} not in /proc/{pid}/status"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
 }

@@ -15,6 +15,7 @@
 //! CPU time per process group is sampled from /proc during each phase, so the report says where
 //! the time went. Talks only to the URLs and database it is given (loopback in our runs).
 
+use chukan_loadtest::read_rss;
 use std::{
     cell::Cell,
     collections::HashMap,
@@ -423,20 +424,6 @@ impl CpuMeter {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// (VmHWM, VmRSS) in KiB.
-fn read_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} not in /proc/{pid}/status"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
 }
 
 fn token(issuer: &TokenIssuer) -> anyhow::Result<String> {

@@ -89,6 +89,21 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
     Problem::internal()
 }
 
+/// A pooled connection, or 500.
+async fn pooled(state: &ProvisionState) -> Result<chukan_db::PooledClient, Problem> {
+    state.db.get().await.map_err(|e| internal("pool", e))
+}
+
+/// A transaction scoped to `tenant` (row-level security), or 500.
+async fn begin<'a>(
+    client: &'a mut chukan_db::PooledClient,
+    tenant: &str,
+) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
+    chukan_db::tenant_tx(client, tenant)
+        .await
+        .map_err(|e| internal("begin", e))
+}
+
 fn japan(at: DateTime<Utc>) -> String {
     at.with_timezone(&chrono_tz::Asia::Tokyo)
         .format("%Y-%m-%d %H:%M")
@@ -201,7 +216,7 @@ fn org_not_configured() -> Problem {
 }
 
 async fn org_of(state: &ProvisionState, tenant: &str) -> Result<Org, Problem> {
-    let client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let client = pooled(state).await?;
     store::org(&client, tenant)
         .await
         .map_err(|e| internal("org", e))?
@@ -319,7 +334,7 @@ where
     E: std::fmt::Display,
 {
     let now = state.clock.now();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
@@ -374,10 +389,8 @@ async fn list_uploads(
     caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let list = store::upload_reports(&tx, tenant, limit)
         .await
         .map_err(|e| internal("uploads", e))?;
@@ -404,10 +417,8 @@ async fn get_upload(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let report = store::upload_report(&tx, tenant, *id)
         .await
         .map_err(|e| internal("report", e))?
@@ -439,10 +450,8 @@ async fn get_rejections(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let list = store::rejections(
         &tx,
         tenant,
@@ -598,10 +607,8 @@ async fn register_records(
         .run_tenant(&run, &tenant, Some(id))
         .await
         .map_err(|e| internal("apply", format!("{e:#}")))?;
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, &tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, &tenant).await?;
     let report = store::upload_report(&tx, &tenant, id)
         .await
         .map_err(|e| internal("report", e))?
@@ -716,7 +723,7 @@ async fn query_replicas(
         }
     };
     let today = quota_day(state.clock.now());
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
@@ -907,10 +914,8 @@ async fn reconciliation_of(
     tenant: &str,
     id: Uuid,
 ) -> Result<Reconciliation, Problem> {
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(state).await?;
+    let tx = begin(&mut client, tenant).await?;
     store::reconciliation(&tx, tenant, id)
         .await
         .map_err(|e| internal("reconciliation", e))?
@@ -964,7 +969,7 @@ async fn download_reconciliation(
             "夜間バッチの後に再度ダウンロードしてください。",
         ));
     }
-    let client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, &tenant)
@@ -1035,10 +1040,8 @@ async fn get_quota(
     let kind = OrgKind::parse(&org.kind).ok_or_else(org_not_configured)?;
     let quota = DailyQuota::for_org(kind, org.population);
     let day = quota_day(state.clock.now());
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let (records, bytes) = store::daily_usage(&tx, tenant, day)
         .await
         .map_err(|e| internal("usage", e))?;
@@ -1121,10 +1124,8 @@ async fn get_counts(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let counts = store::replica_counts(&tx, tenant)
         .await
         .map_err(|e| internal("counts", e))?;

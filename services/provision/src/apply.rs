@@ -179,6 +179,23 @@ pub(crate) fn check(
     day: NaiveDate,
     entry: &Entry,
 ) -> Result<Option<Validated>, Rejection> {
+    check_kind(catalogue, day, entry, &record_kind(entry))
+}
+
+fn record_kind(entry: &Entry) -> RecordKind {
+    RecordKind {
+        info_code: entry.info_code.clone(),
+        major_version: entry.major_version.clone(),
+        dataset: entry.dataset.clone(),
+    }
+}
+
+fn check_kind(
+    catalogue: &Catalogue,
+    day: NaiveDate,
+    entry: &Entry,
+    kind: &RecordKind,
+) -> Result<Option<Validated>, Rejection> {
     if let Some(d) = entry.defects.first() {
         return Err(rejection(entry, d.code, d.detail.clone(), FIX_AND_RESEND));
     }
@@ -209,13 +226,8 @@ pub(crate) fn check(
     if entry.operation == Operation::Delete {
         return Ok(None);
     }
-    let kind = RecordKind {
-        info_code: entry.info_code.clone(),
-        major_version: entry.major_version.clone(),
-        dataset: entry.dataset.clone(),
-    };
     catalogue
-        .validate(&kind, &entry.payload, day)
+        .validate(kind, &entry.payload, day)
         .map(Some)
         .map_err(|r| match r.violations.first() {
             Some(v) => rejection(entry, v.code, v.detail.clone(), &v.action),
@@ -236,12 +248,8 @@ pub(crate) fn prepare(
     day: NaiveDate,
     entry: &Entry,
 ) -> Result<PreparedEntry, Rejection> {
-    let validated = check(catalogue, day, entry)?;
-    let kind = RecordKind {
-        info_code: entry.info_code.clone(),
-        major_version: entry.major_version.clone(),
-        dataset: entry.dataset.clone(),
-    };
+    let kind = record_kind(entry);
+    let validated = check_kind(catalogue, day, entry, &kind)?;
     let key_bidx = seal::record_key_index(keys, &kind, &entry.record_key);
     let addressee_bidx = seal::addressee_index(keys, &entry.addressee);
     let sealed = match validated {
@@ -368,7 +376,7 @@ impl Applier {
                     keys: keys.clone(),
                     tenant: tenant.to_string(),
                     upload: upload.id,
-                    settled: settled.clone(),
+                    settled,
                     day,
                     remaining: *remaining,
                     chunk_entries: self.chunk_entries,
@@ -386,23 +394,12 @@ impl Applier {
             produced?;
             totals = applied;
             end = last_end;
-            // What the producer took from the quota is what the chunks used at most.
+            // What the producer took from the quota is what the chunks used at most. (After a
+            // carried upload the caller holds every later one back anyway.)
             remaining.records = (remaining.records - totals.records).max(0);
             remaining.bytes = (remaining.bytes - totals.bytes).max(0);
-            if end == ChunkEnd::Carried {
-                // Nothing more fits tonight, whatever the counters say.
-                remaining.records = 0;
-            }
         }
-        self.finish(run, tenant, upload, end).await?;
-        let settled_now = {
-            let mut client = self.db.get().await.context("pool")?;
-            let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
-            let r = store::settled_ranges(&tx, upload.id).await?;
-            tx.commit().await?;
-            r
-        };
-        let carried = upload.entries - settled_count(&settled_now);
+        let carried = self.finish(run, tenant, upload, end).await?;
         Ok(UploadOutcome {
             upload_id: upload.id,
             state: if end == ChunkEnd::Done {
@@ -414,7 +411,7 @@ impl Applier {
             overwritten: totals.overwritten,
             deleted: totals.deleted,
             rejected: totals.rejected,
-            carried: if end == ChunkEnd::Done { 0 } else { carried },
+            carried,
         })
     }
 
@@ -597,13 +594,14 @@ impl Applier {
     }
 
     /// After the chunks: the upload's state, and the count changes folded with their events.
+    /// Returns the entries left for a later night.
     async fn finish(
         &self,
         run: &RunInfo,
         tenant: &str,
         upload: &store::PendingUpload,
         end: ChunkEnd,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<i64> {
         let now = self.clock.now();
         let mut client = self.db.get().await.context("pool")?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
@@ -637,7 +635,11 @@ impl Applier {
         enqueue(&tx, tenant, BATCH_PROGRESS, progress.encode_to_vec()).await?;
         tx.commit().await?;
         self.outbox.wake();
-        Ok(())
+        Ok(if end == ChunkEnd::Done {
+            0
+        } else {
+            upload.entries - settled
+        })
     }
 }
 
