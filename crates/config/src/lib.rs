@@ -36,6 +36,7 @@ pub struct Settings {
     pub calendar: CalendarSettings,
     pub shutdown: ShutdownSettings,
     pub provision: ProvisionSettings,
+    pub inquiry: InquirySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +135,10 @@ pub struct RelaySettings {
     pub send_timeout_ms: u64,
     /// Outbound sends in flight at once.
     pub send_concurrency: usize,
+    /// Messages held in the send/receive stop window released per second once open.
+    pub release_per_second: u32,
+    /// How often the NWS readiness check is repeated while it fails, in milliseconds.
+    pub readiness_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +211,18 @@ pub struct ProvisionSettings {
     pub abolished_grace_days: u32,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct InquirySettings {
+    /// Largest bulk inquiry file, in lines.
+    pub bulk_max_lines: usize,
+    /// Character encoding of bulk inquiry files: "utf-8" or "shift_jis".
+    pub bulk_encoding: String,
+    /// How often requests past their 30-day validity are marked expired, in seconds.
+    pub expiry_sweep_secs: u64,
+    /// Largest number of results confirmed by one bulk confirmation.
+    pub confirm_max: usize,
+}
+
 /// Dates stay strings here so this crate needs no date library; `chukan-core` parses them.
 pub mod chrono_like {
     pub type Date = String;
@@ -274,6 +291,21 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 key: "amqp.queue_type",
                 reason: format!("expected quorum or classic, got {:?}", self.amqp.queue_type),
+            });
+        }
+        if !matches!(self.inquiry.bulk_encoding.as_str(), "utf-8" | "shift_jis") {
+            return Err(SettingsError::Invalid {
+                key: "inquiry.bulk_encoding",
+                reason: format!(
+                    "expected utf-8 or shift_jis, got {:?}",
+                    self.inquiry.bulk_encoding
+                ),
+            });
+        }
+        if self.relay.release_per_second == 0 {
+            return Err(SettingsError::Invalid {
+                key: "relay.release_per_second",
+                reason: "must be at least 1".into(),
             });
         }
         if self.amqp.prefetch == 0 {

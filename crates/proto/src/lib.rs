@@ -17,6 +17,23 @@ pub fn inbound_routing_key(kind: &str) -> String {
 
 /// Routing key of every outbound NWS message.
 pub const NWS_OUT: &str = "nws.out";
+/// Routing keys of the platform's own events (see platform.proto).
+pub const CODE_LINKED: &str = "code.linked";
+pub const FLAGS_CHANGED: &str = "flags.changed";
+pub const DEPARTMENT_CHANGED: &str = "department.changed";
+pub const AUDIT_RECORD: &str = "audit.record";
+
+/// Validity of an inquiry request and of its provision permit (DOMAIN §6: 30 days).
+pub const REQUEST_VALIDITY_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The bytes the NWS signs for a provision permit (情報提供許可証): a domain tag, so a permit
+/// signature can never be replayed as an envelope signature or the other way round.
+pub fn permit_signing_bytes(permit: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + permit.len());
+    out.extend_from_slice(b"chukan-provision-permit-v1\n");
+    out.extend_from_slice(permit);
+    out
+}
 
 /// The bytes an envelope's signature covers: a fixed, versioned layout of every field but
 /// `kid` and `signature`, so both parties compute it the same way whatever their encoder.
