@@ -39,7 +39,10 @@ use crate::{
         set_valid_to,
         create_client,
         list_clients,
-        list_batches
+        list_batches,
+        crate::departments::put_department,
+        crate::departments::list_departments,
+        crate::departments::get_department
     ),
     components(schemas(
         TokenRequest,
@@ -54,6 +57,8 @@ use crate::{
         CreateClientRequest,
         CreatedClient,
         BatchRun,
+        crate::departments::Department,
+        crate::departments::DepartmentRequest,
         OrgCode,
         Problem
     )),
@@ -62,6 +67,7 @@ use crate::{
         (name = "tenants", description = "団体 (情報保有機関, tenants)"),
         (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間"),
         (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行"),
+        (name = "departments", description = "部署 (departments): 対象外事務手続コード"),
         (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況")
     )
 )]
@@ -90,7 +96,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
                 .route("", web::post().to(create_client))
                 .route("", web::get().to(list_clients)),
         )
-        .service(web::scope("/v1/batches").route("", web::get().to(list_batches)));
+        .service(web::scope("/v1/batches").route("", web::get().to(list_batches)))
+        .service(
+            web::scope("/v1/departments")
+                .route("", web::get().to(crate::departments::list_departments))
+                .route("/{code}", web::get().to(crate::departments::get_department))
+                .route("/{code}", web::put().to(crate::departments::put_department)),
+        );
 }
 
 /// Every way an admin call can fail; each maps to one problem+json `code`.
@@ -463,7 +475,12 @@ async fn client_credentials_grant(
         .collect();
     let issued = state
         .issuer
-        .issue(client_id, tenant.as_str(), &roles, None)
+        .issue(
+            client_id,
+            tenant.as_str(),
+            &roles,
+            record.department.as_deref(),
+        )
         .map_err(|e| anyhow::anyhow!("issuing a token: {e}"))?;
     tracing::info!(tenant = %tenant, client = client_id, "system client logged in");
     Ok(issued)
@@ -881,6 +898,9 @@ pub struct CreateClientRequest {
     /// クライアント名: 1–100 characters.
     #[schema(min_length = 1, max_length = 100, example = "住民記録システム")]
     name: String,
+    /// 部署コード the system works for: its tokens carry it, and inquiries made with them are
+    /// limited by that department's 対象外事務手続コード.
+    department: Option<String>,
 }
 
 /// A registered system client with its secret (shown this once).
@@ -897,11 +917,13 @@ pub async fn insert_new_client(
     tx: &Transaction<'_>,
     tenant: &OrgCode,
     name: &str,
+    department: Option<&str>,
 ) -> Result<(SystemClient, String), tokio_postgres::Error> {
     let client_id = format!("{}.{}", tenant.as_str(), passwords::new_client_suffix());
     let secret = passwords::new_client_secret();
     let hash = passwords::client_secret_hash(&secret);
-    let created = store::insert_client(tx, tenant.as_str(), &client_id, name, &hash).await?;
+    let created =
+        store::insert_client(tx, tenant.as_str(), &client_id, name, &hash, department).await?;
     Ok((created, secret))
 }
 
@@ -937,11 +959,15 @@ async fn create_client(
             detail_ja: "クライアント名は1文字以上100文字以内で指定してください。",
         });
     }
+    if let Some(department) = &body.department {
+        crate::departments::check_code(department)?;
+    }
     let tenant = OrgCode::parse(caller.tenant())
         .map_err(|e| anyhow::anyhow!("token carries an invalid tenant: {e}"))?;
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
-    let (created, secret) = insert_new_client(&tx, &tenant, name).await?;
+    let (created, secret) =
+        insert_new_client(&tx, &tenant, name, body.department.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, client = %created.client_id, by = %caller.0.sub, "system client created");
     Ok(HttpResponse::Created()

@@ -308,6 +308,8 @@ pub struct ClientRecord {
     pub secret_hash: Vec<u8>,
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// 部署 the client works for; its tokens carry it (the inquiry department check).
+    pub department: Option<String>,
 }
 
 /// An administrator row as the too-few-administrators rule sees it.

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub mod actors;
 pub mod api;
+pub mod departments;
 pub mod domain;
 pub mod passwords;
 pub mod store;
@@ -233,16 +234,40 @@ pub async fn create_client(
     pool: &chukan_db::Pool,
     tenant: &OrgCode,
     name: &str,
+    department: Option<&str>,
 ) -> anyhow::Result<(String, String)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         anyhow::bail!("a client name needs 1 to 100 characters");
     }
+    if let Some(department) = department {
+        departments::check_code(department).map_err(|e| anyhow::anyhow!(e.problem().detail))?;
+    }
     let mut client = pool.get().await.context("database connection")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
-    let (created, secret) = api::insert_new_client(&tx, tenant, name)
+    let (created, secret) = api::insert_new_client(&tx, tenant, name, department)
         .await
         .context("inserting the client (is the tenant registered?)")?;
     tx.commit().await?;
     Ok((created.client_id, secret))
+}
+
+/// Creates or replaces a department (部署) and announces it (`department.changed`) in the
+/// same transaction: the operator CLI's way to what `PUT /v1/departments/{code}` does.
+pub async fn put_department(
+    pool: &chukan_db::Pool,
+    tenant: &OrgCode,
+    code: &str,
+    request: &departments::DepartmentRequest,
+) -> anyhow::Result<departments::Department> {
+    let problem = |e: api::AdminError| anyhow::anyhow!(e.problem().detail);
+    departments::check_code(code).map_err(problem)?;
+    let (name, excluded) = departments::check_request(request).map_err(problem)?;
+    let mut client = pool.get().await.context("database connection")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
+    let department = departments::put(&tx, tenant, code, &name, &excluded)
+        .await
+        .context("saving the department (is the tenant registered?)")?;
+    tx.commit().await?;
+    Ok(department)
 }

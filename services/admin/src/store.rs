@@ -429,16 +429,20 @@ pub async fn insert_client(
     client_id: &str,
     name: &str,
     secret_hash: &[u8],
+    department: Option<&str>,
 ) -> Result<SystemClient> {
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO admin.system_clients (tenant_id, client_id, name, secret_hash)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO admin.system_clients (tenant_id, client_id, name, secret_hash, department)
+             VALUES ($1, $2, $3, $4, $5)
              RETURNING client_id, name, roles, created_at, disabled_at",
         )
         .await?;
     let r = tx
-        .query_one(&stmt, &[&tenant, &client_id, &name, &secret_hash])
+        .query_one(
+            &stmt,
+            &[&tenant, &client_id, &name, &secret_hash, &department],
+        )
         .await?;
     Ok(client_from_row(&r))
 }
@@ -473,7 +477,7 @@ pub async fn clients(tx: &Transaction<'_>) -> Result<Vec<SystemClient>> {
 pub async fn client_record(tx: &Transaction<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT secret_hash, roles, disabled_at IS NOT NULL
+            "SELECT secret_hash, roles, disabled_at IS NOT NULL, department
              FROM admin.system_clients WHERE client_id = $1",
         )
         .await?;
@@ -484,5 +488,6 @@ pub async fn client_record(tx: &Transaction<'_>, client_id: &str) -> Result<Opti
             secret_hash: r.get(0),
             roles: r.get(1),
             disabled: r.get(2),
+            department: r.get(3),
         }))
 }

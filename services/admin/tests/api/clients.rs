@@ -73,6 +73,7 @@ async fn a_wrong_secret_or_unknown_client_is_refused() {
         &app.env.ctx.db,
         &OrgCode::parse(TENANT_A).unwrap(),
         "税務システム",
+        None,
     )
     .await
     .unwrap();

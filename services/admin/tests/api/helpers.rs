@@ -8,7 +8,7 @@ use std::{
 use base64::Engine as _;
 use chukan_admin::{NewTenant, NewUser, TenantKind};
 use chukan_auth::Role;
-use chukan_core::{ManualClock, ids::OrgCode};
+use chukan_core::{ManualClock, ids::OrgCode, worker::Worker};
 use chukan_mq::{Delivery, OutgoingMessage, QueueSpec};
 use chukan_proto::{Message as _, TenantChanged};
 use chukan_testkit::{TestApi, TestEnv};
@@ -33,6 +33,27 @@ pub struct TestApp {
     pub admin_b: Uuid,
     /// Every `tenant.changed` admin published (a queue bound as provision's is).
     pub tenant_events: Arc<Mutex<Vec<Delivery>>>,
+    /// Every `department.changed` admin published (bound as inquiry's queue is).
+    pub department_events: Arc<Mutex<Vec<Delivery>>>,
+}
+
+/// Collects every delivery on a test queue bound to `key`.
+async fn capture(env: &TestEnv, name: &str, key: &str) -> (Arc<Mutex<Vec<Delivery>>>, Worker) {
+    let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let spec = QueueSpec::new(name, &[key]);
+    env.ctx.bus.declare_queue(&spec).await.expect("test queue");
+    let sink = seen.clone();
+    let consumer = chukan_mq::consumer::start(
+        &env.ctx.bus,
+        &spec,
+        "test",
+        16,
+        Arc::new(move |d: Delivery| {
+            sink.lock().unwrap().push(d);
+            async { Ok(()) }.boxed()
+        }),
+    );
+    (seen, consumer.into_worker(name))
 }
 
 /// Fresh database and namespace, tenants A and B each with administrators `admin1` and
@@ -51,21 +72,12 @@ pub async fn spawn_app() -> TestApp {
 
     // Bound before the first tenant is registered, as `chukan migrate` and the server
     // declare provision's queue before anything is published.
-    let tenant_events: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-    let spec = QueueSpec::new("test.tenants", &[chukan_admin::TENANT_CHANGED]);
-    env.ctx.bus.declare_queue(&spec).await.expect("test queue");
-    let sink = tenant_events.clone();
-    let consumer = chukan_mq::consumer::start(
-        &env.ctx.bus,
-        &spec,
-        "test",
-        16,
-        Arc::new(move |d: Delivery| {
-            sink.lock().unwrap().push(d);
-            async { Ok(()) }.boxed()
-        }),
-    );
-    api.workers.push(consumer.into_worker("test.tenants"));
+    let (tenant_events, tenants_worker) =
+        capture(&env, "test.tenants", chukan_admin::TENANT_CHANGED).await;
+    let (department_events, departments_worker) =
+        capture(&env, "test.departments", chukan_proto::DEPARTMENT_CHANGED).await;
+    api.workers.push(tenants_worker);
+    api.workers.push(departments_worker);
 
     let mut admins = Vec::new();
     for (tenant, name) in [(TENANT_A, "テスト市"), (TENANT_B, "サンプル町")] {
@@ -98,6 +110,7 @@ pub async fn spawn_app() -> TestApp {
         admin_a2: admins[1],
         admin_b: admins[2],
         tenant_events,
+        department_events,
     }
 }
 
@@ -218,6 +231,17 @@ impl TestApp {
             .http
             .get(self.url(path))
             .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.api
+            .http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(body)
             .send()
             .await
             .unwrap()

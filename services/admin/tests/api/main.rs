@@ -3,6 +3,7 @@
 
 mod batches;
 mod clients;
+mod departments;
 mod helpers;
 mod login;
 mod openapi;

@@ -4,7 +4,8 @@ use std::sync::LazyLock;
 
 use chrono::Utc;
 use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{CodeAcquireResult, Message, NwsInbound};
+use chukan_mq::OutgoingMessage;
+use chukan_proto::{CODE_LINKED, CodeAcquireResult, CodeLinked, Message, NwsInbound};
 use futures_util::future::BoxFuture;
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use uuid::Uuid;
@@ -101,6 +102,23 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
             .await
             .map_err(|e| HandleError::Retry(anyhow::Error::new(e).context("keys")))?;
         let code_enc = keys.encrypt(result.code.as_bytes(), &aad(tenant, "code"));
+        let addressee = keys
+            .decrypt(&addressee_enc, &aad(tenant, "addressee"))
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .ok_or_else(|| HandleError::Reject(anyhow::anyhow!("sealed addressee unreadable")))?;
+        // Inquiry and provision keep their own sealed copy of the link (a service never reads
+        // another's tables); the event commits with the link or not at all.
+        let linked = CodeLinked {
+            tenant: tenant.to_owned(),
+            addressee,
+            code: result.code.clone(),
+            linked_at_ms: now.timestamp_millis(),
+        };
+        let event = OutgoingMessage::new(tenant, CODE_LINKED, linked.encode_to_vec());
+        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &event)
+            .await
+            .map_err(retry("outbox"))?;
         store::store_link(
             &tx,
             tenant,
@@ -142,5 +160,6 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
         RESULTS.with_label_values(&["failed"]).inc();
     }
     tx.commit().await.map_err(retry("commit"))?;
+    state.outbox.wake();
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::{
 use chukan_auth::Role;
 use chukan_mq::{Delivery, OutgoingMessage, QueueSpec};
 use chukan_proto::{CodeAcquireResult, Message, NwsInbound, NwsOutbound};
+use chukan_core::worker::Worker;
 use chukan_testkit::{TestApi, TestEnv};
 use futures_util::FutureExt;
 
@@ -19,15 +20,16 @@ pub struct TestApp {
     pub api: TestApi,
     /// Everything the service sent towards the NWS (a queue bound to nws.out).
     pub sent: Arc<Mutex<Vec<Delivery>>>,
+    /// Every code.linked event the service published.
+    pub linked: Arc<Mutex<Vec<Delivery>>>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    let env = TestEnv::new(&[chukan_code::migrations()]).await.unwrap();
-    let parts = chukan_code::start(&env.ctx).await.unwrap();
-    let sent: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-    let spec = QueueSpec::new("test.nws-out", &[chukan_proto::NWS_OUT]);
+/// Collects every delivery on a test queue bound to `key`.
+async fn capture(env: &TestEnv, name: &str, key: &str) -> (Arc<Mutex<Vec<Delivery>>>, Worker) {
+    let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let spec = QueueSpec::new(name, &[key]);
     env.ctx.bus.declare_queue(&spec).await.unwrap();
-    let sink = sent.clone();
+    let sink = seen.clone();
     let consumer = chukan_mq::consumer::start(
         &env.ctx.bus,
         &spec,
@@ -38,9 +40,23 @@ pub async fn spawn_app() -> TestApp {
             async { Ok(()) }.boxed()
         }),
     );
+    (seen, consumer.into_worker(name))
+}
+
+pub async fn spawn_app() -> TestApp {
+    let env = TestEnv::new(&[chukan_code::migrations()]).await.unwrap();
+    let parts = chukan_code::start(&env.ctx).await.unwrap();
+    let (sent, sent_worker) = capture(&env, "test.nws-out", chukan_proto::NWS_OUT).await;
+    let (linked, linked_worker) = capture(&env, "test.code-linked", chukan_proto::CODE_LINKED).await;
     let mut api = env.spawn_api(vec![parts]).await.unwrap();
-    api.workers.push(consumer.into_worker("test.nws-out"));
-    TestApp { env, api, sent }
+    api.workers.push(sent_worker);
+    api.workers.push(linked_worker);
+    TestApp {
+        env,
+        api,
+        sent,
+        linked,
+    }
 }
 
 impl TestApp {

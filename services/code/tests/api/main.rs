@@ -4,6 +4,8 @@
 mod helpers;
 mod openapi;
 
+use std::time::Duration;
+
 use chukan_auth::Role;
 use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Message};
 use helpers::{ORG_A, ORG_B, decode_outbound, spawn_app};
@@ -69,7 +71,18 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
     .await
     .unwrap();
     assert_eq!(app.count(ORG_A, "links").await, 1);
+    // Inquiry and provision learn the link from one code.linked event, not two.
+    chukan_testkit::wait_until(Duration::from_secs(10), "code.linked", || async {
+        !app.linked.lock().unwrap().is_empty()
+    })
+    .await
+    .unwrap();
     assert_eq!(app.outbox_len().await, 0, "outbox drained once published");
+    let linked = app.linked.lock().unwrap().clone();
+    assert_eq!(linked.len(), 1, "one event for one link");
+    let event = chukan_proto::CodeLinked::decode(linked[0].body.as_slice()).unwrap();
+    assert_eq!((event.tenant.as_str(), event.addressee.as_str(), event.code.as_str()), (ORG_A, "42", "C0DE"));
+    assert_eq!(linked[0].tenant, ORG_A);
 
     let held: Value = app.get(&token, "/v1/codes/42").await.json().await.unwrap();
     assert_eq!(held["held"], true);
