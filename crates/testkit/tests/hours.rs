@@ -84,3 +84,32 @@ async fn the_send_receive_stop_window_still_serves_the_api() {
         200
     );
 }
+
+#[actix_web::test]
+async fn a_planned_outage_day_is_closed_all_day_like_a_night() {
+    // Thursday 2026-12-10 10:00 JST, announced as a planned outage (計画停止日); Friday is not.
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 12, 10, 1, 0, 0).unwrap(),
+    ));
+    let env = TestEnv::new_with(
+        &[],
+        |s| {
+            s.calendar.enforce_service_hours = true;
+            s.calendar.planned_outages = vec!["2026-12-10".into()];
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let api = env.spawn_api(vec![hello_parts()]).await.unwrap();
+    let res = api.http.get(api.url("/v1/hello")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "outside-service-hours");
+    // Friday 08:00 JST.
+    assert_eq!(body["available_at"], "2026-12-10T23:00:00+00:00");
+
+    clock.set(Utc.with_ymd_and_hms(2026, 12, 10, 23, 0, 0).unwrap());
+    let res = api.http.get(api.url("/v1/hello")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
