@@ -1,0 +1,148 @@
+//! Consumers of the platform events the inquiry checks rely on: `code.linked` (符号),
+//! `flags.changed` (不開示該当フラグ) and `department.changed` (部署).
+//!
+//! Each effect is an upsert guarded by time or revision, so applying a message twice, or an
+//! older one after a newer one, leaves the same state: no inbox is needed.
+
+use chrono::{TimeZone, Utc};
+use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_proto::{CodeLinked, DepartmentChanged, FlagsChanged, Message};
+use futures_util::future::BoxFuture;
+
+use super::{reject, retry};
+use crate::{InquiryState, domain::aad, store};
+
+/// 対象外事務手続 per department: at most this many (admin's rule).
+const MAX_EXCLUDED: usize = 480;
+
+fn check_tenant(delivery: &Delivery, tenant: &str) -> Result<(), HandleError> {
+    // The header and the body's tenant come from one producer: a mismatch is a defect.
+    if tenant != delivery.tenant || chukan_core::ids::OrgCode::parse(tenant).is_err() {
+        return Err(reject("tenant mismatch or malformed tenant"));
+    }
+    Ok(())
+}
+
+macro_rules! handler {
+    ($name:ident, $apply:ident) => {
+        pub struct $name {
+            state: InquiryState,
+        }
+
+        impl $name {
+            pub fn new(state: InquiryState) -> Self {
+                Self { state }
+            }
+        }
+
+        impl Handler for $name {
+            fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Result<(), HandleError>> {
+                let state = self.state.clone();
+                Box::pin(async move { $apply(&state, delivery).await })
+            }
+        }
+    };
+}
+
+handler!(CodeLinks, apply_code_link);
+handler!(Flags, apply_flags);
+handler!(Departments, apply_department);
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply_code_link(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
+    let event = CodeLinked::decode(delivery.body.as_slice())
+        .map_err(|e| reject(format!("undecodable CodeLinked: {e}")))?;
+    check_tenant(&delivery, &event.tenant)?;
+    if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() || event.code.is_empty() {
+        return Err(reject("CodeLinked without a valid addressee or code"));
+    }
+    let tenant = event.tenant.as_str();
+    let mut client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    // Keys before the transaction: a key row created here must not roll back with it.
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(retry("keys"))?;
+    let bidx = keys.blind_index(&event.addressee);
+    let code_enc = keys.encrypt(event.code.as_bytes(), &aad(tenant, "code", &bidx));
+    let linked_at = Utc
+        .timestamp_millis_opt(event.linked_at_ms)
+        .single()
+        .unwrap_or_else(|| state.clock.now());
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(retry("begin"))?;
+    store::upsert_code_link(&tx, tenant, &bidx, &code_enc, linked_at)
+        .await
+        .map_err(retry("code link"))?;
+    tx.commit().await.map_err(retry("commit"))?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
+    let event = FlagsChanged::decode(delivery.body.as_slice())
+        .map_err(|e| reject(format!("undecodable FlagsChanged: {e}")))?;
+    check_tenant(&delivery, &event.tenant)?;
+    if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() {
+        return Err(reject("FlagsChanged without a valid addressee"));
+    }
+    let tenant = event.tenant.as_str();
+    let mut client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(retry("keys"))?;
+    let bidx = keys.blind_index(&event.addressee);
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(retry("begin"))?;
+    store::upsert_flags(&tx, tenant, &bidx, event.non_disclosure, event.revision)
+        .await
+        .map_err(retry("flags"))?;
+    tx.commit().await.map_err(retry("commit"))?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
+    let event = DepartmentChanged::decode(delivery.body.as_slice())
+        .map_err(|e| reject(format!("undecodable DepartmentChanged: {e}")))?;
+    check_tenant(&delivery, &event.tenant)?;
+    if event.code.is_empty() || event.excluded_procedures.len() > MAX_EXCLUDED {
+        return Err(reject(
+            "DepartmentChanged without a code or with too many exclusions",
+        ));
+    }
+    let tenant = event.tenant.as_str();
+    let mut client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(retry("begin"))?;
+    store::upsert_department(
+        &tx,
+        tenant,
+        &event.code,
+        &event.name,
+        &event.excluded_procedures,
+        event.revision,
+    )
+    .await
+    .map_err(retry("department"))?;
+    tx.commit().await.map_err(retry("commit"))?;
+    Ok(())
+}

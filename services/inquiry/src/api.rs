@@ -1,0 +1,961 @@
+//! REST routes of the inquiry service (business staff and business systems), and their
+//! OpenAPI description ([`ApiDoc`]).
+
+use std::collections::{HashMap, HashSet};
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use chrono::{DateTime, Utc};
+use chukan_auth::{Caller, Role};
+use chukan_core::{Problem, problem::ProtectedRouteProblems};
+use chukan_proto::{InquiryResult, Message};
+use futures_util::StreamExt;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::{
+    InquiryState,
+    bulk_file::{self, LINE_BYTES_WITH_END},
+    domain::{
+        Batch, BatchAccepted, ConfirmationInput, ConfirmationOutcome, Inquiry, InquiryAccepted,
+        InquiryInput, InquiryPage, InquiryQuery, InquiryStatus, LineError, LineErrorPage,
+        LineErrorQuery, NewInquiry, Period, ResultRecord, aad, condition_of, format_serial, masked,
+    },
+    metrics, outgoing, store,
+};
+
+/// The inquiry service's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        create_inquiry,
+        get_inquiry,
+        list_inquiries,
+        confirm_results,
+        upload_batch,
+        get_batch,
+        get_batch_errors,
+        get_batch_results
+    ),
+    components(schemas(
+        InquiryInput,
+        Period,
+        InquiryAccepted,
+        Inquiry,
+        InquiryStatus,
+        ResultRecord,
+        InquiryPage,
+        ConfirmationInput,
+        ConfirmationOutcome,
+        BatchAccepted,
+        Batch,
+        LineError,
+        LineErrorPage,
+        Problem
+    )),
+    tags((
+        name = "inquiry",
+        description = "情報照会 (inquiry): 他機関への特定個人情報の照会を情報提供ネットワークシステム経由で送り、結果（情報提供）を受け取ります。"
+    ))
+)]
+pub struct ApiDoc;
+
+/// Who may send and read inquiries: staff at the console and business systems.
+const INQUIRY_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
+
+/// Errors returned inline in a bulk file's answer; the rest are paged.
+const INLINE_ERRORS: usize = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<InquiryState>) {
+    cfg.app_data(state)
+        .route("/v1/inquiries", web::post().to(create_inquiry))
+        .route("/v1/inquiries", web::get().to(list_inquiries))
+        .route("/v1/inquiries/{id}", web::get().to(get_inquiry))
+        .route("/v1/inquiry-confirmations", web::post().to(confirm_results))
+        .route("/v1/inquiry-batches", web::post().to(upload_batch))
+        .route("/v1/inquiry-batches/{id}", web::get().to(get_batch))
+        .route(
+            "/v1/inquiry-batches/{id}/errors",
+            web::get().to(get_batch_errors),
+        )
+        .route(
+            "/v1/inquiry-batches/{id}/results",
+            web::get().to(get_batch_results),
+        );
+}
+
+fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
+    // The cause goes to the log; values in it are sealed or hashed, never personal data.
+    tracing::error!(%err, context, "inquiry service failure");
+    Problem::internal()
+}
+
+fn refused(problem: Problem) -> Problem {
+    metrics::request(&problem.code);
+    problem
+}
+
+fn invalid(detail: &str, action: &str) -> Problem {
+    Problem::new(400, "invalid-field", "Invalid field", detail, action)
+}
+
+fn excluded_problem(procedure: &str) -> Problem {
+    Problem::new(
+        403,
+        "excluded-procedure",
+        "Procedure excluded for the department",
+        format!("所属部署では事務手続「{procedure}」の照会は行えません。"),
+        "照会できる事務手続を所属部署の管理者に確認するか、担当部署に照会を依頼してください。",
+    )
+}
+
+fn no_code_detail(addressee: &str) -> String {
+    format!(
+        "指定された団体内統合宛名番号「{}」は符号が未取得です。",
+        masked(addressee)
+    )
+}
+
+fn no_code_problem(addressee: &str) -> Problem {
+    Problem::new(
+        422,
+        "no-code",
+        "No code held for the resident",
+        no_code_detail(addressee),
+        "符号取得（POST /v1/codes/acquisitions）で符号を取得してから照会してください。",
+    )
+}
+
+fn expires(requested_at: DateTime<Utc>) -> DateTime<Utc> {
+    requested_at + chrono::Duration::milliseconds(chukan_proto::REQUEST_VALIDITY_MS)
+}
+
+/// `POST /v1/inquiries` → 202: the inquiry is on its way to the NWS.
+#[utoipa::path(
+    post,
+    path = "/v1/inquiries",
+    tag = "inquiry",
+    operation_id = "createInquiry",
+    summary = "情報照会 (send an inquiry)",
+    description = "住民（団体内統合宛名番号）の特定個人情報を提供者機関に照会します。照会条件は as_of（時点）か period（期間）のどちらか一方です。\
+受け付けると処理通番・枝番を採番し、NWS への照会要求と監査記録を1トランザクションで登録して 202 を返します。\
+住民に不開示該当フラグがあれば照会側不開示コードを自動で設定します。照会は30日間有効です。",
+    request_body(content = InquiryInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "受け付けました", body = InquiryAccepted,
+            headers(("Location" = String, description = "/v1/inquiries/{id}"))),
+        (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がない、又は所属部署の対象外事務手続です (forbidden, excluded-procedure)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "符号が未取得です (no-code)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn create_inquiry(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    body: web::Json<InquiryInput>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let tenant = caller.tenant().to_owned();
+    let input = body.into_inner();
+    let condition = condition_of(&input).map_err(|d| {
+        refused(invalid(
+            d,
+            "照会条件（as_of 又は period、year_kind）を確認して再度送信してください。",
+        ))
+    })?;
+    let inquiry = NewInquiry {
+        affair_code: input.affair_code.as_str().to_owned(),
+        procedure_code: input.procedure_code.as_str().to_owned(),
+        info_code: input.info_code.as_str().to_owned(),
+        addressee: input.integrated_addressee_number.as_str().to_owned(),
+        provider_org: input.provider_org.as_str().to_owned(),
+        condition,
+        non_disclosure: false,
+    };
+
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    // Keys before the transaction: a key row created now must survive a refusal below.
+    let keys = state
+        .vault
+        .keys(&**client, &tenant)
+        .await
+        .map_err(|e| internal("keys", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .map_err(|e| internal("begin", e))?;
+    if let Some(dept) = caller.claims().dept.as_deref() {
+        let excluded = store::excluded_procedures(&tx, dept)
+            .await
+            .map_err(|e| internal("department", e))?;
+        if excluded.contains(&inquiry.procedure_code) {
+            return Err(refused(excluded_problem(&inquiry.procedure_code)));
+        }
+    }
+    let bidx = keys.blind_index(&inquiry.addressee);
+    let held = store::codes_and_flags(&tx, std::slice::from_ref(&bidx))
+        .await
+        .map_err(|e| internal("code", e))?;
+    let Some((Some(code_enc), flagged)) = held.get(&bidx).cloned() else {
+        return Err(refused(no_code_problem(&inquiry.addressee)));
+    };
+    let code = keys
+        .decrypt(&code_enc, &aad(&tenant, "code", &bidx))
+        .map_err(|e| internal("code seal", e))?;
+    let code = String::from_utf8_lossy(&code).into_owned();
+
+    let id = Uuid::now_v7();
+    let requested_at = state.clock.now();
+    let expires_at = expires(requested_at);
+    // 照会側不開示コード: enhancement #5 sets it from the resident's flag.
+    let non_disclosure = flagged;
+    let serial = store::next_serial(&tx, &tenant)
+        .await
+        .map_err(|e| internal("serial", e))?;
+    let serial_no = format_serial(serial);
+    let addressee_enc = keys.encrypt(
+        inquiry.addressee.as_bytes(),
+        &aad(&tenant, "addressee", id.as_bytes()),
+    );
+    let row = store::NewRow {
+        tenant: &tenant,
+        id,
+        serial_no: &serial_no,
+        branch_no: 1,
+        batch_id: None,
+        bidx: &bidx,
+        addressee_enc: &addressee_enc,
+        inquiry: &inquiry,
+        department: caller.claims().dept.as_deref(),
+        non_disclosure,
+        requested_at,
+        expires_at,
+        dispatched_at: Some(requested_at),
+    };
+    let request = outgoing::inquiry_request(&outgoing::Request {
+        tenant: &tenant,
+        id,
+        serial_no: &serial_no,
+        branch_no: 1,
+        code: &code,
+        affair_code: &inquiry.affair_code,
+        procedure_code: &inquiry.procedure_code,
+        info_code: &inquiry.info_code,
+        provider_org: &inquiry.provider_org,
+        condition: inquiry.condition.to_proto(),
+        non_disclosure,
+        requested_at,
+        expires_at,
+    });
+    let audit = outgoing::audit(&outgoing::AuditFacts {
+        tenant: &tenant,
+        event: "inquiry.sent",
+        provider_org: &inquiry.provider_org,
+        affair_code: &inquiry.affair_code,
+        procedure_code: &inquiry.procedure_code,
+        info_code: &inquiry.info_code,
+        serial_no: &serial_no,
+        branch_no: 1,
+        permit_id: "",
+        addressee: &inquiry.addressee,
+        requested_at,
+        provided_at: None,
+        non_disclosure,
+        outcome: "sent",
+        at: requested_at,
+    });
+    // The row, both messages and the tenant mark commit or vanish together.
+    let (inserted, sent, audited, marked) = futures_util::join!(
+        store::insert_inquiry(&tx, &row),
+        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &request),
+        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit),
+        store::mark_tenant_active(&tx, &tenant),
+    );
+    inserted.map_err(|e| internal("insert", e))?;
+    sent.map_err(|e| internal("outbox", e))?;
+    audited.map_err(|e| internal("outbox", e))?;
+    marked.map_err(|e| internal("tenant", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    state.outbox.wake();
+    metrics::request("accepted");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/inquiries/{id}")))
+        .json(InquiryAccepted {
+            id,
+            serial_no,
+            branch_no: 1,
+            status: InquiryStatus::Sent,
+            inquirer_non_disclosure: non_disclosure,
+            requested_at,
+            expires_at,
+        }))
+}
+
+/// `GET /v1/inquiries/{id}` → the inquiry, with its result records once provided.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiries/{id}",
+    tag = "inquiry",
+    operation_id = "getInquiry",
+    summary = "情報照会の状態と結果 (an inquiry and its result)",
+    description = "照会の状態（sent / provided / refused / not-permitted / unknown-code / unknown-provider / expired）、処理通番・枝番、照会側・提供側の不開示コード、手動応答か、\
+提供された場合は復号した提供内容、提供されなかった場合は理由コードと理由を返します。有効期限を過ぎた照会は期限切れ処理の前でも expired と表示します。他団体の照会は見えません (404)。",
+    params(("id" = Uuid, Path, description = "照会の id")),
+    responses(
+        (status = 200, description = "照会", body = Inquiry),
+        (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn get_inquiry(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let tenant = caller.tenant();
+    let id = id.into_inner();
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let Some((mut inquiry, sealed)) = store::inquiry(&tx, id, state.clock.now())
+        .await
+        .map_err(|e| internal("select", e))?
+    else {
+        return Err(Problem::not_found("照会"));
+    };
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    if let (InquiryStatus::Provided, Some(sealed)) = (inquiry.status, sealed) {
+        let keys = state
+            .vault
+            .keys(&**client, tenant)
+            .await
+            .map_err(|e| internal("keys", e))?;
+        let plain = keys
+            .decrypt(&sealed, &aad(tenant, "result", id.as_bytes()))
+            .map_err(|e| internal("result seal", e))?;
+        let result =
+            InquiryResult::decode(plain.as_slice()).map_err(|e| internal("result decode", e))?;
+        let opt = |s: String| (!s.is_empty()).then_some(s);
+        inquiry.records = Some(
+            result
+                .records
+                .into_iter()
+                .map(|r| ResultRecord {
+                    dataset: r.dataset,
+                    major_version: r.major_version,
+                    payload_xml: r.payload_xml,
+                    valid_from: opt(r.valid_from),
+                    valid_to: opt(r.valid_to),
+                })
+                .collect(),
+        );
+    }
+    Ok(HttpResponse::Ok().json(inquiry))
+}
+
+/// `GET /v1/inquiries` → a page of inquiries, without result payloads.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiries",
+    tag = "inquiry",
+    operation_id = "listInquiries",
+    summary = "情報照会の一覧 (list inquiries)",
+    description = "処理通番・状態・確認済みかで絞り込んだ照会の一覧を照会順に返します（提供内容は含みません）。次のページは `next_after` を `after` に指定します。",
+    params(InquiryQuery),
+    responses(
+        (status = 200, description = "照会の一覧", body = InquiryPage),
+        (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn list_inquiries(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    query: web::Query<InquiryQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let q = query.into_inner();
+    if let Some(s) = q.status.as_deref()
+        && InquiryStatus::parse(s).is_none()
+    {
+        return Err(invalid(
+            "status は sent, provided, refused, not-permitted, unknown-code, unknown-provider, expired のいずれかです。",
+            "status の値を確認してください。",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let items = store::list(
+        &tx,
+        q.serial_no.as_deref(),
+        q.status.as_deref(),
+        q.confirmed,
+        q.after,
+        limit,
+        state.clock.now(),
+    )
+    .await
+    .map_err(|e| internal("list", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| i.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(InquiryPage { items, next_after }))
+}
+
+/// `POST /v1/inquiry-confirmations` → marks arrived results as confirmed (確認済み).
+#[utoipa::path(
+    post,
+    path = "/v1/inquiry-confirmations",
+    tag = "inquiry",
+    operation_id = "confirmInquiryResults",
+    summary = "照会結果の一括確認 (confirm results)",
+    description = "ids で指定した照会、又は処理通番 (serial_no) の全ての照会（一括照会の結果の一括確認）の結果を確認済みにします。\
+結果が届いていない照会は確認できず、not_answered に数えます。一度に確認できる件数は設定 inquiry.confirm_max までです。",
+    request_body(content = ConfirmationInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "確認の結果", body = ConfirmationOutcome),
+        (status = 400, description = "ids と serial_no のどちらか一方を指定してください (invalid-field)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "件数が上限を超えています (too-many-confirmations)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn confirm_results(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    body: web::Json<ConfirmationInput>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let input = body.into_inner();
+    let max = state.settings.confirm_max;
+    let too_many = || {
+        Problem::new(
+            422,
+            "too-many-confirmations",
+            "Too many confirmations",
+            format!("一度に確認できるのは{max}件までです。"),
+            "対象を分けて複数回に分けて確認してください。",
+        )
+    };
+    let (ids, serial_no) = match (input.ids, input.serial_no) {
+        (Some(ids), None) if !ids.is_empty() => {
+            if ids.len() > max {
+                return Err(too_many());
+            }
+            let mut ids = ids;
+            ids.sort();
+            ids.dedup();
+            (ids, None)
+        }
+        (None, Some(s)) if !s.is_empty() => (Vec::new(), Some(s)),
+        _ => {
+            return Err(invalid(
+                "ids（照会の id の配列）か serial_no（処理通番）のどちらか一方を指定してください。",
+                "確認する照会を指定して再度送信してください。",
+            ));
+        }
+    };
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    if let Some(s) = serial_no.as_deref() {
+        let n = store::count_serial(&tx, s)
+            .await
+            .map_err(|e| internal("count", e))?;
+        if usize::try_from(n).unwrap_or(usize::MAX) > max {
+            return Err(too_many());
+        }
+    }
+    let done = store::confirm(&tx, &ids, serial_no.as_deref(), state.clock.now())
+        .await
+        .map_err(|e| internal("confirm", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let not_found = if serial_no.is_some() {
+        0
+    } else {
+        i64::try_from(ids.len()).unwrap_or(i64::MAX) - done.matched
+    };
+    Ok(HttpResponse::Ok().json(ConfirmationOutcome {
+        matched: done.matched,
+        confirmed: done.confirmed,
+        already_confirmed: done.already_confirmed,
+        not_answered: done.not_answered,
+        not_found,
+    }))
+}
+
+fn file_too_large(max_lines: usize) -> Problem {
+    Problem::new(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        format!("一括照会ファイルが大きすぎます（上限{max_lines}行）。"),
+        "ファイルを分割して送信してください。",
+    )
+}
+
+/// Reads the request body up to `cap` bytes.
+async fn read_capped(
+    mut body: web::Payload,
+    cap: usize,
+    max_lines: usize,
+) -> Result<Vec<u8>, Problem> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            tracing::info!(error = %e, "bulk file upload interrupted");
+            Problem::new(
+                400,
+                "incomplete-body",
+                "Incomplete body",
+                "一括照会ファイルを最後まで受信できませんでした。",
+                "ファイルを再度送信してください。",
+            )
+        })?;
+        if buf.len() + chunk.len() > cap {
+            return Err(file_too_large(max_lines));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// `POST /v1/inquiry-batches` → 202: the bulk file's good lines will be sent.
+#[utoipa::path(
+    post,
+    path = "/v1/inquiry-batches",
+    tag = "inquiry",
+    operation_id = "uploadInquiryBatch",
+    summary = "一括照会ファイルの登録 (upload a bulk inquiry file)",
+    description = "DOMAIN §6 の18項目・1行220バイトの固定長ファイル（文字コードは設定 inquiry.bulk_encoding）を受け取り、各行を単件の照会と同じ規則で検査します。\
+不備のある行は行番号と項目名で報告し、他の行は受け付けます。ファイル全体で1つの処理通番を採番し、枝番は行番号です。受け付けた行は順次 NWS へ送信します。",
+    request_body(content = String, content_type = "text/plain", description = "一括照会ファイル（application/octet-stream も可）"),
+    responses(
+        (status = 202, description = "受け付けました", body = BatchAccepted,
+            headers(("Location" = String, description = "/v1/inquiry-batches/{id}"))),
+        (status = 400, description = "受信が途中で切れました (incomplete-body)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "ファイルが大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が text/plain 又は application/octet-stream ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "ファイルが空です (empty-file)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn upload_batch(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("text/plain")
+        && !essence.eq_ignore_ascii_case("application/octet-stream")
+    {
+        return Err(Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Content-Type が text/plain 又は application/octet-stream ではありません。",
+            "Content-Type: text/plain を指定して一括照会ファイルを送信してください。",
+        ));
+    }
+    let tenant = caller.tenant().to_owned();
+    let max_lines = state.settings.bulk_max_lines;
+    let raw = read_capped(
+        body,
+        max_lines.saturating_mul(LINE_BYTES_WITH_END),
+        max_lines,
+    )
+    .await?;
+    let dept = caller.claims().dept.clone();
+    let encoding = state.encoding;
+    let parse_tenant = tenant.clone();
+    // Parsing 100,000 lines is CPU work: keep it off the HTTP worker.
+    let parsed = tokio::task::spawn_blocking(move || {
+        bulk_file::parse(&raw, encoding, &parse_tenant, dept.as_deref())
+    })
+    .await
+    .map_err(|e| internal("parse", e))?;
+    if parsed.lines == 0 {
+        return Err(Problem::new(
+            422,
+            "empty-file",
+            "Empty file",
+            "一括照会ファイルに照会がありません。",
+            "1行220バイトの照会を1行以上含むファイルを送信してください。",
+        ));
+    }
+    if usize::try_from(parsed.lines).unwrap_or(usize::MAX) > max_lines {
+        return Err(file_too_large(max_lines));
+    }
+    let mut errors = parsed.errors;
+
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let keys = state
+        .vault
+        .keys(&**client, &tenant)
+        .await
+        .map_err(|e| internal("keys", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .map_err(|e| internal("begin", e))?;
+
+    // 対象外事務手続 of each department named in the file.
+    let mut exclusions: HashMap<String, HashSet<String>> = HashMap::new();
+    for dept in parsed.ok.iter().filter_map(|l| l.department.as_deref()) {
+        if !exclusions.contains_key(dept) {
+            let list = store::excluded_procedures(&tx, dept)
+                .await
+                .map_err(|e| internal("department", e))?;
+            exclusions.insert(dept.to_owned(), list.into_iter().collect());
+        }
+    }
+    let mut lines = Vec::with_capacity(parsed.ok.len());
+    for l in parsed.ok {
+        let excluded = l
+            .department
+            .as_deref()
+            .and_then(|d| exclusions.get(d))
+            .is_some_and(|set| set.contains(&l.inquiry.procedure_code));
+        if excluded {
+            errors.push(LineError {
+                line: l.line,
+                field: "事務手続コード".into(),
+                code: "excluded-procedure".into(),
+                detail: excluded_problem(&l.inquiry.procedure_code).detail,
+            });
+        } else {
+            let bidx = keys.blind_index(&l.inquiry.addressee);
+            lines.push((l, bidx));
+        }
+    }
+    let mut held = HashMap::new();
+    for chunk in lines.chunks(1000) {
+        let bidxs: Vec<Vec<u8>> = chunk.iter().map(|(_, b)| b.clone()).collect();
+        held.extend(
+            store::codes_and_flags(&tx, &bidxs)
+                .await
+                .map_err(|e| internal("codes", e))?,
+        );
+    }
+    let mut accepted = Vec::with_capacity(lines.len());
+    for (l, bidx) in lines {
+        match held.get(&bidx) {
+            Some((Some(_), flagged)) => {
+                let flagged = *flagged;
+                accepted.push((l, bidx, flagged));
+            }
+            _ => errors.push(LineError {
+                line: l.line,
+                field: "統合宛名番号".into(),
+                code: "no-code".into(),
+                detail: no_code_detail(&l.inquiry.addressee),
+            }),
+        }
+    }
+    // Stable: a line's own errors keep the layout's field order.
+    errors.sort_by_key(|e| e.line);
+    let rejected_lines = {
+        let mut seen: Vec<i32> = errors.iter().map(|e| e.line).collect();
+        seen.dedup();
+        seen.len()
+    };
+
+    let batch_id = Uuid::now_v7();
+    let now = state.clock.now();
+    let expires_at = expires(now);
+    let serial = store::next_serial(&tx, &tenant)
+        .await
+        .map_err(|e| internal("serial", e))?;
+    let serial_no = format_serial(serial);
+    let n_accepted = i32::try_from(accepted.len()).unwrap_or(i32::MAX);
+    let n_rejected = i32::try_from(rejected_lines).unwrap_or(i32::MAX);
+    store::insert_batch(
+        &tx,
+        &store::NewBatch {
+            tenant: &tenant,
+            id: batch_id,
+            serial_no: &serial_no,
+            lines: parsed.lines,
+            accepted: n_accepted,
+            rejected: n_rejected,
+            now,
+        },
+    )
+    .await
+    .map_err(|e| internal("batch", e))?;
+    store::insert_line_errors(&tx, &tenant, batch_id, &errors)
+        .await
+        .map_err(|e| internal("line errors", e))?;
+    let dept = caller.claims().dept.clone();
+    let prepared: Vec<(Uuid, Vec<u8>)> = accepted
+        .iter()
+        .map(|(l, _, _)| {
+            let id = Uuid::now_v7();
+            let sealed = keys.encrypt(
+                l.inquiry.addressee.as_bytes(),
+                &aad(&tenant, "addressee", id.as_bytes()),
+            );
+            (id, sealed)
+        })
+        .collect();
+    let rows: Vec<store::NewRow<'_>> = accepted
+        .iter()
+        .zip(&prepared)
+        .map(|((l, bidx, flagged), (id, sealed))| store::NewRow {
+            tenant: &tenant,
+            id: *id,
+            serial_no: &serial_no,
+            branch_no: l.line,
+            batch_id: Some(batch_id),
+            bidx,
+            addressee_enc: sealed,
+            inquiry: &l.inquiry,
+            department: l.department.as_deref().or(dept.as_deref()),
+            // The line's own 照会側不開示コード, or the resident's flag (enhancement #5).
+            non_disclosure: l.inquiry.non_disclosure || *flagged,
+            requested_at: now,
+            expires_at,
+            dispatched_at: None,
+        })
+        .collect();
+    // Pipelined inserts, a bounded number in flight on the one connection.
+    for chunk in rows.chunks(200) {
+        let results =
+            futures_util::future::join_all(chunk.iter().map(|r| store::insert_inquiry(&tx, r)))
+                .await;
+        for r in results {
+            r.map_err(|e| internal("insert", e))?;
+        }
+    }
+    if n_accepted > 0 {
+        store::queue_batch(&tx, &tenant, batch_id)
+            .await
+            .map_err(|e| internal("queue", e))?;
+    }
+    store::mark_tenant_active(&tx, &tenant)
+        .await
+        .map_err(|e| internal("tenant", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    state.batches.notify_one();
+    metrics::requests_n("accepted", u64::try_from(n_accepted).unwrap_or(0));
+    // One count per refused line, under its first error's code.
+    let mut last_line = 0;
+    for e in &errors {
+        if e.line != last_line {
+            metrics::request(&e.code);
+            last_line = e.line;
+        }
+    }
+    errors.truncate(INLINE_ERRORS);
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/inquiry-batches/{batch_id}")))
+        .json(BatchAccepted {
+            batch_id,
+            serial_no,
+            lines: parsed.lines,
+            accepted: n_accepted,
+            rejected: n_rejected,
+            errors,
+        }))
+}
+
+/// `GET /v1/inquiry-batches/{id}` → the batch and its lines counted by status.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiry-batches/{id}",
+    tag = "inquiry",
+    operation_id = "getInquiryBatch",
+    summary = "一括照会の状況 (status of a bulk inquiry)",
+    description = "一括照会の行数・受付数・不備行数と、受け付けた行の状態別の件数、未送信・確認済みの件数を返します。",
+    params(("id" = Uuid, Path, description = "一括照会の id")),
+    responses(
+        (status = 200, description = "一括照会", body = Batch),
+        (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn get_batch(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let id = id.into_inner();
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let Some((serial_no, lines, accepted, rejected, created_at, dispatched_at)) =
+        store::batch(&tx, id)
+            .await
+            .map_err(|e| internal("batch", e))?
+    else {
+        return Err(Problem::not_found("一括照会"));
+    };
+    let counts = store::batch_counts(&tx, id, state.clock.now())
+        .await
+        .map_err(|e| internal("counts", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let mut by_status = std::collections::BTreeMap::new();
+    let (mut confirmed, mut waiting) = (0, 0);
+    for (status, n, c, w) in counts {
+        by_status.insert(status, n);
+        confirmed += c;
+        waiting += w;
+    }
+    Ok(HttpResponse::Ok().json(Batch {
+        batch_id: id,
+        serial_no,
+        lines,
+        accepted,
+        rejected,
+        created_at,
+        dispatched_at,
+        waiting,
+        by_status,
+        confirmed,
+    }))
+}
+
+/// `GET /v1/inquiry-batches/{id}/errors` → every refused line, paged by line number.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiry-batches/{id}/errors",
+    tag = "inquiry",
+    operation_id = "getInquiryBatchErrors",
+    summary = "一括照会の不備行 (refused lines of a bulk inquiry)",
+    description = "不備のあった行を行番号順に、行番号・項目名・コード・説明で返します。次のページは `next_after_line` を `after_line` に指定します。",
+    params(("id" = Uuid, Path, description = "一括照会の id"), LineErrorQuery),
+    responses(
+        (status = 200, description = "不備行", body = LineErrorPage),
+        (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn get_batch_errors(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    id: web::Path<Uuid>,
+    query: web::Query<LineErrorQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let id = id.into_inner();
+    let limit = query.limit.unwrap_or(500).clamp(1, 1000);
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    if store::batch(&tx, id)
+        .await
+        .map_err(|e| internal("batch", e))?
+        .is_none()
+    {
+        return Err(Problem::not_found("一括照会"));
+    }
+    let items = store::line_errors(&tx, id, query.after_line.unwrap_or(0), limit)
+        .await
+        .map_err(|e| internal("errors", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let distinct_lines = {
+        let mut l: Vec<i32> = items.iter().map(|e| e.line).collect();
+        l.dedup();
+        l.len()
+    };
+    let next_after_line = (distinct_lines as i64 == limit)
+        .then(|| items.last().map(|e| e.line))
+        .flatten();
+    Ok(HttpResponse::Ok().json(LineErrorPage {
+        items,
+        next_after_line,
+    }))
+}
+
+/// `GET /v1/inquiry-batches/{id}/results` → the result file (CSV, one line per input line).
+#[utoipa::path(
+    get,
+    path = "/v1/inquiry-batches/{id}/results",
+    tag = "inquiry",
+    operation_id = "getInquiryBatchResults",
+    summary = "一括照会の結果ファイル (result file of a bulk inquiry)",
+    description = "入力の1行につき1行の CSV (UTF-8, 見出し行つき): line_no, serial_no, branch_no, status, provided_at, inquirer_non_disclosure, provider_non_disclosure, record_count, reason_code。\
+不備で受け付けなかった行は status=rejected と最初の不備のコードです。提供内容は含みません（GET /v1/inquiries/{id} で取得します）。",
+    params(("id" = Uuid, Path, description = "一括照会の id")),
+    responses(
+        (status = 200, description = "結果ファイル", body = String, content_type = "text/csv"),
+        (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+async fn get_batch_results(
+    caller: Caller,
+    state: web::Data<InquiryState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(INQUIRY_ROLES)?;
+    let id = id.into_inner();
+    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let Some((serial_no, ..)) = store::batch(&tx, id)
+        .await
+        .map_err(|e| internal("batch", e))?
+    else {
+        return Err(Problem::not_found("一括照会"));
+    };
+    let lines = store::result_lines(&tx, id, state.clock.now())
+        .await
+        .map_err(|e| internal("results", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let mut csv = String::from(
+        "line_no,serial_no,branch_no,status,provided_at,inquirer_non_disclosure,provider_non_disclosure,record_count,reason_code\r\n",
+    );
+    let flag = |b: bool| if b { "1" } else { "0" };
+    for l in lines {
+        csv.push_str(&format!(
+            "{},{serial_no},{},{},{},{},{},{},{}\r\n",
+            l.line,
+            l.line,
+            l.status,
+            l.provided_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+            flag(l.inquirer_non_disclosure),
+            flag(l.provider_non_disclosure),
+            l.record_count,
+            l.reason_code.unwrap_or_default(),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"inquiry-results-{serial_no}.csv\""),
+        ))
+        .body(csv))
+}
