@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     ProvisionState,
     apply::{RunInfo, quota_day},
-    history::{self, HistoryFacts, PointInTime},
+    history::PointInTime,
     intake::{self, CheckContext, IntakeError, Precheck},
     jobs,
     quota::{DailyQuota, OrgKind, Remaining},
@@ -35,13 +35,20 @@ use crate::{
     paths(
         upload, list_uploads, get_upload, get_rejections, register_records, query_replicas,
         bulk_delete, request_reconciliation, get_reconciliation, download_reconciliation,
-        get_quota, get_slots, get_counts
+        get_quota, get_slots, get_counts,
+        crate::exchange_api::get_flags, crate::exchange_api::put_flags,
+        crate::exchange_api::list_provisions, crate::exchange_api::get_provision,
+        crate::exchange_api::answer_provision
     ),
     components(schemas(
         UploadAccepted, UploadReport, Rejection, RecordsRequest, RecordInput, ItemInput,
         RecordOperation, ReplicaQuery, ReplicaAnswer, ReplicaEntry, BulkDeleteRequest,
         BulkDeleteResult, ReconciliationRequest, Reconciliation, QuotaStatus, DailyQuota,
-        Remaining, SlotStatus, SlotView, ReplicaCount, Problem
+        Remaining, SlotStatus, SlotView, ReplicaCount, Problem,
+        crate::exchange_api::FlagsView, crate::exchange_api::FlagsUpdate,
+        crate::exchange_api::ProhibitionInput, crate::flags::Prohibition,
+        crate::exchange_api::ProvisionView, crate::exchange_api::AnswerRequest,
+        crate::exchange_api::DecisionKind
     )),
     tags((
         name = "provision",
@@ -81,7 +88,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
         )
         .route("/v1/replica-quota", web::get().to(get_quota))
         .route("/v1/replica-upload-slots", web::get().to(get_slots))
-        .route("/v1/replica-counts", web::get().to(get_counts));
+        .route("/v1/replica-counts", web::get().to(get_counts))
+        .configure(crate::exchange_api::routes);
 }
 
 fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
@@ -743,48 +751,22 @@ async fn query_replicas(
     .await
     .map_err(|e| internal("replicas", e))?;
     // Only what is public today (公開開始日 ≦ today ≦ 公開終了日) may be answered.
-    let mut opened = Vec::new();
-    for row in rows {
-        if row.public_start.is_some_and(|s| s > today) || row.public_end.is_some_and(|e| e < today)
-        {
-            continue;
-        }
-        let sealed = seal::open_replica(&keys, tenant, &row.kind, &row.key_bidx, &row.sealed)
-            .map_err(|e| internal("open", format!("{e:#}")))?;
-        opened.push((row, sealed));
-    }
-    let facts: Vec<HistoryFacts> = opened
+    let chosen = crate::answer::select_at(&keys, tenant, rows, when, today)
+        .map_err(|e| internal("open", format!("{e:#}")))?;
+    let entries = chosen
         .iter()
-        .map(|(row, s)| HistoryFacts {
-            group: format!(
-                "{}|{}|{}",
-                row.kind.dataset,
-                row.kind.major_version,
-                s.parent_record_key.as_deref().unwrap_or("")
-            ),
+        .map(|(row, s)| ReplicaEntry {
+            info_code: row.kind.info_code.clone(),
+            major_version: row.kind.major_version.clone(),
+            dataset: row.kind.dataset.clone(),
+            record_id: row.record_id.clone(),
+            record_key: s.record_key.clone(),
+            parent_record_key: s.parent_record_key.clone(),
+            public_start: row.public_start,
+            public_end: row.public_end,
             valid_from: s.valid_from,
             valid_to: s.valid_to,
-            registered_at: row.registered_at,
-        })
-        .collect();
-    let chosen = history::select(&facts, when);
-    let entries = chosen
-        .into_iter()
-        .map(|i| {
-            let (row, s) = &opened[i];
-            ReplicaEntry {
-                info_code: row.kind.info_code.clone(),
-                major_version: row.kind.major_version.clone(),
-                dataset: row.kind.dataset.clone(),
-                record_id: row.record_id.clone(),
-                record_key: s.record_key.clone(),
-                parent_record_key: s.parent_record_key.clone(),
-                public_start: row.public_start,
-                public_end: row.public_end,
-                valid_from: s.valid_from,
-                valid_to: s.valid_to,
-                items: s.payload.iter().map(ItemInput::from).collect(),
-            }
+            items: s.payload.iter().map(ItemInput::from).collect(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(ReplicaAnswer { entries }))

@@ -6,13 +6,22 @@
 //! immediate processing) applies it within the organisation's daily quota, carrying the rest to
 //! the next night → replicas are kept sealed with blind indexes → point-in-time reads answer
 //! from them. See docs/provision.md.
+//!
+//! Provision requests (情報提供要求) arrive from the NWS through relay (`nws.in.provision`):
+//! the permit is verified, the provider-side code (符号) is turned into the resident through
+//! the copy of code links, the resident's flags decide between an automatic answer (自動応答)
+//! and the manual-answer queue, and the answer leaves through the outbox.
 
 pub mod actors;
+pub mod answer;
 pub mod api;
 pub mod apply;
+pub mod exchange_api;
+pub mod flags;
 pub mod history;
 pub mod intake;
 pub mod jobs;
+pub mod manual;
 pub mod metrics;
 pub mod quota;
 pub mod reconcile;
@@ -27,7 +36,7 @@ use anyhow::Context as _;
 use chrono::{NaiveDate, NaiveTime};
 use chukan_config::Settings;
 use chukan_core::Clock;
-use chukan_crypto::Vault;
+use chukan_crypto::{Vault, Verifiers};
 use chukan_layout::Catalogue;
 use chukan_mq::{QueueSpec, outbox::OutboxHandle};
 use chukan_replica_list::Limits;
@@ -65,6 +74,8 @@ pub struct ProvisionState {
     pub applier: Applier,
     pub settings: Arc<Settings>,
     pub nightly_at: NaiveTime,
+    /// The NWS's public keys: provision permits (情報提供許可証) are verified against them.
+    pub verifiers: Arc<Verifiers>,
     /// Tenants whose uploads are to be applied now (immediate processing).
     pub immediate: mpsc::UnboundedSender<String>,
 }
@@ -83,6 +94,24 @@ pub fn stats_queue() -> QueueSpec {
     QueueSpec {
         name: "stats.replica-counts".into(),
         bindings: vec![apply::REPLICA_COUNT.into()],
+    }
+}
+
+/// Provision requests relay hands over from the NWS (`nws.in.provision`).
+pub fn nws_in_queue() -> QueueSpec {
+    QueueSpec {
+        name: "provision.nws-in".into(),
+        bindings: vec![chukan_proto::inbound_routing_key(
+            actors::nws_in::REQUEST_KIND,
+        )],
+    }
+}
+
+/// The code service's code.linked events (符号 → 団体内統合宛名番号).
+pub fn code_links_queue() -> QueueSpec {
+    QueueSpec {
+        name: "provision.code-links".into(),
+        bindings: vec![chukan_proto::CODE_LINKED.into()],
     }
 }
 
@@ -149,6 +178,10 @@ pub fn build_state(
                 settings.provision.nightly_batch_at
             )
         })?;
+    let verifiers = Arc::new(
+        Verifiers::parse_entries(&settings.relay.nws_public_keys)
+            .map_err(|e| anyhow::anyhow!("setting relay.nws_public_keys: {e}"))?,
+    );
     let vault = Vault::new(ctx.kek.clone(), SCHEMA);
     let applier = Applier {
         db: ctx.db.clone(),
@@ -174,6 +207,7 @@ pub fn build_state(
             applier,
             settings,
             nightly_at,
+            verifiers,
             immediate,
         },
         rx,
@@ -197,6 +231,28 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.settings.amqp.prefetch,
         Arc::new(actors::tenants::TenantSettings::new(state.db.clone())),
     );
+    let requests_queue = nws_in_queue();
+    ctx.bus.declare_queue(&requests_queue).await?;
+    let requests = chukan_mq::consumer::start(
+        &ctx.bus,
+        &requests_queue,
+        "provision",
+        ctx.settings.amqp.prefetch,
+        Arc::new(actors::nws_in::ProvisionRequests::new(state.clone())),
+    );
+    let links_queue = code_links_queue();
+    ctx.bus.declare_queue(&links_queue).await?;
+    let links = chukan_mq::consumer::start(
+        &ctx.bus,
+        &links_queue,
+        "provision",
+        ctx.settings.amqp.prefetch,
+        Arc::new(actors::code_links::CodeLinks::new(state.clone())),
+    );
+    let expiry = actors::expiry::start(
+        state.clone(),
+        Duration::from_secs(ctx.settings.provision.scheduler_poll_secs.max(1)),
+    );
     let scheduler = actors::scheduler::start(
         state.clone(),
         immediate_rx,
@@ -208,7 +264,10 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
         workers: vec![
             consumer.into_worker("provision.tenants"),
+            requests.into_worker("provision.nws-in"),
+            links.into_worker("provision.code-links"),
             scheduler,
+            expiry,
             outbox.into_worker("provision.outbox"),
         ],
         openapi: Some(openapi()),

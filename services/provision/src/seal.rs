@@ -56,6 +56,33 @@ pub fn addressee_index(keys: &TenantKeys, addressee: &str) -> Vec<u8> {
     keys.blind_index(addressee)
 }
 
+/// Blind index of a provider-side code (符号); prefixed so it never equals an addressee's.
+pub fn code_index(keys: &TenantKeys, code: &str) -> Vec<u8> {
+    keys.blind_index(&format!("code:{code}"))
+}
+
+/// Seals an addressee number kept beside a blind index (code links, flags, provisions); the
+/// table is the associated data, so a blob copied to another table or tenant fails to open.
+pub fn seal_addressee(keys: &TenantKeys, tenant: &str, table: &str, addressee: &str) -> Vec<u8> {
+    keys.encrypt(
+        addressee.as_bytes(),
+        format!("provision.{table}.addressee|{tenant}").as_bytes(),
+    )
+}
+
+pub fn open_addressee(
+    keys: &TenantKeys,
+    tenant: &str,
+    table: &str,
+    sealed: &[u8],
+) -> anyhow::Result<String> {
+    let plain = keys.decrypt(
+        sealed,
+        format!("provision.{table}.addressee|{tenant}").as_bytes(),
+    )?;
+    Ok(String::from_utf8(plain)?)
+}
+
 fn replica_aad(tenant: &str, kind: &RecordKind, key_bidx: &[u8]) -> Vec<u8> {
     let mut aad = format!(
         "provision.replica|{tenant}|{}|{}|{}|",

@@ -48,6 +48,10 @@ pub struct TestApp {
     pub state: ProvisionState,
     /// Replica-count events seen on the bus.
     pub counts: Arc<Mutex<Vec<Delivery>>>,
+    /// Signs provision permits as the NWS would; its public key is in relay.nws_public_keys.
+    pub nws: Arc<chukan_crypto::Signer>,
+    /// What provision published on nws.out, audit.record and flags.changed.
+    pub out: Arc<Mutex<Vec<Delivery>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -56,10 +60,16 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(at: DateTime<Utc>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let clock = Arc::new(ManualClock::new(at));
+    let nws = Arc::new(
+        chukan_crypto::Signer::from_seed_base64("nws-test", &chukan_crypto::generate_key_base64())
+            .unwrap(),
+    );
+    let nws_entry = format!("nws-test={}", nws.public_key_base64());
     let env = TestEnv::new_with(
         &[chukan_provision::migrations()],
         |s| {
             s.provision.batch_chunk_entries = 50;
+            s.relay.nws_public_keys = vec![nws_entry];
             configure(s)
         },
         clock.clone(),
@@ -94,7 +104,31 @@ pub async fn spawn_app_with(at: DateTime<Utc>, configure: impl FnOnce(&mut Setti
         .declare_queue(&QueueSpec::new("test.batch-progress", &["batch.progress"]))
         .await
         .unwrap();
+    // Stand-ins for relay (nws.out), audit (audit.record) and inquiry (flags.changed).
+    let out: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let spec = QueueSpec::new(
+        "test.provision-out",
+        &[
+            chukan_proto::NWS_OUT,
+            chukan_proto::AUDIT_RECORD,
+            chukan_proto::FLAGS_CHANGED,
+        ],
+    );
+    env.ctx.bus.declare_queue(&spec).await.unwrap();
+    let sink = out.clone();
+    let out_consumer = chukan_mq::consumer::start(
+        &env.ctx.bus,
+        &spec,
+        "test",
+        16,
+        Arc::new(move |d: Delivery| {
+            sink.lock().unwrap().push(d);
+            async { Ok(()) }.boxed()
+        }),
+    );
     let mut api = env.spawn_api(vec![parts]).await.unwrap();
+    api.workers
+        .push(out_consumer.into_worker("test.provision-out"));
     api.workers
         .push(consumer.into_worker("test.replica-counts"));
     api.workers.push(outbox.into_worker("test.outbox"));
@@ -104,6 +138,8 @@ pub async fn spawn_app_with(at: DateTime<Utc>, configure: impl FnOnce(&mut Setti
         clock,
         state,
         counts,
+        nws,
+        out,
     };
     app.set_org(ORG_A, 200_000, Some('A'), false).await;
     app.set_org(ORG_B, 200_000, Some('B'), false).await;

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod openapi;
+mod provisions;
 mod quota;
 mod reconciliation;
 mod replicas;

@@ -28,6 +28,10 @@ async fn every_provision_route_is_in_the_openapi_document() {
         "/v1/replica-quota",
         "/v1/replica-upload-slots",
         "/v1/replica-counts",
+        "/v1/flags/{addressee}",
+        "/v1/provisions",
+        "/v1/provisions/{permit_id}",
+        "/v1/provisions/{permit_id}/answer",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -35,4 +39,8 @@ async fn every_provision_route_is_in_the_openapi_document() {
     assert!(upload["responses"]["409"].is_object());
     assert!(upload["responses"]["422"].is_object());
     assert!(upload["requestBody"]["content"]["application/xml"].is_object());
+    let flags = &doc["paths"]["/v1/flags/{addressee}"];
+    assert!(flags["get"].is_object() && flags["put"].is_object());
+    let answer = &doc["paths"]["/v1/provisions/{permit_id}/answer"]["post"];
+    assert!(answer["responses"]["409"].is_object());
 }

@@ -1,0 +1,79 @@
+//! Consumer of the code service's `code.linked`: keeps provision's own sealed copy of each
+//! code (符号) → 団体内統合宛名番号 link, so a permit's provider-side code finds its resident.
+
+use chrono::{DateTime, Utc};
+use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_proto::{CodeLinked, Message};
+use futures_util::future::BoxFuture;
+
+use crate::{ProvisionState, seal, store};
+
+const CONSUMER: &str = "provision.code-links";
+
+pub struct CodeLinks {
+    state: ProvisionState,
+}
+
+impl CodeLinks {
+    pub fn new(state: ProvisionState) -> Self {
+        Self { state }
+    }
+}
+
+impl Handler for CodeLinks {
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Result<(), HandleError>> {
+        let state = self.state.clone();
+        Box::pin(async move { apply(&state, delivery).await })
+    }
+}
+
+fn retry<E: Into<anyhow::Error>>(context: &'static str) -> impl FnOnce(E) -> HandleError {
+    move |e| HandleError::Retry(e.into().context(context))
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
+async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleError> {
+    let event = CodeLinked::decode(delivery.body.as_slice())
+        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable CodeLinked: {e}")))?;
+    if event.tenant != delivery.tenant {
+        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
+    }
+    if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() || event.code.is_empty() {
+        return Err(HandleError::Reject(anyhow::anyhow!(
+            "CodeLinked without a valid addressee or code"
+        )));
+    }
+    let tenant = delivery.tenant.as_str();
+    let linked_at = DateTime::<Utc>::from_timestamp_millis(event.linked_at_ms)
+        .unwrap_or_else(|| state.clock.now());
+    let mut client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(retry("keys"))?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(retry("begin"))?;
+    if chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
+        .await
+        .map_err(retry("inbox"))?
+    {
+        store::upsert_code_link(
+            &tx,
+            tenant,
+            &seal::code_index(&keys, &event.code),
+            &seal::addressee_index(&keys, &event.addressee),
+            &seal::seal_addressee(&keys, tenant, "code_links", &event.addressee),
+            linked_at,
+        )
+        .await
+        .map_err(retry("code link"))?;
+    }
+    tx.commit().await.map_err(retry("commit"))?;
+    Ok(())
+}
