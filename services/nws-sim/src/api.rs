@@ -35,6 +35,8 @@ pub struct SimState {
     pub clock: Arc<dyn Clock>,
     /// Refusals injected by tests (`/v1/faults`).
     pub faults: crate::faults::Faults,
+    /// 別表第二: which procedure may ask for which item.
+    pub beppyo2: Arc<crate::beppyo2::Beppyo2>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,17 +50,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/codes/convert", web::post().to(convert_code))
         .route("/v1/faults", web::post().to(crate::faults::inject))
         .route("/v1/faults", web::get().to(crate::faults::show))
-        .route("/v1/faults", web::delete().to(crate::faults::clear));
+        .route("/v1/faults", web::delete().to(crate::faults::clear))
+        .route(
+            "/v1/faults/not-ready",
+            web::post().to(crate::faults::set_not_ready),
+        )
+        .route(
+            "/v1/faults/not-ready",
+            web::delete().to(crate::faults::clear_not_ready),
+        )
+        .route("/v1/ready", web::get().to(crate::faults::ready))
+        .route("/v1/beppyo2", web::get().to(beppyo2));
 }
 
 /// Logs the cause (never sent to the caller) and answers 500.
-fn internal(error: impl Into<anyhow::Error>) -> Problem {
+pub(crate) fn internal(error: impl Into<anyhow::Error>) -> Problem {
     let error = error.into();
     tracing::error!(error = %format!("{error:#}"), "request failed");
     Problem::internal()
 }
 
-fn refused(status: u16, code: &'static str, title: &str, detail: &str, action: &str) -> Problem {
+pub(crate) fn refused(
+    status: u16,
+    code: &'static str,
+    title: &str,
+    detail: &str,
+    action: &str,
+) -> Problem {
     tracing::info!(code, "message refused");
     Problem::new(status, code, title, detail, action)
 }
@@ -143,6 +161,12 @@ async fn keys(state: web::Data<SimState>) -> HttpResponse {
             public_key: state.signer.public_key_base64(),
         }],
     })
+}
+
+/// `GET /v1/beppyo2`: the 別表第二 table (procedures with their affair and allowed items, with
+/// names), for the console to show which item each procedure is for (enhancement #10).
+async fn beppyo2(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.beppyo2.as_ref())
 }
 
 /// Reads the body up to `limit` bytes (problem+json 413 beyond it).
@@ -247,16 +271,11 @@ async fn receive_message(
             "宛先を「NWS」として送信してください。",
         ));
     }
-    let answer = match env.kind.as_str() {
-        "code.acquire" => acquire_code(&state, &env).ok_or_else(|| {
-            refused(
-                400,
-                "malformed-body",
-                "Malformed body",
-                "メッセージ本文を解釈できません。",
-                "メッセージ種別に対応した本文を送信してください。",
-            )
-        })?,
+    match env.kind.as_str() {
+        "code.acquire" => acquire_code(&state, &mut client, &env).await?,
+        // 情報照会要求 / 情報提供 (DOMAIN §6).
+        "inquiry.request" => crate::inquiry::accept_request(&state, &mut client, &env).await?,
+        "provision.answer" => crate::inquiry::accept_answer(&state, &mut client, &env).await?,
         _ => {
             return Err(refused(
                 400,
@@ -266,22 +285,48 @@ async fn receive_message(
                 "メッセージ種別を確認してください。",
             ));
         }
-    };
+    }
+    state.wake.notify_one();
+    tracing::info!("message accepted");
+    Ok(HttpResponse::Accepted().json(Accepted {
+        message_id: env.message_id,
+    }))
+}
 
-    let reply = state
-        .sign(Envelope {
-            message_id: uuid::Uuid::now_v7().to_string(),
-            kind: answer.kind.to_owned(),
-            sender: NWS.to_owned(),
-            recipient: env.sender.clone(),
-            timestamp_ms: state.clock.now().timestamp_millis(),
-            correlation_id: env.correlation_id.clone(),
-            body: answer.body,
-            traceparent: env.traceparent.clone(),
-            kid: String::new(),
-            signature: Vec::new(),
-        })
-        .encode_to_vec();
+pub(crate) fn malformed_body() -> Problem {
+    refused(
+        400,
+        "malformed-body",
+        "Malformed body",
+        "メッセージ本文を解釈できません。",
+        "メッセージ種別に対応した本文を送信してください。",
+    )
+}
+
+pub(crate) fn replayed() -> Problem {
+    refused(
+        409,
+        "replayed",
+        "Replayed message",
+        "このメッセージIDは受信済みです。",
+        "再送の場合は対応不要です。新しい要求は新しいメッセージIDで送信してください。",
+    )
+}
+
+/// 符号取得: the answer, the code and the replay claim in one transaction.
+async fn acquire_code(
+    state: &SimState,
+    client: &mut deadpool_postgres::Object,
+    env: &Envelope,
+) -> Result<(), Problem> {
+    let answer = code_answer(state, env).ok_or_else(malformed_body)?;
+    let reply = state.reply(
+        env,
+        &env.sender,
+        answer.kind,
+        &env.correlation_id,
+        answer.body,
+    );
     let tx = client.transaction().await.map_err(internal)?;
     let record = async {
         match &answer.code {
@@ -297,22 +342,12 @@ async fn receive_message(
         store::insert_delivery(&tx, uuid::Uuid::now_v7(), &env.sender, &reply),
     );
     if !claimed.map_err(internal)? {
-        return Err(refused(
-            409,
-            "replayed",
-            "Replayed message",
-            "このメッセージIDは受信済みです。",
-            "再送の場合は対応不要です。新しい要求は新しいメッセージIDで送信してください。",
-        ));
+        return Err(replayed());
     }
     recorded.map_err(internal)?;
     queued.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
-    state.wake.notify_one();
-    tracing::info!("message accepted");
-    Ok(HttpResponse::Accepted().json(Accepted {
-        message_id: env.message_id,
-    }))
+    Ok(())
 }
 
 /// What the network answers a message with: a kind, a body and any code to record.
@@ -325,7 +360,7 @@ struct Answer {
 
 /// 符号取得: derive the sender's code for the resident. The resident-record code is used for
 /// the derivation only and kept nowhere. `None` when the body is not a CodeAcquireRequest.
-fn acquire_code(state: &SimState, env: &Envelope) -> Option<Answer> {
+fn code_answer(state: &SimState, env: &Envelope) -> Option<Answer> {
     let request = CodeAcquireRequest::decode(env.body.as_slice()).ok()?;
     Some(
         match ResidentRecordCode::parse(&request.resident_record_code) {
@@ -365,6 +400,31 @@ impl SimState {
         env.kid = self.signer.kid().to_owned();
         env.signature = self.signer.sign(&signing_bytes(&env)).to_vec();
         env
+    }
+
+    /// A signed envelope from the network to `recipient`, encoded, answering `to` (whose trace
+    /// context it carries on).
+    pub fn reply(
+        &self,
+        to: &Envelope,
+        recipient: &str,
+        kind: &str,
+        correlation_id: &str,
+        body: Vec<u8>,
+    ) -> Vec<u8> {
+        self.sign(Envelope {
+            message_id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            sender: NWS.to_owned(),
+            recipient: recipient.to_owned(),
+            timestamp_ms: self.clock.now().timestamp_millis(),
+            correlation_id: correlation_id.to_owned(),
+            body,
+            traceparent: to.traceparent.clone(),
+            kid: String::new(),
+            signature: Vec::new(),
+        })
+        .encode_to_vec()
     }
 }
 

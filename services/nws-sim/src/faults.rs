@@ -1,6 +1,10 @@
 //! Fault injection: the simulator can be told to refuse the next messages with a chosen
 //! status, so tests exercise relay's handling of a failing network against the real peer
 //! instead of a stand-in. Development and tests only, like the simulator itself.
+//!
+//! Besides refusals, the simulator can be told it is "not ready" (`POST /v1/faults/not-ready`):
+//! `GET /v1/ready` then answers 503, as the real peer does in the morning before its servers
+//! are up. Messages are still processed, so a test can tell whether a sender checked first.
 
 use std::sync::Mutex;
 
@@ -27,6 +31,8 @@ pub struct Faults(Mutex<FaultState>);
 pub struct FaultState {
     pub active: Option<Fault>,
     pub refused: Vec<String>,
+    /// `GET /v1/ready` answers 503 while set.
+    pub not_ready: bool,
 }
 
 impl Faults {
@@ -48,7 +54,16 @@ impl Faults {
         state.active = fault.filter(|f| f.count > 0);
         if fault.is_none() {
             state.refused.clear();
+            state.not_ready = false;
         }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).not_ready = !ready;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.0.lock().unwrap_or_else(|p| p.into_inner()).not_ready
     }
 
     fn snapshot(&self) -> FaultState {
@@ -90,7 +105,41 @@ pub async fn show(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(state.faults.snapshot())
 }
 
-/// `DELETE /v1/faults`: process messages normally again (and forget the refusals).
+/// `POST /v1/faults/not-ready`: `GET /v1/ready` answers 503 until cleared.
+pub async fn set_not_ready(state: web::Data<SimState>) -> HttpResponse {
+    state.faults.set_ready(false);
+    HttpResponse::NoContent().finish()
+}
+
+/// `DELETE /v1/faults/not-ready`: `GET /v1/ready` answers 200 again.
+pub async fn clear_not_ready(state: web::Data<SimState>) -> HttpResponse {
+    state.faults.set_ready(true);
+    HttpResponse::NoContent().finish()
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+}
+
+/// `GET /v1/ready`: 200 `{"ready":true}`, or 503 problem+json (code `not-ready`) while the
+/// not-ready fault is set. Relay checks this before releasing what it held overnight.
+pub async fn ready(state: web::Data<SimState>) -> Result<HttpResponse, Problem> {
+    if state.faults.is_ready() {
+        Ok(HttpResponse::Ok().json(Readiness { ready: true }))
+    } else {
+        Err(Problem::new(
+            503,
+            "not-ready",
+            "Not ready",
+            "情報提供ネットワークシステムは受信の準備ができていません。",
+            "しばらく待ってから再度確認してください。",
+        ))
+    }
+}
+
+/// `DELETE /v1/faults`: process messages normally again (and forget the refusals and the
+/// not-ready fault).
 pub async fn clear(state: web::Data<SimState>) -> HttpResponse {
     state.faults.set(None);
     HttpResponse::NoContent().finish()
@@ -118,5 +167,10 @@ mod tests {
         assert_eq!(faults.take("m2"), None);
         faults.set(None);
         assert!(faults.snapshot().refused.is_empty());
+        assert!(faults.is_ready());
+        faults.set_ready(false);
+        assert!(!faults.is_ready());
+        faults.set(None);
+        assert!(faults.is_ready());
     }
 }

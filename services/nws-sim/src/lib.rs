@@ -8,9 +8,11 @@
 //! `{endpoint_url}/nws/v1/messages`, retrying until the organisation takes them.
 
 pub mod api;
+pub mod beppyo2;
 pub mod codes;
 mod delivery;
 pub mod faults;
+mod inquiry;
 pub mod store;
 
 use std::{net::TcpListener, sync::Arc};
@@ -75,6 +77,8 @@ impl NwsSim {
             "setting nws_sim.delivery_retry_ms needs at least one delay"
         );
 
+        let beppyo2 = beppyo2::Beppyo2::embedded().context("the embedded 別表第二 table")?;
+
         migrate(&settings.database_url).await?;
         let pool = chukan_db::pool_from_url(&settings.database_url, POOL_SIZE)
             .context("setting nws_sim.database_url")?;
@@ -96,6 +100,7 @@ impl NwsSim {
             wake: wake.clone(),
             clock,
             faults: Default::default(),
+            beppyo2: Arc::new(beppyo2),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -287,3 +287,86 @@ pub async fn mark_attempt_failed(
     };
     Ok(())
 }
+
+/// A provision permit (情報提供許可証) as stored.
+#[derive(Debug)]
+pub struct PermitRow {
+    pub permit_id: Uuid,
+    pub inquirer_org: String,
+    pub inquiry_id: String,
+    pub provider_org: String,
+    pub info_code: String,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn insert_permit(tx: &Transaction<'_>, p: &PermitRow) -> Result<(), Error> {
+    tx.execute(
+        &tx.prepare_cached(
+            "INSERT INTO permits (permit_id, inquirer_org, inquiry_id, provider_org, info_code,
+                                  issued_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?,
+        &[
+            &p.permit_id,
+            &p.inquirer_org,
+            &p.inquiry_id,
+            &p.provider_org,
+            &p.info_code,
+            &p.issued_at,
+            &p.expires_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A permit as an answer sees it.
+#[derive(Debug)]
+pub struct PermitForAnswer {
+    pub inquirer_org: String,
+    pub inquiry_id: String,
+    pub provider_org: String,
+    pub answered: bool,
+}
+
+/// The permit, locked for the rest of the transaction so two answers racing for the same
+/// permit are taken one after the other (only the first finds it unanswered).
+pub async fn permit_for_answer(
+    tx: &Transaction<'_>,
+    permit_id: Uuid,
+) -> Result<Option<PermitForAnswer>, Error> {
+    Ok(tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT inquirer_org, inquiry_id, provider_org, answered_at IS NOT NULL
+                   FROM permits WHERE permit_id = $1 FOR UPDATE",
+            )
+            .await?,
+            &[&permit_id],
+        )
+        .await?
+        .map(|r| PermitForAnswer {
+            inquirer_org: r.get(0),
+            inquiry_id: r.get(1),
+            provider_org: r.get(2),
+            answered: r.get(3),
+        }))
+}
+
+pub async fn mark_permit_answered(
+    tx: &Transaction<'_>,
+    permit_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    tx.execute(
+        &tx.prepare_cached(
+            "UPDATE permits SET answered_at = $2 WHERE permit_id = $1 AND answered_at IS NULL",
+        )
+        .await?,
+        &[&permit_id, &at],
+    )
+    .await?;
+    Ok(())
+}

@@ -4,10 +4,14 @@
 //! - Outbound: consumes `nws.out` (queue `relay.nws-out`), wraps each [`chukan_proto::NwsOutbound`]
 //!   in a signed [`chukan_proto::Envelope`] and POSTs it to `{relay.nws_url}/v1/messages`.
 //!   Transient failures are retried through the bus's retry queues; a refusal is dead-lettered.
+//!   Outside data send/receive hours (DOMAIN §7) messages are held in `relay.held` and the
+//!   `relay-releaser` worker sends them paced once the calendar is open and the NWS is ready
+//!   (see [`hold`]).
 //! - Inbound: its own listener (`relay.inbound_host:inbound_port`) with
 //!   `POST /nws/v1/messages`; a verified, fresh, new envelope becomes an
 //!   [`chukan_proto::NwsInbound`] on `nws.in.<domain>` through the `relay` outbox.
 
+pub mod hold;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
@@ -59,13 +63,34 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
     if settings.nws_public_keys.is_empty() {
         tracing::warn!("relay.nws_public_keys is empty: every inbound NWS message will be refused");
     }
+    let gate = Arc::new(hold::Gate::new(
+        ctx.db.clone(),
+        chukan_crypto::Vault::new(ctx.kek.clone(), SCHEMA),
+        ctx.calendar.clone(),
+        ctx.clock.clone(),
+        ctx.settings.calendar.enforce_service_hours,
+    ));
+    let send_timeout = Duration::from_millis(settings.send_timeout_ms);
     let sender = outbound::NwsSender::new(
         &settings.nws_url,
-        Duration::from_millis(settings.send_timeout_ms),
+        send_timeout,
         signer,
         ctx.clock.clone(),
+        gate.clone(),
     )
     .context("building the NWS HTTP client")?;
+    let releaser = hold::Releaser {
+        pool: ctx.db.clone(),
+        gate,
+        sender: sender.inner(),
+        ready_url: format!("{}/v1/ready", settings.nws_url.trim_end_matches('/')),
+        http: reqwest::Client::builder()
+            .timeout(send_timeout)
+            .build()
+            .context("building the NWS readiness client")?,
+        per_second: settings.release_per_second.max(1),
+        readiness_poll: Duration::from_millis(settings.readiness_poll_ms.max(1)),
+    };
 
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
@@ -125,6 +150,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             workers: vec![
                 inbound_worker,
                 consumer.into_worker("relay-outbound"),
+                releaser.into_worker("relay-releaser"),
                 outbox.into_worker("relay-outbox"),
             ],
         },

@@ -2,6 +2,10 @@
 //!
 //! The envelope's message id is the bus message id, stable across retries, so a resend after
 //! a lost answer is refused by the NWS as a replay (409), which counts as sent.
+//!
+//! Outside the hours data send/receive runs (送受信停止, DOMAIN §7), and while a held backlog
+//! is still being released, a message is not sent but held durably ([`crate::hold`]); the
+//! releaser sends it later with the same code, [`SenderInner::post`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,18 +16,19 @@ use chukan_mq::{Delivery, HandleError, Handler};
 use chukan_proto::{Envelope, Message as _, NwsOutbound, signing_bytes};
 use futures_util::future::BoxFuture;
 
-use crate::metrics;
+use crate::{hold::Gate, metrics};
 
 /// What the NWS calls itself as a recipient.
 pub const NWS: &str = "NWS";
 
-/// The consumer handler sending to the NWS.
+/// The consumer handler sending to the NWS, or holding while the link is stopped.
 #[derive(Clone)]
 pub struct NwsSender {
     inner: Arc<SenderInner>,
+    gate: Arc<Gate>,
 }
 
-struct SenderInner {
+pub(crate) struct SenderInner {
     http: reqwest::Client,
     messages_url: String,
     signer: Signer,
@@ -36,6 +41,7 @@ impl NwsSender {
         timeout: Duration,
         signer: Signer,
         clock: Arc<dyn Clock>,
+        gate: Arc<Gate>,
     ) -> anyhow::Result<NwsSender> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(NwsSender {
@@ -45,20 +51,45 @@ impl NwsSender {
                 signer,
                 clock,
             }),
+            gate,
         })
+    }
+
+    /// The sending half, shared with the releaser so held messages go out exactly as live ones.
+    pub(crate) fn inner(&self) -> Arc<SenderInner> {
+        self.inner.clone()
     }
 }
 
 impl Handler for NwsSender {
     fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Result<(), HandleError>> {
         let inner = self.inner.clone();
-        Box::pin(async move { inner.send(delivery).await })
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let Some(out) = valid_outbound(&delivery.body) else {
+                metrics::SEND_TOTAL.with_label_values(&["malformed"]).inc();
+                return Err(HandleError::Reject(anyhow!(
+                    "nws.out message is not a valid NwsOutbound (kind and sender organisation code are required)"
+                )));
+            };
+            if gate.should_hold() {
+                return gate.hold(&delivery, &out.kind).await;
+            }
+            inner.send(delivery, out).await
+        })
     }
+}
+
+/// The message as an [`NwsOutbound`] with a kind and a valid sender organisation, or `None`.
+pub(crate) fn valid_outbound(body: &[u8]) -> Option<NwsOutbound> {
+    NwsOutbound::decode(body)
+        .ok()
+        .filter(|out| OrgCode::parse(&out.sender_org).is_ok() && !out.kind.is_empty())
 }
 
 /// How one send ended, as counted in `chukan_relay_send_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Sent,
     Duplicate,
     Rejected,
@@ -66,7 +97,7 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Outcome::Sent => "sent",
             Outcome::Duplicate => "duplicate",
@@ -88,19 +119,22 @@ impl Outcome {
 
 impl SenderInner {
     /// Builds the signed envelope for `out`, stamped now.
-    fn envelope(&self, delivery: &Delivery, out: NwsOutbound) -> Envelope {
+    fn envelope(
+        &self,
+        message_id: uuid::Uuid,
+        traceparent: Option<String>,
+        out: NwsOutbound,
+    ) -> Envelope {
         let recipient = if out.recipient.is_empty() {
             NWS.to_owned()
         } else {
             out.recipient
         };
-        let traceparent = delivery
-            .traceparent
-            .clone()
+        let traceparent = traceparent
             .or_else(chukan_telemetry::current_traceparent)
             .unwrap_or_default();
         let mut env = Envelope {
-            message_id: delivery.id.to_string(),
+            message_id: message_id.to_string(),
             kind: out.kind,
             sender: out.sender_org,
             recipient,
@@ -115,21 +149,15 @@ impl SenderInner {
         env
     }
 
-    #[tracing::instrument(skip_all, fields(message_id = %delivery.id, attempt = delivery.attempt, kind, outcome))]
-    async fn send(&self, delivery: Delivery) -> Result<(), HandleError> {
-        let out = match NwsOutbound::decode(delivery.body.as_slice()) {
-            Ok(out) if OrgCode::parse(&out.sender_org).is_ok() && !out.kind.is_empty() => out,
-            _ => {
-                metrics::SEND_TOTAL.with_label_values(&["malformed"]).inc();
-                return Err(HandleError::Reject(anyhow!(
-                    "nws.out message is not a valid NwsOutbound (kind and sender organisation code are required)"
-                )));
-            }
-        };
-        let span = tracing::Span::current();
-        span.record("kind", out.kind.as_str());
-        let env = self.envelope(&delivery, out);
-
+    /// Signs `out` as message `message_id` and POSTs it: the outcome (counted in
+    /// `chukan_relay_send_total`) and, when not sent, why (status and problem code only).
+    pub(crate) async fn post(
+        &self,
+        message_id: uuid::Uuid,
+        traceparent: Option<String>,
+        out: NwsOutbound,
+    ) -> (Outcome, String) {
+        let env = self.envelope(message_id, traceparent, out);
         let timer = metrics::SEND_DURATION.start_timer();
         let response = self
             .http
@@ -165,6 +193,14 @@ impl SenderInner {
         metrics::SEND_TOTAL
             .with_label_values(&[outcome.label()])
             .inc();
+        (outcome, detail)
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id = %delivery.id, attempt = delivery.attempt, kind, outcome))]
+    async fn send(&self, delivery: Delivery, out: NwsOutbound) -> Result<(), HandleError> {
+        let span = tracing::Span::current();
+        span.record("kind", out.kind.as_str());
+        let (outcome, detail) = self.post(delivery.id, delivery.traceparent, out).await;
         span.record("outcome", outcome.label());
         match outcome {
             Outcome::Sent | Outcome::Duplicate => {
@@ -221,7 +257,8 @@ mod tests {
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
         let env = inner.envelope(
-            &delivery,
+            delivery.id,
+            delivery.traceparent.clone(),
             NwsOutbound {
                 kind: "code.acquire".into(),
                 sender_org: "0000000000000001".into(),

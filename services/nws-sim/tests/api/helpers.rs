@@ -12,7 +12,11 @@ use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
 use chukan_config::{NwsSimSettings, Settings};
 use chukan_crypto::{Signer, Verifiers, generate_key_base64};
 use chukan_nws_sim::NwsSim;
-use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Envelope, Message as _, signing_bytes};
+use chukan_proto::{
+    CodeAcquireRequest, CodeAcquireResult, Envelope, InquiryCondition, InquiryRequest,
+    InquiryResult, Message as _, ProvidedRecord, ProvisionAnswer, ProvisionPermit,
+    ProvisionRequest, permit_signing_bytes, signing_bytes,
+};
 use tokio::task::JoinHandle;
 
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -226,6 +230,65 @@ impl TestOrg {
         env.signature = self.signer.sign(&signing_bytes(env)).to_vec();
     }
 
+    /// An inquiry.request (情報照会要求) to `provider` for `(affair, procedure, info)`.
+    pub fn inquiry(
+        &self,
+        inquirer_code: &str,
+        provider: &str,
+        (affair, procedure, info): (&str, &str, &str),
+    ) -> Envelope {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.envelope(
+            "inquiry.request",
+            InquiryRequest {
+                serial_no: "S0001".into(),
+                branch_no: 2,
+                inquirer_code: inquirer_code.to_owned(),
+                affair_code: affair.to_owned(),
+                procedure_code: procedure.to_owned(),
+                info_code: info.to_owned(),
+                provider_org: provider.to_owned(),
+                condition: Some(InquiryCondition {
+                    kind: "1".into(),
+                    year_kind: "0".into(),
+                    from: "2026-04-01".into(),
+                    to: String::new(),
+                }),
+                inquirer_non_disclosure: true,
+                requested_at_ms: now,
+                expires_at_ms: now + chukan_proto::REQUEST_VALIDITY_MS,
+            }
+            .encode_to_vec(),
+        )
+    }
+
+    /// A provision.answer (情報提供) for `permit_id`, status "provided" with one record.
+    pub fn answer(&self, permit_id: &str) -> Envelope {
+        let mut env = self.envelope(
+            "provision.answer",
+            ProvisionAnswer {
+                permit_id: permit_id.to_owned(),
+                status: "provided".into(),
+                records: vec![ProvidedRecord {
+                    dataset: "D01".into(),
+                    major_version: "01".into(),
+                    payload_xml: "<DuplicateCopyData><A>1</A></DuplicateCopyData>".into(),
+                    valid_from: "2026-04-01".into(),
+                    valid_to: String::new(),
+                }],
+                reason_code: String::new(),
+                reason: String::new(),
+                provider_non_disclosure: true,
+                manual: false,
+                provided_at_ms: 1_790_000_000_000,
+            }
+            .encode_to_vec(),
+        );
+        env.correlation_id = permit_id.to_owned();
+        self.sign(&mut env);
+        env
+    }
+
     pub fn acquire(&self, resident_record_code: &str) -> Envelope {
         self.envelope(
             "code.acquire",
@@ -318,4 +381,38 @@ pub async fn problem_code(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
     let body: serde_json::Value = res.json().await.unwrap();
     (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Checks the NWS's envelope signature and that `env` is of `kind` from the NWS.
+pub fn check_from_nws(env: &Envelope, kind: &str, verifiers: &Verifiers) {
+    assert_eq!(env.kind, kind);
+    assert_eq!(env.sender, "NWS");
+    verifiers
+        .verify(&env.kid, &signing_bytes(env), &env.signature)
+        .unwrap();
+}
+
+/// Decodes a delivered inquiry.result after checking the NWS's signature.
+pub fn open_inquiry_result(env: &Envelope, verifiers: &Verifiers) -> InquiryResult {
+    check_from_nws(env, "inquiry.result", verifiers);
+    InquiryResult::decode(env.body.as_slice()).unwrap()
+}
+
+/// Decodes a delivered provision.request and its permit, checking both signatures.
+pub fn open_provision_request(
+    env: &Envelope,
+    verifiers: &Verifiers,
+) -> (ProvisionRequest, ProvisionPermit) {
+    check_from_nws(env, "provision.request", verifiers);
+    let request = ProvisionRequest::decode(env.body.as_slice()).unwrap();
+    let signed = request.permit.clone().unwrap();
+    verifiers
+        .verify(
+            &signed.kid,
+            &permit_signing_bytes(&signed.permit),
+            &signed.signature,
+        )
+        .unwrap();
+    let permit = ProvisionPermit::decode(signed.permit.as_slice()).unwrap();
+    (request, permit)
 }

@@ -1,12 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod inquiry;
 
 use helpers::*;
 
-const ORG_A: &str = "0000000000000001";
-const ORG_B: &str = "0000000000000002";
-const RESIDENT: &str = "12345678901";
+pub const ORG_A: &str = "0000000000000001";
+pub const ORG_B: &str = "0000000000000002";
+pub const RESIDENT: &str = "12345678901";
 
 #[tokio::test]
 async fn organisations_register_update_and_read_back() {

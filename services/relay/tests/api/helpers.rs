@@ -39,6 +39,14 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(configure: impl FnOnce(&mut Settings)) -> TestRelay {
+        Self::start_with(configure, Arc::new(SystemClock)).await
+    }
+
+    /// As [`TestRelay::start`], with the clock the calendar and timestamps are read from.
+    pub async fn start_with(
+        configure: impl FnOnce(&mut Settings),
+        clock: Arc<dyn chukan_core::Clock>,
+    ) -> TestRelay {
         let nws = Signer::from_seed_base64(NWS_KID, &generate_key_base64()).unwrap();
         let nws_public = format!("{NWS_KID}={}", nws.public_key_base64());
         let env = TestEnv::new_with(
@@ -47,7 +55,7 @@ impl TestRelay {
                 s.relay.nws_public_keys = vec![nws_public];
                 configure(s);
             },
-            Arc::new(SystemClock),
+            clock,
         )
         .await
         .unwrap();
@@ -113,6 +121,12 @@ impl TestRelay {
             .get(0)
     }
 
+    /// A count from relay's own tables.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let client = self.env.owner_pool().unwrap().get().await.unwrap();
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
     /// Stops the workers stage by stage, as the binary does.
     pub async fn shutdown(mut self) {
         self.workers.sort_by_key(|w| w.stage);
@@ -162,4 +176,114 @@ pub fn unused_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The real NWS simulator on its own database and port, reading `clock`.
+pub struct TestNws {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub settings: chukan_config::NwsSimSettings,
+    handle: chukan_nws_sim::ServerHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestNws {
+    pub async fn spawn(clock: Arc<dyn chukan_core::Clock>) -> TestNws {
+        let settings = chukan_testkit::test_settings().nws_sim;
+        let sim = chukan_nws_sim::NwsSim::build_with_clock(&settings, clock)
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", sim.port());
+        let handle = sim.handle();
+        let task = tokio::spawn(sim.run_until_stopped());
+        TestNws {
+            base,
+            http: reqwest::Client::new(),
+            settings,
+            handle,
+            task,
+        }
+    }
+
+    /// `relay.nws_public_keys` entry for the simulator's key.
+    pub fn public_key_entry(&self) -> String {
+        let signer = Signer::from_seed_base64(
+            &self.settings.signing_kid,
+            secrecy::ExposeSecret::expose_secret(&self.settings.signing_key),
+        )
+        .unwrap();
+        format!("{}={}", signer.kid(), signer.public_key_base64())
+    }
+
+    /// Registers `org` with the relay's signing key and inbound endpoint.
+    pub async fn register(&self, org: &str, relay: &TestRelay) {
+        let settings = &relay.env.settings.relay;
+        let signer = Signer::from_seed_base64(
+            &settings.signing_kid,
+            secrecy::ExposeSecret::expose_secret(&settings.signing_key),
+        )
+        .unwrap();
+        let endpoint = relay.inbound_url.trim_end_matches("/nws/v1/messages");
+        let res = self
+            .http
+            .post(format!("{}/v1/organizations", self.base))
+            .json(&serde_json::json!({
+                "org_code": org, "name": "試験団体", "endpoint_url": endpoint,
+                "keys": [{"kid": signer.kid(), "public_key": signer.public_key_base64()}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "register: {}", res.status());
+    }
+
+    pub async fn set_ready(&self, ready: bool) {
+        let url = format!("{}/v1/faults/not-ready", self.base);
+        let res = if ready {
+            self.http.delete(url).send().await.unwrap()
+        } else {
+            self.http.post(url).send().await.unwrap()
+        };
+        assert_eq!(res.status(), 204);
+    }
+
+    async fn db(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&self.settings.database_url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Message ids the simulator accepted, with when (its own clock: the database's).
+    pub async fn received(&self, kind: &str) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        self.db()
+            .await
+            .query(
+                "SELECT message_id, received_at FROM received WHERE kind = $1 ORDER BY received_at",
+                &[&kind],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// Stops the simulator and drops its database.
+    pub async fn finish(self) {
+        self.handle.stop(true).await;
+        self.task.await.unwrap().unwrap();
+        let name = self.settings.database_url.rsplit('/').next().unwrap();
+        let admin = format!("{}/postgres", chukan_testkit::pg_server_url());
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }

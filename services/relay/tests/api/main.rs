@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod hold;
 
 use chukan_mq::{OutgoingMessage, metrics as mq_metrics};
 use chukan_proto::{CodeAcquireResult, Message as _, NWS_OUT, NwsInbound};
