@@ -28,6 +28,7 @@ pub enum Target {
     Admin,
     Code,
     Provision,
+    Inquiry,
     Relay,
 }
 
@@ -42,6 +43,7 @@ impl Target {
             Target::Admin => "admin",
             Target::Code => "code",
             Target::Provision => "provision",
+            Target::Inquiry => "inquiry",
             Target::Relay => "relay",
         }
     }
@@ -145,6 +147,25 @@ pub enum AdminCommand {
         tenant: String,
         #[arg(long)]
         name: String,
+        /// 部署コード the system works for (limits its inquiries by the department's excluded
+        /// procedures).
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Create or replace a department (部署) and its excluded procedure codes, and announce it
+    /// (department.changed) to the inquiry service.
+    #[command(name = "put-department")]
+    Department {
+        #[arg(long)]
+        tenant: String,
+        /// 部署コード (1–20 characters, no blanks).
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// 対象外事務手続コード (JT + 14 digits), comma-separated; at most 480.
+        #[arg(long, value_delimiter = ',')]
+        excluded: Vec<String>,
     },
 }
 
@@ -167,7 +188,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
             let settings = load(&args)?;
             chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
             crate::serve::declare_bus(&settings.amqp).await?;
-            println!("migrated: admin, code, relay, provision");
+            println!("migrated: admin, code, relay, provision, inquiry");
             Ok(())
         }
         Some(Command::NwsSim) => {
@@ -259,13 +280,32 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             let id = chukan_admin::create_user(&pool, &org, &user).await?;
             println!("{}", serde_json::json!({ "tenant": tenant, "user_id": id }));
         }
-        AdminCommand::Client { tenant, name } => {
+        AdminCommand::Client {
+            tenant,
+            name,
+            department,
+        } => {
             let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
-            let (client_id, secret) = chukan_admin::create_client(&pool, &org, name).await?;
+            let (client_id, secret) =
+                chukan_admin::create_client(&pool, &org, name, department.as_deref()).await?;
             println!(
                 "{}",
                 serde_json::json!({ "tenant": tenant, "client_id": client_id, "client_secret": secret })
             );
+        }
+        AdminCommand::Department {
+            tenant,
+            code,
+            name,
+            excluded,
+        } => {
+            let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
+            let request = chukan_admin::departments::DepartmentRequest {
+                name: name.clone(),
+                excluded_procedures: excluded.clone(),
+            };
+            let department = chukan_admin::put_department(&pool, &org, code, &request).await?;
+            println!("{}", serde_json::to_value(&department)?);
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ pub fn all_migrations() -> Vec<chukan_db::Migrations> {
         chukan_code::migrations(),
         chukan_relay::migrations(),
         chukan_provision::migrations(),
+        chukan_inquiry::migrations(),
     ]
 }
 
@@ -33,8 +34,21 @@ pub fn all_queues() -> Vec<chukan_mq::QueueSpec> {
         chukan_code::inbound_queue(),
         chukan_provision::tenant_queue(),
         chukan_provision::stats_queue(),
+        chukan_provision::nws_in_queue(),
+        chukan_provision::code_links_queue(),
         chukan_relay::outbound_queue(),
+        audit_queue(),
     ]
+    .into_iter()
+    .chain(chukan_inquiry::queues())
+    .collect()
+}
+
+/// The audit service's queue (情報提供等記録). Inquiry and provision publish an `audit.record`
+/// for every exchange now; the queue is durable so none is dropped before the audit service
+/// that consumes it exists.
+pub fn audit_queue() -> chukan_mq::QueueSpec {
+    chukan_mq::QueueSpec::new("audit.records", &[chukan_proto::AUDIT_RECORD])
 }
 
 /// Declares [`all_queues`] (with their dead and retry queues) on `bus`.
@@ -76,6 +90,9 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
                 .await
                 .context("start provision")?,
         );
+    }
+    if target.includes(Target::Inquiry) {
+        parts.push(chukan_inquiry::start(ctx).await.context("start inquiry")?);
     }
     if target.includes(Target::Relay) {
         parts.push(chukan_relay::start(ctx).await.context("start relay")?);

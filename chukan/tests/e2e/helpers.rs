@@ -294,3 +294,141 @@ impl Stack {
         token["access_token"].as_str().unwrap().to_string()
     }
 }
+
+impl Stack {
+    /// A system client of `org` working for `department` (its tokens carry it); returns a
+    /// token.
+    pub async fn department_token(&self, org: &str, department: &str) -> String {
+        let client = run_json(
+            &self.env,
+            &[
+                "admin",
+                "create-client",
+                "--tenant",
+                org,
+                "--name",
+                "e2e-dept",
+                "--department",
+                department,
+            ],
+        );
+        let token: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/auth/token", self.api))
+            .json(&serde_json::json!({
+                "grant_type": "client_credentials",
+                "client_id": client["client_id"], "client_secret": client["client_secret"]
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Messages waiting in one of the namespace's queues (e.g. `audit.records`, which has no
+    /// consumer yet), read with a passive declare.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let bus = chukan_mq::Bus::connect(&self.settings.amqp).await.unwrap();
+        let channel = bus.channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                bus.qualify(queue).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let depth = declared.message_count();
+        bus.close().await;
+        depth
+    }
+
+    /// Deliveries the process has handled on one of its queues (`…chukan_mq_consumed_total`).
+    pub async fn consumed(&self, queue: &str) -> f64 {
+        let name = format!("{}{queue}", self.settings.amqp.namespace);
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| {
+                l.starts_with("chukan_mq_consumed_total{") && l.contains(&format!("\"{name}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}
+
+impl Stack {
+    /// Starts `chukan --target=all` again (after a kill), on the same ports and database.
+    pub async fn restart_chukan(&mut self) {
+        self.chukan = Proc {
+            name: "chukan",
+            child: chukan(&self.env, &["--target=all"]).spawn().unwrap(),
+        };
+        wait_http(&self.http, &format!("{}/readyz", self.ops), "chukan back").await;
+    }
+}
+
+impl Stack {
+    /// A business-staff user (業務担当者) of `org` signed in with a password; returns a token.
+    pub async fn staff_token(&self, org: &str) -> String {
+        const PASSWORD: &str = "e2e-staff-password";
+        let mut env = self.env.clone();
+        env.push(("CHUKAN_NEW_PASSWORD".into(), PASSWORD.into()));
+        run_json(
+            &env,
+            &[
+                "admin",
+                "create-user",
+                "--tenant",
+                org,
+                "--login",
+                "staff1",
+                "--name",
+                "業務職員",
+                "--role",
+                "business_staff",
+            ],
+        );
+        let token: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/auth/token", self.api))
+            .json(&serde_json::json!({
+                "grant_type": "password", "tenant": org, "username": "staff1", "password": PASSWORD
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    }
+}

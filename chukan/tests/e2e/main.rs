@@ -3,6 +3,7 @@
 //! process, over the machine's PostgreSQL and RabbitMQ.
 
 mod helpers;
+mod inquiry;
 mod replica;
 
 use std::time::Duration;

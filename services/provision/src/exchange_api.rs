@@ -22,10 +22,11 @@ use crate::{
     store::{self, ProvisionRow},
 };
 
-/// Who sets flags and answers by hand: staff and administrators.
+/// Who answers by hand: staff and administrators.
 const STAFF_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin];
-/// Who may read flags: business systems too (enhancement #1).
-const FLAG_READ_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin, Role::SystemClient];
+/// Who reads and sets flags: business systems too (enhancement #1; the resident registry or
+/// the welfare system sets the non-disclosure flag of a DV victim as soon as it is decided).
+const FLAG_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin, Role::SystemClient];
 /// Most 自動応答不可 settings one resident may carry.
 const MAX_PROHIBITIONS: usize = 1000;
 
@@ -103,7 +104,7 @@ pub(crate) async fn get_flags(
     state: web::Data<ProvisionState>,
     addressee: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(FLAG_READ_ROLES)?;
+    caller.require_any(FLAG_ROLES)?;
     let addressee = addressee_param(&addressee)?;
     let tenant = caller.tenant();
     let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
@@ -161,7 +162,7 @@ pub(crate) async fn put_flags(
     addressee: web::Path<String>,
     body: web::Json<FlagsUpdate>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(STAFF_ROLES)?;
+    caller.require_any(FLAG_ROLES)?;
     let addressee = addressee_param(&addressee)?;
     let update = body.into_inner();
     if update.auto_response_prohibited.len() > MAX_PROHIBITIONS {

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use chrono::Utc;
-use chukan_mq::{Delivery, HandleError, Handler};
 use chukan_mq::OutgoingMessage;
+use chukan_mq::{Delivery, HandleError, Handler};
 use chukan_proto::{CODE_LINKED, CodeAcquireResult, CodeLinked, Message, NwsInbound};
 use futures_util::future::BoxFuture;
 use prometheus::{IntCounterVec, register_int_counter_vec};

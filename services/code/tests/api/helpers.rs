@@ -6,9 +6,9 @@ use std::{
 };
 
 use chukan_auth::Role;
+use chukan_core::worker::Worker;
 use chukan_mq::{Delivery, OutgoingMessage, QueueSpec};
 use chukan_proto::{CodeAcquireResult, Message, NwsInbound, NwsOutbound};
-use chukan_core::worker::Worker;
 use chukan_testkit::{TestApi, TestEnv};
 use futures_util::FutureExt;
 
@@ -47,7 +47,8 @@ pub async fn spawn_app() -> TestApp {
     let env = TestEnv::new(&[chukan_code::migrations()]).await.unwrap();
     let parts = chukan_code::start(&env.ctx).await.unwrap();
     let (sent, sent_worker) = capture(&env, "test.nws-out", chukan_proto::NWS_OUT).await;
-    let (linked, linked_worker) = capture(&env, "test.code-linked", chukan_proto::CODE_LINKED).await;
+    let (linked, linked_worker) =
+        capture(&env, "test.code-linked", chukan_proto::CODE_LINKED).await;
     let mut api = env.spawn_api(vec![parts]).await.unwrap();
     api.workers.push(sent_worker);
     api.workers.push(linked_worker);

@@ -81,7 +81,14 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
     let linked = app.linked.lock().unwrap().clone();
     assert_eq!(linked.len(), 1, "one event for one link");
     let event = chukan_proto::CodeLinked::decode(linked[0].body.as_slice()).unwrap();
-    assert_eq!((event.tenant.as_str(), event.addressee.as_str(), event.code.as_str()), (ORG_A, "42", "C0DE"));
+    assert_eq!(
+        (
+            event.tenant.as_str(),
+            event.addressee.as_str(),
+            event.code.as_str()
+        ),
+        (ORG_A, "42", "C0DE")
+    );
     assert_eq!(linked[0].tenant, ORG_A);
 
     let held: Value = app.get(&token, "/v1/codes/42").await.json().await.unwrap();

@@ -645,18 +645,19 @@ async fn flags_are_read_set_validated_and_announced() {
     // Another tenant's resident with the same number is another resident.
     let (_, other) = app.get(ORG_B, &format!("/v1/flags/{ADDRESSEE}")).await;
     assert_eq!(other["revision"], 0);
-    // A business system may read but not set.
+    // A business system reads and sets them too (DOMAIN §6: "business systems can read and
+    // set the flags over the API").
     let client = app.env.token(ORG_A, &[chukan_auth::Role::SystemClient]);
     let res = app
         .api
         .http
         .put(app.api.url(&format!("/v1/flags/{ADDRESSEE}")))
         .bearer_auth(&client)
-        .json(&json!({"non_disclosure": true, "self_info_prohibited": true}))
+        .json(&json!({"non_disclosure": true, "self_info_prohibited": false}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 403);
+    assert_eq!(res.status(), 200);
     let res = app
         .api
         .http
@@ -666,14 +667,31 @@ async fn flags_are_read_set_validated_and_announced() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let read: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (read["revision"].as_i64(), read["non_disclosure"].as_bool()),
+        (Some(3), Some(true))
+    );
+    // A token without a business role may do neither.
+    let admin_only = app.env.token(ORG_A, &[]);
+    let res = app
+        .api
+        .http
+        .put(app.api.url(&format!("/v1/flags/{ADDRESSEE}")))
+        .bearer_auth(&admin_only)
+        .json(&json!({"non_disclosure": false, "self_info_prohibited": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
 
     wait_until(DEADLINE, "flags.changed events", || async {
-        app.flag_events().len() >= 2
+        app.flag_events().len() >= 3
     })
     .await
     .unwrap();
     let events = app.flag_events();
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!(events[0].revision, 1);
     assert_eq!(events[0].tenant, ORG_A);
     assert_eq!(events[0].addressee, ADDRESSEE);
@@ -682,6 +700,8 @@ async fn flags_are_read_set_validated_and_announced() {
     assert_eq!(events[0].auto_response_prohibited[0].dataset, "");
     assert_eq!(events[1].revision, 2);
     assert!(!events[1].non_disclosure);
+    assert_eq!(events[2].revision, 3);
+    assert!(events[2].non_disclosure);
 }
 
 #[actix_rt::test]
