@@ -9,7 +9,7 @@
 //!
 //! Bounded in time and count; talks only to the URLs it is given (loopback in our runs).
 
-use chukan_loadtest::read_rss;
+use chukan_loadtest::{client_token, fetch_all, read_rss};
 use std::{
     sync::{
         Arc,
@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .build()?;
-    let token = token(&http, &args).await?;
+    let token = client_token(&http, &args.api, &args.client_id, &args.client_secret).await?;
     let run_tag: u64 = rand::thread_rng().gen_range(100..999);
     let slots = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
     let errors = Arc::new(AtomicU64::new(0));
@@ -112,7 +112,15 @@ async fn main() -> anyhow::Result<()> {
     let mut pending = ids.clone();
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
-        let results = fetch_all(&http, &args.api, &token, &pending, 32).await;
+        let results = fetch_all(
+            &http,
+            &args.api,
+            &token,
+            &pending,
+            |id| format!("/v1/codes/acquisitions/{id}"),
+            32,
+        )
+        .await;
         for (id, v) in pending.iter().zip(results) {
             match v.as_ref().map(|v| v["status"].as_str().unwrap_or("")) {
                 Some("done") => {
@@ -158,25 +166,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn token(http: &reqwest::Client, args: &Args) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{}/v1/auth/token", args.api))
-        .json(&json!({
-            "grant_type": "client_credentials",
-            "client_id": args.client_id,
-            "client_secret": args.client_secret,
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    res["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no access_token in the token response")
-}
-
 async fn submit(
     http: &reqwest::Client,
     api: &str,
@@ -200,27 +189,6 @@ async fn submit(
         .as_str()
         .context("no id")?
         .to_owned())
-}
-
-/// Status of every id, `concurrency` reads at a time (outside the measured window).
-async fn fetch_all(
-    http: &reqwest::Client,
-    api: &str,
-    token: &str,
-    ids: &[String],
-    concurrency: usize,
-) -> Vec<Option<Value>> {
-    use futures_util::StreamExt as _;
-    futures_util::stream::iter(ids.iter().map(|id| {
-        let req = http
-            .get(format!("{api}/v1/codes/acquisitions/{id}"))
-            .bearer_auth(token)
-            .send();
-        async move { req.await.ok()?.json::<Value>().await.ok() }
-    }))
-    .buffered(concurrency)
-    .collect()
-    .await
 }
 
 /// (`completed_at − created_at`, `completed_at`) as recorded by chukan.

@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use chukan_loadtest::read_rss;
+use chukan_loadtest::{client_token, fetch_all, read_rss};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use rand::Rng;
@@ -76,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .build()?;
-    let token_a = token(&http, &args.api, &args.a_client_id, &args.a_client_secret).await?;
-    let token_b = token(&http, &args.api, &args.b_client_id, &args.b_client_secret).await?;
+    let token_a = client_token(&http, &args.api, &args.a_client_id, &args.a_client_secret).await?;
+    let token_b = client_token(&http, &args.api, &args.b_client_id, &args.b_client_secret).await?;
     let tag: u64 = rand::thread_rng().gen_range(100..999);
 
     eprintln!(
@@ -168,7 +168,15 @@ async fn main() -> anyhow::Result<()> {
     let mut pending = ids.clone();
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
-        let results = fetch_all(&http, &args.api, &token_a, &pending, 32).await;
+        let results = fetch_all(
+            &http,
+            &args.api,
+            &token_a,
+            &pending,
+            |id| format!("/v1/inquiries/{id}"),
+            32,
+        )
+        .await;
         for (id, v) in pending.iter().zip(results) {
             let Some(v) = v else {
                 still.push(id.clone());
@@ -231,28 +239,6 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
-}
-
-async fn token(
-    http: &reqwest::Client,
-    api: &str,
-    id: &str,
-    secret: &str,
-) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{api}/v1/auth/token"))
-        .json(&json!({
-            "grant_type": "client_credentials", "client_id": id, "client_secret": secret
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    res["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no access_token in the token response")
 }
 
 /// Acquires a code for each resident at both municipalities and registers one No. 31 replica
@@ -349,25 +335,6 @@ async fn setup(
         }
     }
     Ok(residents.into_iter().map(|(a, b, _)| (a, b)).collect())
-}
-
-async fn fetch_all(
-    http: &reqwest::Client,
-    api: &str,
-    token: &str,
-    ids: &[String],
-    concurrency: usize,
-) -> Vec<Option<Value>> {
-    futures_util::stream::iter(ids.iter().map(|id| {
-        let req = http
-            .get(format!("{api}/v1/inquiries/{id}"))
-            .bearer_auth(token)
-            .send();
-        async move { req.await.ok()?.json::<Value>().await.ok() }
-    }))
-    .buffered(concurrency)
-    .collect()
-    .await
 }
 
 fn at(v: &Value, key: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {

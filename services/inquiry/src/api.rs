@@ -89,6 +89,21 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
     Problem::internal()
 }
 
+/// A pooled connection, or 500.
+async fn pooled(state: &InquiryState) -> Result<chukan_db::PooledClient, Problem> {
+    state.db.get().await.map_err(|e| internal("pool", e))
+}
+
+/// A transaction scoped to `tenant` (row-level security), or 500.
+async fn begin<'a>(
+    client: &'a mut chukan_db::PooledClient,
+    tenant: &str,
+) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
+    chukan_db::tenant_tx(client, tenant)
+        .await
+        .map_err(|e| internal("begin", e))
+}
+
 fn refused(problem: Problem) -> Problem {
     metrics::request(&problem.code);
     problem
@@ -177,16 +192,14 @@ async fn create_inquiry(
         non_disclosure: false,
     };
 
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     // Keys before the transaction: a key row created now must survive a refusal below.
     let keys = state
         .vault
         .keys(&**client, &tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, &tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, &tenant).await?;
     if let Some(dept) = caller.claims().dept.as_deref() {
         let excluded = store::excluded_procedures(&tx, dept)
             .await
@@ -320,10 +333,8 @@ async fn get_inquiry(
     caller.require_any(INQUIRY_ROLES)?;
     let tenant = caller.tenant();
     let id = id.into_inner();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let mut client = pooled(&state).await?;
+    let tx = begin(&mut client, tenant).await?;
     let Some((mut inquiry, sealed)) = store::inquiry(&tx, id, state.clock.now())
         .await
         .map_err(|e| internal("select", e))?
@@ -392,7 +403,7 @@ async fn list_inquiries(
         ));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
         .map_err(|e| internal("begin", e))?;
@@ -467,7 +478,7 @@ async fn confirm_results(
             ));
         }
     };
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
         .map_err(|e| internal("begin", e))?;
@@ -610,15 +621,13 @@ async fn upload_batch(
     }
     let mut errors = parsed.errors;
 
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, &tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, &tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, &tenant).await?;
 
     // 対象外事務手続 of each department named in the file.
     let mut exclusions: HashMap<String, HashSet<String>> = HashMap::new();
@@ -804,7 +813,7 @@ async fn get_batch(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
         .map_err(|e| internal("begin", e))?;
@@ -865,7 +874,7 @@ async fn get_batch_errors(
     caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
         .map_err(|e| internal("begin", e))?;
@@ -918,7 +927,7 @@ async fn get_batch_results(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
         .map_err(|e| internal("begin", e))?;

@@ -92,18 +92,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
         .configure(crate::exchange_api::routes);
 }
 
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
+pub(crate) fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
     tracing::error!(%err, context, "provision service failure");
     Problem::internal()
 }
 
 /// A pooled connection, or 500.
-async fn pooled(state: &ProvisionState) -> Result<chukan_db::PooledClient, Problem> {
+pub(crate) async fn pooled(state: &ProvisionState) -> Result<chukan_db::PooledClient, Problem> {
     state.db.get().await.map_err(|e| internal("pool", e))
 }
 
 /// A transaction scoped to `tenant` (row-level security), or 500.
-async fn begin<'a>(
+pub(crate) async fn begin<'a>(
     client: &'a mut chukan_db::PooledClient,
     tenant: &str,
 ) -> Result<deadpool_postgres::Transaction<'a>, Problem> {

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use crate::{
     ProvisionState,
+    api::{begin, internal, pooled},
     flags::{Flags, Prohibition, four_digits},
     manual::{self, Decision, ManualError},
     seal,
@@ -39,11 +40,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/provisions/{permit_id}/answer",
             web::post().to(answer_provision),
         );
-}
-
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    tracing::error!(%err, context, "provision service failure");
-    Problem::internal()
 }
 
 // Problem is the house error every handler returns; boxing it here would only add a hop.
@@ -107,15 +103,13 @@ pub(crate) async fn get_flags(
     caller.require_any(FLAG_ROLES)?;
     let addressee = addressee_param(&addressee)?;
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, tenant).await?;
     let bidx = seal::addressee_index(&keys, addressee.as_str());
     let stored = store::flags_of(&tx, tenant, &bidx)
         .await
@@ -199,15 +193,13 @@ pub(crate) async fn put_flags(
     };
     let tenant = caller.tenant();
     let now = state.clock.now();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, tenant).await?;
     let revision = store::put_flags(
         &tx,
         tenant,
@@ -378,15 +370,13 @@ pub(crate) async fn list_provisions(
     }
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, tenant).await?;
     let rows = store::provisions_page(
         &tx,
         tenant,
@@ -422,15 +412,13 @@ pub(crate) async fn get_provision(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(STAFF_ROLES)?;
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
         .map_err(|e| internal("keys", e))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, tenant).await?;
     let row = store::provision(&tx, tenant, &permit_id, false)
         .await
         .map_err(|e| internal("provision", e))?
@@ -524,7 +512,7 @@ pub(crate) async fn answer_provision(
         }
         Err(ManualError::Internal(e)) => return Err(internal("manual answer", format!("{e:#}"))),
     };
-    let client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let client = pooled(&state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
