@@ -303,7 +303,8 @@ async fn setup(
             }
         }
     }
-    for chunk in residents.chunks(1000) {
+    // Small batches: the JSON body limit (server.json_limit_bytes, 64 KiB) bounds a request.
+    for chunk in residents.chunks(50) {
         let records: Vec<Value> = chunk
             .iter()
             .enumerate()
