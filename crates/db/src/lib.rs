@@ -72,8 +72,12 @@ pub async fn tenant_tx<'a>(
     tenant: &str,
 ) -> Result<Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT set_config('chukan.tenant', $1, true)", &[&tenant])
+    // Prepared once per pooled connection: an unprepared statement would cost a Parse/Describe
+    // round trip on every transaction of every service.
+    let set_tenant = tx
+        .prepare_cached("SELECT set_config('chukan.tenant', $1, true)")
         .await?;
+    tx.execute(&set_tenant, &[&tenant]).await?;
     Ok(tx)
 }
 
