@@ -44,6 +44,36 @@ macro_rules! handler {
     };
 }
 
+/// A pooled connection, or a retry.
+async fn pooled(state: &InquiryState) -> Result<chukan_db::PooledClient, HandleError> {
+    state
+        .db
+        .get()
+        .await
+        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))
+}
+
+/// A pooled connection and the tenant's keys, fetched before any transaction opens: a key
+/// row created here must not roll back with the transaction.
+async fn pooled_with_keys(
+    state: &InquiryState,
+    tenant: &str,
+) -> Result<
+    (
+        chukan_db::PooledClient,
+        std::sync::Arc<chukan_crypto::TenantKeys>,
+    ),
+    HandleError,
+> {
+    let client = pooled(state).await?;
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(retry("keys"))?;
+    Ok((client, keys))
+}
+
 handler!(CodeLinks, apply_code_link);
 handler!(Flags, apply_flags);
 handler!(Departments, apply_department);
@@ -57,17 +87,7 @@ async fn apply_code_link(state: &InquiryState, delivery: Delivery) -> Result<(),
         return Err(reject("CodeLinked without a valid addressee or code"));
     }
     let tenant = event.tenant.as_str();
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
-    // Keys before the transaction: a key row created here must not roll back with it.
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
-        .await
-        .map_err(retry("keys"))?;
+    let (mut client, keys) = pooled_with_keys(state, tenant).await?;
     let bidx = keys.blind_index(&event.addressee);
     let code_enc = keys.encrypt(event.code.as_bytes(), &aad(tenant, "code", &bidx));
     let linked_at = Utc
@@ -93,16 +113,7 @@ async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), Han
         return Err(reject("FlagsChanged without a valid addressee"));
     }
     let tenant = event.tenant.as_str();
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
-        .await
-        .map_err(retry("keys"))?;
+    let (mut client, keys) = pooled_with_keys(state, tenant).await?;
     let bidx = keys.blind_index(&event.addressee);
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
@@ -125,11 +136,7 @@ async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<()
         ));
     }
     let tenant = event.tenant.as_str();
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = pooled(state).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;
