@@ -37,6 +37,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub provision: ProvisionSettings,
     pub inquiry: InquirySettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +222,18 @@ pub struct InquirySettings {
     pub expiry_sweep_secs: u64,
     /// Largest number of results confirmed by one bulk confirmation.
     pub confirm_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// Ed25519 seed (base64 of 32 bytes) the audit service signs tree heads with.
+    pub signing_key: SecretString,
+    /// Key id of signing_key, stored beside every signed tree head.
+    pub signing_kid: String,
+    /// How often tree heads are signed for tenants whose log grew, in seconds.
+    pub tree_head_interval_secs: u64,
+    /// Sign a tree head as soon as a tenant's log grew by this many records.
+    pub tree_head_every_records: u64,
 }
 
 /// Dates stay strings here so this crate needs no date library; `chukan-core` parses them.

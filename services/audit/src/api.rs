@@ -1,0 +1,455 @@
+//! REST routes of the audit service (情報提供等記録の検索と証明) for the tenant's system
+//! administrators and business staff, and their OpenAPI description ([`ApiDoc`]).
+
+use actix_web::{HttpResponse, web};
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use chrono::{DateTime, Utc};
+use chukan_auth::{Caller, Role};
+use chukan_core::{Problem, problem::ProtectedRouteProblems};
+use chukan_merkle::{Hash, Proof};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::{AuditState, store};
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(search_records, record_proof, tree_head, consistency),
+    components(schemas(RecordItem, RecordPage, TreeHead, InclusionProof, ConsistencyProof, Problem)),
+    tags((
+        name = "audit",
+        description = "情報提供等記録 (audit records): 照会・提供の記録を改ざん検知可能な追記専用ログ（Merkle tree, RFC 9162）に保存し、検索・包含証明・一貫性証明を返します。"
+    ))
+)]
+pub struct ApiDoc;
+
+/// Who may read the tenant's audit records.
+const AUDIT_ROLES: &[Role] = &[Role::SystemAdmin, Role::BusinessStaff];
+
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuditState>) {
+    cfg.app_data(state)
+        .route("/v1/records", web::get().to(search_records))
+        .route("/v1/records/tree-head", web::get().to(tree_head))
+        .route("/v1/records/consistency", web::get().to(consistency))
+        .route("/v1/records/{record_id}/proof", web::get().to(record_proof));
+}
+
+fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
+    // The cause goes to the log; it names tables and steps, never personal data.
+    tracing::error!(%err, context, "audit service failure");
+    Problem::internal()
+}
+
+fn invalid(detail: &str, action: &str) -> Problem {
+    Problem::new(400, "invalid-field", "Invalid field", detail, action)
+}
+
+fn no_tree_head() -> Problem {
+    Problem::new(
+        409,
+        "no-tree-head",
+        "No signed tree head yet",
+        "まだ署名済みツリーヘッドがありません。",
+        "記録の登録後、署名（既定で10秒ごと）を待ってから再度取得してください。",
+    )
+}
+
+fn size_out_of_range() -> Problem {
+    Problem::new(
+        422,
+        "tree-size-out-of-range",
+        "Tree size out of range",
+        "指定されたツリーサイズはログの範囲外です。",
+        "tree_size（from, to）は 1 以上、現在のログの件数以下で指定してください。",
+    )
+}
+
+async fn pooled(state: &AuditState) -> Result<chukan_db::PooledClient, Problem> {
+    state.db.get().await.map_err(|e| internal("pool", e))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RecordQuery {
+    /// 団体内統合宛名番号 (looked up by blind index).
+    pub addressee: Option<String>,
+    /// Records at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Records before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// 相手機関: inquirer or provider organisation code.
+    pub counterpart: Option<String>,
+    /// 事務手続コード.
+    pub procedure_code: Option<String>,
+    /// 特定個人情報名コード.
+    pub info_code: Option<String>,
+    /// 1..=500 (default 100).
+    pub limit: Option<i64>,
+    /// The last `seq` of the previous page.
+    pub after: Option<i64>,
+}
+
+/// One 情報提供等記録 (without the addressee number).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordItem {
+    /// Leaf index in the tenant's log.
+    pub seq: i64,
+    pub record_id: Uuid,
+    pub event: String,
+    pub inquirer_org: String,
+    pub provider_org: String,
+    pub affair_code: String,
+    pub procedure_code: String,
+    pub info_code: String,
+    /// 処理通番.
+    pub serial_no: String,
+    /// 枝番.
+    pub branch_no: i32,
+    pub permit_id: String,
+    /// 照会依頼日時.
+    pub requested_at: Option<DateTime<Utc>>,
+    /// 提供日時.
+    pub provided_at: Option<DateTime<Utc>>,
+    /// 不開示.
+    pub non_disclosure: bool,
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+    /// Leaf hash, hex.
+    pub leaf_hash: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordPage {
+    pub items: Vec<RecordItem>,
+    /// Pass as `after` for the next (older) page.
+    pub next_after: Option<i64>,
+}
+
+/// A signed tree head. The signature is Ed25519 over the UTF-8 text
+/// `chukan-audit-sth/v1|{tenant}|{tree_size}|{root_hash}|{signed_at_ms}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TreeHead {
+    pub tree_size: i64,
+    /// Root hash, lower-case hex.
+    pub root_hash: String,
+    pub signed_at: DateTime<Utc>,
+    pub signed_at_ms: i64,
+    pub kid: String,
+    /// Signature, standard base64.
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProof {
+    pub record_id: Uuid,
+    pub leaf_index: i64,
+    pub tree_size: i64,
+    /// Leaf hash, hex.
+    pub leaf_hash: String,
+    /// Audit path (RFC 9162 §2.1.3), leaf level first, hex.
+    pub path: Vec<String>,
+    /// The signed tree head of `tree_size` (absent if none was signed at that size).
+    pub tree_head: Option<TreeHead>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub from: i64,
+    pub to: i64,
+    /// Consistency proof (RFC 9162 §2.1.4), hex.
+    pub proof: Vec<String>,
+    pub from_tree_head: Option<TreeHead>,
+    pub to_tree_head: Option<TreeHead>,
+}
+
+impl From<store::TreeHeadRow> for TreeHead {
+    fn from(h: store::TreeHeadRow) -> Self {
+        TreeHead {
+            tree_size: h.size,
+            root_hash: hex::encode(&h.root),
+            signed_at: h.signed_at,
+            signed_at_ms: h.signed_at.timestamp_millis(),
+            kid: h.kid,
+            signature: STANDARD.encode(&h.signature),
+        }
+    }
+}
+
+/// `GET /v1/records` → records matching the filters, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/records",
+    tag = "audit",
+    operation_id = "searchAuditRecords",
+    summary = "情報提供等記録の検索 (search audit records)",
+    description = "宛名番号（ブラインドインデックスで検索）・期間・相手機関・事務手続・特定個人情報名で絞り込み、新しい順に返します。次のページは `next_after` を `after` に指定します。",
+    params(RecordQuery),
+    responses(
+        (status = 200, description = "記録の一覧", body = RecordPage),
+        (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn search_records(
+    caller: Caller,
+    state: web::Data<AuditState>,
+    query: web::Query<RecordQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(AUDIT_ROLES)?;
+    let tenant = caller.tenant();
+    let q = query.into_inner();
+    let mut client = pooled(&state).await?;
+    let bidx = match q.addressee.as_deref() {
+        Some(a) => {
+            if chukan_core::ids::AddresseeNo::parse(a).is_err() {
+                return Err(invalid(
+                    "addressee は15桁以内の数字（団体内統合宛名番号）です。",
+                    "addressee の値を確認してください。",
+                ));
+            }
+            let keys = state
+                .vault
+                .keys(&**client, tenant)
+                .await
+                .map_err(|e| internal("keys", e))?;
+            Some(keys.blind_index(a))
+        }
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let search = store::Search {
+        addressee_bidx: bidx.as_deref(),
+        from: q.from,
+        to: q.to,
+        counterpart: q.counterpart.as_deref(),
+        procedure_code: q.procedure_code.as_deref(),
+        info_code: q.info_code.as_deref(),
+        after: q.after,
+        limit,
+    };
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let found = store::search(&tx, &search)
+        .await
+        .map_err(|e| internal("search", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    let items: Vec<RecordItem> = found
+        .into_iter()
+        .map(|f| RecordItem {
+            seq: f.seq,
+            record_id: f.record_id,
+            event: f.event,
+            inquirer_org: f.inquirer_org,
+            provider_org: f.provider_org,
+            affair_code: f.affair_code,
+            procedure_code: f.procedure_code,
+            info_code: f.info_code,
+            serial_no: f.serial_no,
+            branch_no: f.branch_no,
+            permit_id: f.permit_id,
+            requested_at: f.requested_at,
+            provided_at: f.provided_at,
+            non_disclosure: f.non_disclosure,
+            outcome: f.outcome,
+            at: f.at,
+            leaf_hash: hex::encode(&f.leaf_hash),
+        })
+        .collect();
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| i.seq))
+        .flatten();
+    Ok(HttpResponse::Ok().json(RecordPage { items, next_after }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ProofQuery {
+    /// Tree size to prove against; default: the latest signed tree head.
+    pub tree_size: Option<i64>,
+}
+
+/// Fetches a proof's nodes in one query and hashes them together.
+async fn assemble(
+    tx: &deadpool_postgres::Transaction<'_>,
+    proof: &Proof,
+) -> Result<Vec<String>, Problem> {
+    let nodes = store::nodes(tx, &proof.nodes())
+        .await
+        .map_err(|e| internal("nodes", e))?;
+    let hashes: Vec<Hash> = proof
+        .assemble(|id| nodes.get(&id).copied())
+        .map_err(|e| internal("assemble", e))?;
+    Ok(hashes.iter().map(hex::encode).collect())
+}
+
+/// `GET /v1/records/{record_id}/proof` → the record's inclusion proof.
+#[utoipa::path(
+    get,
+    path = "/v1/records/{record_id}/proof",
+    tag = "audit",
+    operation_id = "auditInclusionProof",
+    summary = "包含証明 (inclusion proof)",
+    description = "記録が署名済みツリーヘッドのツリーに含まれることの証明（RFC 9162 §2.1.3）を返します。tree_size を省略すると最新の署名済みツリーヘッドに対する証明です。",
+    params(("record_id" = Uuid, Path, description = "記録ID"), ProofQuery),
+    responses(
+        (status = 200, description = "包含証明", body = InclusionProof),
+        (status = 404, description = "記録がありません (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "署名済みツリーヘッドがまだありません (no-tree-head)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "ツリーサイズが範囲外です (tree-size-out-of-range)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn record_proof(
+    caller: Caller,
+    state: web::Data<AuditState>,
+    record_id: web::Path<Uuid>,
+    query: web::Query<ProofQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(AUDIT_ROLES)?;
+    let record_id = record_id.into_inner();
+    let mut client = pooled(&state).await?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let Some((seq, leaf_hash)) = store::leaf_of(&tx, record_id)
+        .await
+        .map_err(|e| internal("leaf", e))?
+    else {
+        return Err(Problem::not_found("情報提供等記録"));
+    };
+    let (size, head) = match query.tree_size {
+        Some(size) => {
+            let log = store::log_size(&tx)
+                .await
+                .map_err(|e| internal("size", e))?;
+            if size < 1 || size > log {
+                return Err(size_out_of_range());
+            }
+            let head = store::tree_head(&tx, Some(size))
+                .await
+                .map_err(|e| internal("tree head", e))?;
+            (size, head)
+        }
+        None => {
+            let head = store::tree_head(&tx, None)
+                .await
+                .map_err(|e| internal("tree head", e))?
+                .ok_or_else(no_tree_head)?;
+            (head.size, Some(head))
+        }
+    };
+    let proof = Proof::inclusion(
+        u64::try_from(seq).unwrap_or(u64::MAX),
+        u64::try_from(size).unwrap_or_default(),
+    )
+    .map_err(|_| size_out_of_range())?;
+    let path = assemble(&tx, &proof).await?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    Ok(HttpResponse::Ok().json(InclusionProof {
+        record_id,
+        leaf_index: seq,
+        tree_size: size,
+        leaf_hash: hex::encode(&leaf_hash),
+        path,
+        tree_head: head.map(TreeHead::from),
+    }))
+}
+
+/// `GET /v1/records/tree-head` → the latest signed tree head.
+#[utoipa::path(
+    get,
+    path = "/v1/records/tree-head",
+    tag = "audit",
+    operation_id = "auditTreeHead",
+    summary = "署名済みツリーヘッド (signed tree head)",
+    description = "テナントのログの最新の署名済みツリーヘッド（件数、ルートハッシュ、署名時刻、鍵ID、Ed25519署名）を返します。",
+    responses(
+        (status = 200, description = "署名済みツリーヘッド", body = TreeHead),
+        (status = 409, description = "署名済みツリーヘッドがまだありません (no-tree-head)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn tree_head(caller: Caller, state: web::Data<AuditState>) -> Result<HttpResponse, Problem> {
+    caller.require_any(AUDIT_ROLES)?;
+    let mut client = pooled(&state).await?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let head = store::tree_head(&tx, None)
+        .await
+        .map_err(|e| internal("tree head", e))?
+        .ok_or_else(no_tree_head)?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    Ok(HttpResponse::Ok().json(TreeHead::from(head)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ConsistencyQuery {
+    /// The older tree size (≥ 1).
+    pub from: i64,
+    /// The newer tree size (≤ the log's size).
+    pub to: i64,
+}
+
+/// `GET /v1/records/consistency` → the consistency proof between two tree sizes.
+#[utoipa::path(
+    get,
+    path = "/v1/records/consistency",
+    tag = "audit",
+    operation_id = "auditConsistencyProof",
+    summary = "一貫性証明 (consistency proof)",
+    description = "サイズ from のツリーがサイズ to のツリーの先頭部分であること（追記のみで改ざんがないこと）の証明（RFC 9162 §2.1.4）を返します。",
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "一貫性証明", body = ConsistencyProof),
+        (status = 400, description = "クエリの形式が不正です (invalid-query)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "ツリーサイズが範囲外です (tree-size-out-of-range)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn consistency(
+    caller: Caller,
+    state: web::Data<AuditState>,
+    query: web::Query<ConsistencyQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_any(AUDIT_ROLES)?;
+    let ConsistencyQuery { from, to } = query.into_inner();
+    let mut client = pooled(&state).await?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .map_err(|e| internal("begin", e))?;
+    let log = store::log_size(&tx)
+        .await
+        .map_err(|e| internal("size", e))?;
+    if from < 1 || from > to || to > log {
+        return Err(size_out_of_range());
+    }
+    let proof = Proof::consistency(
+        u64::try_from(from).unwrap_or_default(),
+        u64::try_from(to).unwrap_or_default(),
+    )
+    .map_err(|_| size_out_of_range())?;
+    let hashes = assemble(&tx, &proof).await?;
+    let from_head = store::tree_head(&tx, Some(from))
+        .await
+        .map_err(|e| internal("tree head", e))?;
+    let to_head = store::tree_head(&tx, Some(to))
+        .await
+        .map_err(|e| internal("tree head", e))?;
+    tx.commit().await.map_err(|e| internal("commit", e))?;
+    Ok(HttpResponse::Ok().json(ConsistencyProof {
+        from,
+        to,
+        proof: hashes,
+        from_tree_head: from_head.map(TreeHead::from),
+        to_tree_head: to_head.map(TreeHead::from),
+    }))
+}

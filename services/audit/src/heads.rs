@@ -1,0 +1,123 @@
+//! Signed tree heads (STH): every `audit.tree_head_interval_secs`, or as soon as a tenant's log
+//! grew by `audit.tree_head_every_records`, each tenant whose log grew gets its
+//! (tenant, size, root, time) signed with the service's Ed25519 key.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use tokio::sync::watch;
+
+use crate::{AuditState, leaf, metrics, store};
+
+/// Signs a tree head for `tenant` if its log grew since the last one; the new size if signed.
+pub async fn sign_tenant(state: &AuditState, tenant: &str) -> anyhow::Result<Option<i64>> {
+    let mut client = state.db.get().await?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
+    // Most rounds find most logs unchanged: look before taking the lock appends wait on.
+    match store::log_growth(&tx).await? {
+        Some((size, signed)) if size > signed => {}
+        _ => {
+            tx.commit().await?;
+            return Ok(None);
+        }
+    }
+    // The lock keeps appends out while the root is taken, so size and root belong together.
+    let (size, frontier, signed_size) = store::lock_log(&tx, tenant).await?;
+    if size <= signed_size || size == 0 {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let size_u = u64::try_from(size)?;
+    let tree = leaf::frontier_from_bytes(size_u, &frontier)
+        .ok_or_else(|| anyhow::anyhow!("stored frontier does not fit its size"))?;
+    let root = tree.root();
+    // Millisecond precision: the signed text carries Unix milliseconds.
+    let now_ms = state.clock.now().timestamp_millis();
+    let signed_at = Utc
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .ok_or_else(|| anyhow::anyhow!("clock out of range"))?;
+    let signature = state
+        .signer
+        .sign(&leaf::tree_head_message(tenant, size_u, &root, now_ms));
+    let head = store::TreeHeadRow {
+        size,
+        root: root.to_vec(),
+        signed_at,
+        kid: state.signer.kid().to_owned(),
+        signature: signature.to_vec(),
+    };
+    store::insert_tree_head(&tx, tenant, &head).await?;
+    tx.commit().await?;
+    metrics::tree_head();
+    Ok(Some(size))
+}
+
+/// One round over every tenant; a failing tenant is logged and the others still get signed.
+pub async fn sign_all(state: &AuditState) -> anyhow::Result<usize> {
+    let tenants = {
+        let client = state.db.get().await?;
+        store::tenants(&client).await?
+    };
+    let mut signed = 0;
+    for tenant in tenants {
+        match sign_tenant(state, &tenant).await {
+            Ok(Some(_)) => signed += 1,
+            Ok(None) => {}
+            Err(err) => tracing::error!(%err, %tenant, "signing a tree head failed"),
+        }
+    }
+    Ok(signed)
+}
+
+/// The signer as a worker.
+pub fn start(state: AuditState) -> chukan_runtime::Worker {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let every = Duration::from_secs(state.settings.tree_head_interval_secs.max(1));
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state.heads.notified() => {}
+                _ = stop_rx.changed() => return,
+            }
+            if let Err(err) = sign_all(&state).await {
+                tracing::error!(%err, "tree head round failed");
+            }
+        }
+    });
+    periodic_worker("audit.tree-heads", task, stop_tx)
+}
+
+/// A periodic task as a worker, stopped at the intake stage (a round in flight is
+/// per-tenant transactions that commit or roll back).
+fn periodic_worker(
+    name: &str,
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+) -> chukan_runtime::Worker {
+    use futures_util::FutureExt;
+    let abort = task.abort_handle();
+    let label = name.to_owned();
+    chukan_runtime::Worker {
+        name: name.into(),
+        stage: chukan_runtime::StopStage::Intake,
+        finished: async move {
+            match task.await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_cancelled() => Ok(()),
+                Err(e) => Err(anyhow::anyhow!("{label}: {e}")),
+            }
+        }
+        .boxed(),
+        stop: Box::new(move || {
+            async move {
+                let _ = stop.send(true);
+                abort.abort();
+            }
+            .boxed()
+        }),
+    }
+}

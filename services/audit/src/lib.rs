@@ -1,0 +1,121 @@
+//! The audit service (情報提供等記録, provision records): keeps every audit event of a tenant
+//! in an append-only Merkle log (RFC 9162, `chukan-merkle`), signs its tree heads and answers
+//! searches, inclusion proofs and consistency proofs.
+//!
+//! Flow: services publish `audit.record` (an `AuditRecord`) through their outboxes →
+//! [`consumer`] appends it exactly once (inbox claim, log lock, leaf, nodes in one
+//! transaction) → [`heads`] signs (tenant, size, root, time) periodically → [`api`] serves
+//! `/v1/records…`. [`verify::verify_tenant`] re-checks a whole log. See docs/audit.md.
+
+pub mod api;
+pub mod consumer;
+pub mod heads;
+pub mod leaf;
+pub mod metrics;
+pub mod store;
+pub mod verify;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chukan_config::AuditSettings;
+use chukan_core::Clock;
+use chukan_crypto::{Signer, Vault};
+use chukan_mq::QueueSpec;
+use chukan_runtime::{Context, Parts};
+use secrecy::ExposeSecret;
+use tokio::sync::Notify;
+use utoipa::OpenApi as _;
+
+pub use verify::{VerifyReport, verify_tenant};
+
+pub const SCHEMA: &str = "audit";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub fn migrations() -> chukan_db::Migrations {
+    chukan_db::Migrations {
+        schema: SCHEMA,
+        runner: embedded::migrations::runner,
+    }
+}
+
+/// What handlers, the consumer and the signer share. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditState {
+    pub db: chukan_db::Pool,
+    pub vault: Vault,
+    pub clock: Arc<dyn Clock>,
+    pub settings: AuditSettings,
+    pub signer: Arc<Signer>,
+    /// Wakes the signer when a log grew by `tree_head_every_records`.
+    pub heads: Arc<Notify>,
+}
+
+/// The audit events every service publishes (`audit.record`). The binary already declares
+/// this exact queue.
+pub fn records_queue() -> QueueSpec {
+    QueueSpec::new("audit.records", &[chukan_proto::AUDIT_RECORD])
+}
+
+/// Every queue the audit service consumes.
+pub fn queues() -> Vec<QueueSpec> {
+    vec![records_queue()]
+}
+
+/// The audit service's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::ApiDoc::openapi()
+}
+
+/// The tree-head signer from settings (`audit.signing_key`, `audit.signing_kid`).
+pub fn signer(settings: &AuditSettings) -> anyhow::Result<Signer> {
+    Signer::from_seed_base64(&settings.signing_kid, settings.signing_key.expose_secret())
+        .context("setting audit.signing_key")
+}
+
+/// Verifiers holding this service's own tree-head key, for [`verify_tenant`].
+pub fn verifiers(settings: &AuditSettings) -> anyhow::Result<chukan_crypto::Verifiers> {
+    let signer = signer(settings)?;
+    let mut v = chukan_crypto::Verifiers::default();
+    v.add_bytes(signer.kid(), &signer.verifying_key_bytes())?;
+    Ok(v)
+}
+
+pub fn state(ctx: &Context) -> anyhow::Result<AuditState> {
+    let settings = ctx.settings.audit.clone();
+    Ok(AuditState {
+        db: ctx.db.clone(),
+        vault: Vault::new(ctx.kek.clone(), SCHEMA),
+        clock: ctx.clock.clone(),
+        signer: Arc::new(signer(&settings)?),
+        settings,
+        heads: Arc::new(Notify::new()),
+    })
+}
+
+pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
+    let state = state(ctx)?;
+    let queue = records_queue();
+    ctx.bus.declare_queue(&queue).await?;
+    let consumer = chukan_mq::consumer::start(
+        &ctx.bus,
+        &queue,
+        "audit",
+        ctx.settings.amqp.prefetch,
+        Arc::new(consumer::Records::new(state.clone())),
+    );
+    let workers = vec![
+        consumer.into_worker(&queue.name),
+        heads::start(state.clone()),
+    ];
+    let data = actix_web::web::Data::new(state);
+    Ok(Parts {
+        name: "audit",
+        routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
+        workers,
+        openapi: Some(openapi()),
+    })
+}
