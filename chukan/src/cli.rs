@@ -29,6 +29,7 @@ pub enum Target {
     Code,
     Provision,
     Inquiry,
+    Audit,
     Relay,
 }
 
@@ -44,6 +45,7 @@ impl Target {
             Target::Code => "code",
             Target::Provision => "provision",
             Target::Inquiry => "inquiry",
+            Target::Audit => "audit",
             Target::Relay => "relay",
         }
     }
@@ -188,7 +190,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
             let settings = load(&args)?;
             chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
             crate::serve::declare_bus(&settings.amqp).await?;
-            println!("migrated: admin, code, relay, provision, inquiry");
+            println!("migrated: admin, code, relay, provision, inquiry, audit");
             Ok(())
         }
         Some(Command::NwsSim) => {

@@ -19,6 +19,7 @@ pub fn all_migrations() -> Vec<chukan_db::Migrations> {
         chukan_relay::migrations(),
         chukan_provision::migrations(),
         chukan_inquiry::migrations(),
+        chukan_audit::migrations(),
     ]
 }
 
@@ -37,18 +38,11 @@ pub fn all_queues() -> Vec<chukan_mq::QueueSpec> {
         chukan_provision::nws_in_queue(),
         chukan_provision::code_links_queue(),
         chukan_relay::outbound_queue(),
-        audit_queue(),
+        chukan_audit::records_queue(),
     ]
     .into_iter()
     .chain(chukan_inquiry::queues())
     .collect()
-}
-
-/// The audit service's queue (情報提供等記録). Inquiry and provision publish an `audit.record`
-/// for every exchange now; the queue is durable so none is dropped before the audit service
-/// that consumes it exists.
-pub fn audit_queue() -> chukan_mq::QueueSpec {
-    chukan_mq::QueueSpec::new("audit.records", &[chukan_proto::AUDIT_RECORD])
 }
 
 /// Declares [`all_queues`] (with their dead and retry queues) on `bus`.
@@ -93,6 +87,9 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
     }
     if target.includes(Target::Inquiry) {
         parts.push(chukan_inquiry::start(ctx).await.context("start inquiry")?);
+    }
+    if target.includes(Target::Audit) {
+        parts.push(chukan_audit::start(ctx).await.context("start audit")?);
     }
     if target.includes(Target::Relay) {
         parts.push(chukan_relay::start(ctx).await.context("start relay")?);

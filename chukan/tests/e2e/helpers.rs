@@ -328,27 +328,6 @@ impl Stack {
         token["access_token"].as_str().unwrap().to_string()
     }
 
-    /// Messages waiting in one of the namespace's queues (e.g. `audit.records`, which has no
-    /// consumer yet), read with a passive declare.
-    pub async fn queue_depth(&self, queue: &str) -> u32 {
-        let bus = chukan_mq::Bus::connect(&self.settings.amqp).await.unwrap();
-        let channel = bus.channel().await.unwrap();
-        let declared = channel
-            .queue_declare(
-                bus.qualify(queue).as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let depth = declared.message_count();
-        bus.close().await;
-        depth
-    }
-
     /// Deliveries the process has handled on one of its queues (`…chukan_mq_consumed_total`).
     pub async fn consumed(&self, queue: &str) -> f64 {
         let name = format!("{}{queue}", self.settings.amqp.namespace);
