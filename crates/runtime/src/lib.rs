@@ -10,6 +10,7 @@
 //! them into one and serves it at `GET /openapi.json` (public, at any hour).
 
 mod hours;
+mod periodic;
 
 use std::{net::TcpListener, sync::Arc};
 
@@ -27,6 +28,7 @@ use utoipa::openapi::{
 
 pub use chukan_core::worker::{StopStage, Worker};
 pub use hours::HoursGate;
+pub use periodic::{TaskEnd, periodic_worker};
 
 /// Shared by every service in the process. Cheap to clone.
 #[derive(Clone)]

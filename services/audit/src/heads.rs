@@ -88,36 +88,10 @@ pub fn start(state: AuditState) -> chukan_runtime::Worker {
             }
         }
     });
-    periodic_worker("audit.tree-heads", task, stop_tx)
-}
-
-/// A periodic task as a worker, stopped at the intake stage (a round in flight is
-/// per-tenant transactions that commit or roll back).
-fn periodic_worker(
-    name: &str,
-    task: tokio::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
-) -> chukan_runtime::Worker {
-    use futures_util::FutureExt;
-    let abort = task.abort_handle();
-    let label = name.to_owned();
-    chukan_runtime::Worker {
-        name: name.into(),
-        stage: chukan_runtime::StopStage::Intake,
-        finished: async move {
-            match task.await {
-                Ok(()) => Ok(()),
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(anyhow::anyhow!("{label}: {e}")),
-            }
-        }
-        .boxed(),
-        stop: Box::new(move || {
-            async move {
-                let _ = stop.send(true);
-                abort.abort();
-            }
-            .boxed()
-        }),
-    }
+    chukan_runtime::periodic_worker(
+        "audit.tree-heads",
+        chukan_runtime::StopStage::Intake,
+        task,
+        stop_tx,
+    )
 }

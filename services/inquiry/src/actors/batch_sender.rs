@@ -10,7 +10,6 @@ use chukan_runtime::Worker;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::periodic_worker;
 use crate::{InquiryState, domain::aad, outgoing, store};
 
 /// Lines per transaction.
@@ -34,7 +33,12 @@ pub fn start(state: InquiryState) -> Worker {
             }
         }
     });
-    periodic_worker("inquiry.batch-sender", task, stop_tx)
+    chukan_runtime::periodic_worker(
+        "inquiry.batch-sender",
+        chukan_runtime::StopStage::Intake,
+        task,
+        stop_tx,
+    )
 }
 
 /// Sends every pending batch's waiting lines; returns how many lines went to the outbox.

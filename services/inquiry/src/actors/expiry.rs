@@ -7,7 +7,6 @@ use std::time::Duration;
 use chukan_runtime::Worker;
 use tokio::sync::watch;
 
-use super::periodic_worker;
 use crate::{InquiryState, store};
 
 pub fn start(state: InquiryState, every: Duration) -> Worker {
@@ -25,7 +24,12 @@ pub fn start(state: InquiryState, every: Duration) -> Worker {
             }
         }
     });
-    periodic_worker("inquiry.expiry", task, stop_tx)
+    chukan_runtime::periodic_worker(
+        "inquiry.expiry",
+        chukan_runtime::StopStage::Intake,
+        task,
+        stop_tx,
+    )
 }
 
 /// Expires overdue inquiries of every tenant, one tenant per transaction; returns how many.

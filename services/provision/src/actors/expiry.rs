@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chukan_runtime::{StopStage, Worker};
-use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use crate::{ProvisionState, manual};
@@ -24,25 +23,6 @@ pub fn start(state: ProvisionState, every: Duration) -> Worker {
             }
         }
     });
-    let abort = task.abort_handle();
-    Worker {
-        name: "provision.expiry".into(),
-        // Each expiry is its own transaction: stopping between two loses nothing.
-        stage: StopStage::Intake,
-        finished: async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(anyhow::anyhow!("expiry sweep: {e}")),
-            }
-        }
-        .boxed(),
-        stop: Box::new(move || {
-            async move {
-                let _ = stop_tx.send(true);
-                abort.abort();
-            }
-            .boxed()
-        }),
-    }
+    // Each expiry is its own transaction: stopping between two loses nothing.
+    chukan_runtime::periodic_worker("provision.expiry", StopStage::Intake, task, stop_tx)
 }

@@ -7,7 +7,6 @@ use std::{collections::BTreeSet, time::Duration};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Tokyo;
 use chukan_runtime::{StopStage, Worker};
-use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -25,28 +24,9 @@ pub fn start(
 ) -> Worker {
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run(state, immediate, poll, stop_rx));
-    let abort = task.abort_handle();
-    Worker {
-        name: "provision.batch".into(),
-        // The batch is intake of a kind: stop it early. Work in flight is cut at a chunk
-        // boundary or rolled back, and resumed after the restart.
-        stage: StopStage::Intake,
-        finished: async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(anyhow::anyhow!("batch scheduler: {e}")),
-            }
-        }
-        .boxed(),
-        stop: Box::new(move || {
-            async move {
-                let _ = stop_tx.send(true);
-                abort.abort();
-            }
-            .boxed()
-        }),
-    }
+    // The batch is intake of a kind: stop it early. Work in flight is cut at a chunk
+    // boundary or rolled back, and resumed after the restart.
+    chukan_runtime::periodic_worker("provision.batch", StopStage::Intake, task, stop_tx)
 }
 
 async fn run(
