@@ -404,9 +404,7 @@ async fn list_inquiries(
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let mut client = pooled(&state).await?;
-    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, caller.tenant()).await?;
     let items = store::list(
         &tx,
         q.serial_no.as_deref(),
@@ -479,9 +477,7 @@ async fn confirm_results(
         }
     };
     let mut client = pooled(&state).await?;
-    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, caller.tenant()).await?;
     if let Some(s) = serial_no.as_deref() {
         let n = store::count_serial(&tx, s)
             .await
@@ -814,9 +810,7 @@ async fn get_batch(
     caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
-    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, caller.tenant()).await?;
     let Some((serial_no, lines, accepted, rejected, created_at, dispatched_at)) =
         store::batch(&tx, id)
             .await
@@ -875,9 +869,7 @@ async fn get_batch_errors(
     let id = id.into_inner();
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
     let mut client = pooled(&state).await?;
-    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, caller.tenant()).await?;
     if store::batch(&tx, id)
         .await
         .map_err(|e| internal("batch", e))?
@@ -928,9 +920,7 @@ async fn get_batch_results(
     caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
-    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
-        .await
-        .map_err(|e| internal("begin", e))?;
+    let tx = begin(&mut client, caller.tenant()).await?;
     let Some((serial_no, ..)) = store::batch(&tx, id)
         .await
         .map_err(|e| internal("batch", e))?
