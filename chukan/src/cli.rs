@@ -83,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::batch::BatchCommand,
     },
+    /// Provision-record logs (情報提供等記録): verify a tenant's log, purge past retention.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +215,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Keys { command }) => keys(&load(&args)?, command),
         Some(Command::Replica { command }) => crate::replica::run(command).await,
         Some(Command::Batch { command }) => crate::batch::run(load(&args)?, command).await,
+        Some(Command::Audit { command }) => crate::audit::run(load(&args)?, command).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! operator subcommands (`migrate`, `config`, `admin`, `keys`, `nws-sim`, `batch`) share its
 //! settings; `replica` is a client of the public API.
 
+mod audit;
 mod batch;
 mod cli;
 mod replica;

@@ -234,6 +234,14 @@ pub struct AuditSettings {
     pub tree_head_interval_secs: u64,
     /// Sign a tree head as soon as a tenant's log grew by this many records.
     pub tree_head_every_records: u64,
+    /// Most records appended in one transaction (one tenant's share of a consumer batch).
+    pub append_batch_max: usize,
+    /// Unacknowledged audit.record deliveries the consumer holds at once; bounds a batch.
+    pub prefetch: u16,
+    /// Records older than this many years are purged (番号法 §23: period set by cabinet order).
+    pub retention_years: u32,
+    /// How often the retention purge runs in the service, in seconds (0 = only by the CLI).
+    pub purge_interval_secs: u64,
 }
 
 /// Dates stay strings here so this crate needs no date library; `chukan-core` parses them.
@@ -318,6 +326,18 @@ impl Settings {
         if self.relay.release_per_second == 0 {
             return Err(SettingsError::Invalid {
                 key: "relay.release_per_second",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.audit.prefetch == 0 || self.audit.append_batch_max == 0 {
+            return Err(SettingsError::Invalid {
+                key: "audit.prefetch",
+                reason: "audit.prefetch and audit.append_batch_max must be at least 1".into(),
+            });
+        }
+        if self.audit.retention_years == 0 {
+            return Err(SettingsError::Invalid {
+                key: "audit.retention_years",
                 reason: "must be at least 1".into(),
             });
         }

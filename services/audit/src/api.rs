@@ -15,8 +15,8 @@ use crate::{AuditState, store};
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(search_records, record_proof, tree_head, consistency),
-    components(schemas(RecordItem, RecordPage, TreeHead, InclusionProof, ConsistencyProof, Problem)),
+    paths(search_records, record_proof, tree_head, consistency, change_disclosure),
+    components(schemas(RecordItem, RecordPage, TreeHead, InclusionProof, ConsistencyProof, DisclosureChange, DisclosureChanged, Problem)),
     tags((
         name = "audit",
         description = "情報提供等記録 (audit records): 照会・提供の記録を改ざん検知可能な追記専用ログ（Merkle tree, RFC 9162）に保存し、検索・包含証明・一貫性証明を返します。"
@@ -32,7 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuditState>) {
         .route("/v1/records", web::get().to(search_records))
         .route("/v1/records/tree-head", web::get().to(tree_head))
         .route("/v1/records/consistency", web::get().to(consistency))
-        .route("/v1/records/{record_id}/proof", web::get().to(record_proof));
+        .route("/v1/records/{record_id}/proof", web::get().to(record_proof))
+        .route(
+            "/v1/records/{record_id}/disclosure",
+            web::post().to(change_disclosure),
+        );
 }
 
 fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
@@ -110,12 +114,37 @@ pub struct RecordItem {
     pub requested_at: Option<DateTime<Utc>>,
     /// 提供日時.
     pub provided_at: Option<DateTime<Utc>>,
-    /// 不開示.
+    /// 不開示, as recorded in this leaf (for a change record: the new setting).
     pub non_disclosure: bool,
+    /// 不開示 now: the latest `disclosure.changed` record for this record wins.
+    pub non_disclosure_now: bool,
     pub outcome: String,
     pub at: DateTime<Utc>,
     /// Leaf hash, hex.
     pub leaf_hash: String,
+    /// For a `disclosure.changed` record: the record it changes.
+    pub target_record_id: Option<Uuid>,
+    /// For a `disclosure.changed` record: 「不開示設定変更」.
+    pub reason: String,
+}
+
+/// A change of a record's non-disclosure setting (enhancement #9).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DisclosureChange {
+    /// true: 不開示 (hide from the resident portal); false: 開示.
+    pub non_disclosure: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DisclosureChanged {
+    /// The new record (event `disclosure.changed`) that carries the change.
+    pub change_record_id: Uuid,
+    /// Its leaf index.
+    pub seq: i64,
+    pub target_record_id: Uuid,
+    pub non_disclosure: bool,
+    /// 「不開示設定変更」.
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -253,9 +282,12 @@ async fn search_records(
             requested_at: f.requested_at,
             provided_at: f.provided_at,
             non_disclosure: f.non_disclosure,
+            non_disclosure_now: f.non_disclosure_now,
             outcome: f.outcome,
             at: f.at,
             leaf_hash: hex::encode(&f.leaf_hash),
+            target_record_id: f.target_record_id,
+            reason: f.reason,
         })
         .collect();
     let next_after = (items.len() as i64 == limit)
@@ -432,6 +464,19 @@ async fn consistency(
     if from < 1 || from > to || to > log {
         return Err(size_out_of_range());
     }
+    let start = store::checkpoint(&tx)
+        .await
+        .map_err(|e| internal("checkpoint", e))?
+        .map_or(0, |c| c.size);
+    if from < start {
+        return Err(Problem::new(
+            422,
+            "before-checkpoint",
+            "Tree size before the retention checkpoint",
+            "指定されたツリーサイズの記録は保存期間を過ぎて削除済みのため、一貫性証明を作成できません。",
+            "from には保存期間チェックポイント以降のツリーサイズ（最新の署名済みツリーヘッドなど）を指定してください。",
+        ));
+    }
     let proof = Proof::consistency(
         u64::try_from(from).unwrap_or_default(),
         u64::try_from(to).unwrap_or_default(),
@@ -452,4 +497,60 @@ async fn consistency(
         from_tree_head: from_head.map(TreeHead::from),
         to_tree_head: to_head.map(TreeHead::from),
     }))
+}
+
+/// `POST /v1/records/{record_id}/disclosure` → appends a disclosure change record.
+#[utoipa::path(
+    post,
+    path = "/v1/records/{record_id}/disclosure",
+    tag = "audit",
+    operation_id = "changeAuditRecordDisclosure",
+    summary = "不開示設定変更 (change a record's disclosure)",
+    description = "記録の不開示設定を変更します。元の記録は変更せず、変更理由「不開示設定変更」の変更記録（event `disclosure.changed`）をログに追記します。最新の変更記録が有効です。",
+    params(("record_id" = Uuid, Path, description = "変更する記録のID")),
+    request_body = DisclosureChange,
+    responses(
+        (status = 201, description = "変更記録を追記しました", body = DisclosureChanged),
+        (status = 404, description = "記録がありません (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "既にその設定です (disclosure-unchanged)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "変更記録は対象にできません (not-an-exchange-record)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn change_disclosure(
+    caller: Caller,
+    state: web::Data<AuditState>,
+    record_id: web::Path<Uuid>,
+    body: web::Json<DisclosureChange>,
+) -> Result<HttpResponse, Problem> {
+    use crate::disclosure::{self, ChangeError};
+    caller.require_any(AUDIT_ROLES)?;
+    let target = record_id.into_inner();
+    match disclosure::change(&state, caller.tenant(), target, body.non_disclosure).await {
+        Ok(changed) => Ok(HttpResponse::Created().json(DisclosureChanged {
+            change_record_id: changed.change_record_id,
+            seq: changed.seq,
+            target_record_id: target,
+            non_disclosure: changed.non_disclosure,
+            reason: disclosure::REASON.into(),
+        })),
+        Err(ChangeError::NotFound) => Err(Problem::not_found("情報提供等記録")),
+        Err(ChangeError::NotAnExchange) => Err(Problem::new(
+            422,
+            "not-an-exchange-record",
+            "Not an exchange record",
+            "不開示設定変更の記録は変更の対象にできません。",
+            "変更したい照会・提供の記録の record_id を指定してください。",
+        )),
+        Err(ChangeError::Unchanged) => Err(Problem::new(
+            409,
+            "disclosure-unchanged",
+            "Disclosure already set",
+            "この記録は既に指定された開示・不開示の設定です。",
+            "GET /v1/records で現在の設定（non_disclosure_now）を確認してください。",
+        )),
+        Err(ChangeError::Internal(e)) => Err(internal("disclosure change", e)),
+    }
 }

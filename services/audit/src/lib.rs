@@ -8,10 +8,14 @@
 //! `/v1/records…`. [`verify::verify_tenant`] re-checks a whole log. See docs/audit.md.
 
 pub mod api;
+pub mod append;
 pub mod consumer;
+pub mod disclosable;
+pub mod disclosure;
 pub mod heads;
 pub mod leaf;
 pub mod metrics;
+pub mod retention;
 pub mod store;
 pub mod verify;
 
@@ -62,7 +66,7 @@ pub fn records_queue() -> QueueSpec {
 
 /// Every queue the audit service consumes.
 pub fn queues() -> Vec<QueueSpec> {
-    vec![records_queue()]
+    vec![records_queue(), disclosable::queue()]
 }
 
 /// The audit service's part of the OpenAPI document.
@@ -85,11 +89,25 @@ pub fn verifiers(settings: &AuditSettings) -> anyhow::Result<chukan_crypto::Veri
 }
 
 pub fn state(ctx: &Context) -> anyhow::Result<AuditState> {
-    let settings = ctx.settings.audit.clone();
+    state_from(
+        ctx.db.clone(),
+        ctx.kek.clone(),
+        ctx.clock.clone(),
+        ctx.settings.audit.clone(),
+    )
+}
+
+/// The state without a bus: what the CLI's verify and purge need.
+pub fn state_from(
+    db: chukan_db::Pool,
+    kek: chukan_crypto::Kek,
+    clock: Arc<dyn Clock>,
+    settings: AuditSettings,
+) -> anyhow::Result<AuditState> {
     Ok(AuditState {
-        db: ctx.db.clone(),
-        vault: Vault::new(ctx.kek.clone(), SCHEMA),
-        clock: ctx.clock.clone(),
+        db,
+        vault: Vault::new(kek, SCHEMA),
+        clock,
         signer: Arc::new(signer(&settings)?),
         settings,
         heads: Arc::new(Notify::new()),
@@ -100,17 +118,30 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = state(ctx)?;
     let queue = records_queue();
     ctx.bus.declare_queue(&queue).await?;
+    // Its own prefetch: deliveries in flight are what a batch is made of.
     let consumer = chukan_mq::consumer::start(
         &ctx.bus,
         &queue,
         "audit",
-        ctx.settings.amqp.prefetch,
+        state.settings.prefetch,
         Arc::new(consumer::Records::new(state.clone())),
     );
-    let workers = vec![
+    // 自己情報提供: the self-information service asks for a resident's disclosable records.
+    let selfinfo_queue = disclosable::queue();
+    ctx.bus.declare_queue(&selfinfo_queue).await?;
+    let selfinfo = chukan_mq::rpc::serve(
+        &ctx.bus,
+        &selfinfo_queue,
+        "audit",
+        ctx.settings.amqp.prefetch,
+        disclosable::handler(state.clone()),
+    );
+    let mut workers = vec![
         consumer.into_worker(&queue.name),
+        selfinfo.into_worker(&selfinfo_queue.name),
         heads::start(state.clone()),
     ];
+    workers.extend(retention::start(state.clone()));
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "audit",

@@ -1,35 +1,40 @@
 //! SQL of the audit service. Every function runs inside a tenant transaction
 //! (`chukan_db::tenant_tx`), so row-level security confines it to that tenant.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use chukan_merkle::{Hash, NodeId};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
 use uuid::Uuid;
 
-/// The searchable copy of one record (the addressee only as a blind index).
-pub struct NewRecord<'a> {
-    pub tenant: &'a str,
+/// The searchable copy of one record (the addressee only as a blind index) and its sealed leaf.
+pub struct RecordRow {
     pub seq: i64,
     pub record_id: Uuid,
-    pub event: &'a str,
-    pub inquirer_org: &'a str,
-    pub provider_org: &'a str,
-    pub affair_code: &'a str,
-    pub procedure_code: &'a str,
-    pub info_code: &'a str,
-    pub serial_no: &'a str,
+    pub event: String,
+    pub inquirer_org: String,
+    pub provider_org: String,
+    pub affair_code: String,
+    pub procedure_code: String,
+    pub info_code: String,
+    pub serial_no: String,
     pub branch_no: i32,
-    pub permit_id: &'a str,
-    pub addressee_bidx: Option<&'a [u8]>,
-    pub leaf_enc: &'a [u8],
+    pub permit_id: String,
+    pub addressee_bidx: Option<Vec<u8>>,
+    pub leaf_enc: Vec<u8>,
     pub requested_at: Option<DateTime<Utc>>,
     pub provided_at: Option<DateTime<Utc>>,
     pub non_disclosure: bool,
-    pub outcome: &'a str,
+    pub outcome: String,
     pub at: DateTime<Utc>,
-    pub leaf_hash: &'a [u8],
+    pub leaf_hash: Vec<u8>,
+    pub target_record_id: Option<Uuid>,
+    pub reason: String,
 }
+
+pub type RecordRows = Vec<RecordRow>;
 
 /// Locks the tenant's log row (creating it empty first): `(size, frontier, signed_size)`.
 pub async fn lock_log(tx: &impl GenericClient, tenant: &str) -> Result<(i64, Vec<u8>, i64), Error> {
@@ -66,47 +71,88 @@ pub async fn log_growth(tx: &impl GenericClient) -> Result<Option<(i64, i64)>, E
         .transpose()
 }
 
-pub async fn record_exists(tx: &impl GenericClient, record_id: Uuid) -> Result<bool, Error> {
+/// Claims bus message ids in the inbox; the ones that are new (apply them).
+pub async fn claim_messages(
+    tx: &impl GenericClient,
+    consumer: &str,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, Error> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     let st = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM audit.records WHERE record_id = $1)")
+        .prepare_cached(
+            "INSERT INTO audit.inbox (consumer, message_id) SELECT $1, unnest($2::uuid[]) \
+             ON CONFLICT DO NOTHING RETURNING message_id",
+        )
         .await?;
-    tx.query_one(&st, &[&record_id]).await?.try_get(0)
+    tx.query(&st, &[&consumer, &ids])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
 }
 
-pub async fn insert_record(tx: &impl GenericClient, r: &NewRecord<'_>) -> Result<(), Error> {
+/// Which of `ids` are already in the log.
+pub async fn existing_records(tx: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Uuid>, Error> {
+    let st = tx
+        .prepare_cached("SELECT record_id FROM audit.records WHERE record_id = ANY($1)")
+        .await?;
+    tx.query(&st, &[&ids])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
+/// Inserts a batch of records in one statement (`unnest` of one array per column: COPY is
+/// not open to a role under row-level security).
+pub async fn insert_records(
+    tx: &impl GenericClient,
+    tenant: &str,
+    rows: &[RecordRow],
+) -> Result<(), Error> {
+    fn col<T: Clone>(rows: &[RecordRow], f: impl Fn(&RecordRow) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
     let st = tx
         .prepare_cached(
             "INSERT INTO audit.records (tenant_id, seq, record_id, event, inquirer_org, \
              provider_org, affair_code, procedure_code, info_code, serial_no, branch_no, \
              permit_id, addressee_bidx, leaf_enc, requested_at, provided_at, non_disclosure, \
-             outcome, at, leaf_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20)",
+             outcome, at, leaf_hash, target_record_id, reason) \
+             SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], \
+             $12::text[], $13::bytea[], $14::bytea[], $15::timestamptz[], $16::timestamptz[], \
+             $17::bool[], $18::text[], $19::timestamptz[], $20::bytea[], $21::uuid[], \
+             $22::text[])",
         )
         .await?;
     tx.execute(
         &st,
         &[
-            &r.tenant,
-            &r.seq,
-            &r.record_id,
-            &r.event,
-            &r.inquirer_org,
-            &r.provider_org,
-            &r.affair_code,
-            &r.procedure_code,
-            &r.info_code,
-            &r.serial_no,
-            &r.branch_no,
-            &r.permit_id,
-            &r.addressee_bidx,
-            &r.leaf_enc,
-            &r.requested_at,
-            &r.provided_at,
-            &r.non_disclosure,
-            &r.outcome,
-            &r.at,
-            &r.leaf_hash,
+            &tenant,
+            &col(rows, |r| r.seq),
+            &col(rows, |r| r.record_id),
+            &col(rows, |r| r.event.clone()),
+            &col(rows, |r| r.inquirer_org.clone()),
+            &col(rows, |r| r.provider_org.clone()),
+            &col(rows, |r| r.affair_code.clone()),
+            &col(rows, |r| r.procedure_code.clone()),
+            &col(rows, |r| r.info_code.clone()),
+            &col(rows, |r| r.serial_no.clone()),
+            &col(rows, |r| r.branch_no),
+            &col(rows, |r| r.permit_id.clone()),
+            &col(rows, |r| r.addressee_bidx.clone()),
+            &col(rows, |r| r.leaf_enc.clone()),
+            &col(rows, |r| r.requested_at),
+            &col(rows, |r| r.provided_at),
+            &col(rows, |r| r.non_disclosure),
+            &col(rows, |r| r.outcome.clone()),
+            &col(rows, |r| r.at),
+            &col(rows, |r| r.leaf_hash.clone()),
+            &col(rows, |r| r.target_record_id),
+            &col(rows, |r| r.reason.clone()),
         ],
     )
     .await?;
@@ -328,29 +374,38 @@ pub struct Found {
     pub requested_at: Option<DateTime<Utc>>,
     pub provided_at: Option<DateTime<Utc>>,
     pub non_disclosure: bool,
+    /// The setting now: the latest disclosure change for this record, else `non_disclosure`.
+    pub non_disclosure_now: bool,
     pub outcome: String,
     pub at: DateTime<Utc>,
     pub leaf_hash: Vec<u8>,
+    pub target_record_id: Option<Uuid>,
+    pub reason: String,
 }
+
+/// The current non-disclosure setting of `r` (a correlated look-up of its latest change
+/// record; the partial index `records_target` answers it).
+const NON_DISCLOSURE_NOW: &str = "coalesce((SELECT c.non_disclosure FROM audit.records c \
+     WHERE c.target_record_id = r.record_id ORDER BY c.seq DESC LIMIT 1), r.non_disclosure)";
 
 /// Records matching `q`, newest (highest seq) first, below the `after` cursor.
 pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found>, Error> {
-    let st = tx
-        .prepare_cached(
-            "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
-             procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
-             provided_at, non_disclosure, outcome, at, leaf_hash \
-             FROM audit.records \
-             WHERE ($1::bytea IS NULL OR addressee_bidx = $1) \
+    let sql = format!(
+        "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
+         procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
+         provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
+         {NON_DISCLOSURE_NOW} \
+         FROM audit.records r \
+         WHERE ($1::bytea IS NULL OR addressee_bidx = $1) \
                AND ($2::timestamptz IS NULL OR at >= $2) \
                AND ($3::timestamptz IS NULL OR at < $3) \
                AND ($4::text IS NULL OR inquirer_org = $4 OR provider_org = $4) \
                AND ($5::text IS NULL OR procedure_code = $5) \
                AND ($6::text IS NULL OR info_code = $6) \
-               AND ($7::bigint IS NULL OR seq < $7) \
-             ORDER BY seq DESC LIMIT $8",
-        )
-        .await?;
+           AND ($7::bigint IS NULL OR seq < $7) \
+         ORDER BY seq DESC LIMIT $8"
+    );
+    let st = tx.prepare_cached(&sql).await?;
     let rows = tx
         .query(
             &st,
@@ -386,6 +441,9 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
                 outcome: r.try_get(14)?,
                 at: r.try_get(15)?,
                 leaf_hash: r.try_get(16)?,
+                target_record_id: r.try_get(17)?,
+                reason: r.try_get(18)?,
+                non_disclosure_now: r.try_get(19)?,
             })
         })
         .collect()
@@ -399,16 +457,19 @@ pub struct StoredLeaf {
     pub leaf_hash: Vec<u8>,
 }
 
-pub async fn all_leaves(tx: &impl GenericClient) -> Result<Vec<StoredLeaf>, Error> {
+/// The tenant's leaves in order, as a stream (a million records need not sit in memory).
+pub async fn stream_leaves(
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<impl futures_util::Stream<Item = Result<Result<StoredLeaf, Error>, Error>>, Error> {
+    use futures_util::StreamExt as _;
     let st = tx
         .prepare_cached(
             "SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records ORDER BY seq",
         )
         .await?;
-    tx.query(&st, &[])
-        .await?
-        .iter()
-        .map(|r| {
+    let rows = tx.query_raw(&st, std::iter::empty::<i32>()).await?;
+    Ok(rows.map(|row| {
+        row.map(|r| {
             Ok(StoredLeaf {
                 seq: r.try_get(0)?,
                 record_id: r.try_get(1)?,
@@ -416,12 +477,12 @@ pub async fn all_leaves(tx: &impl GenericClient) -> Result<Vec<StoredLeaf>, Erro
                 leaf_hash: r.try_get(3)?,
             })
         })
-        .collect()
+    }))
 }
 
 pub async fn all_nodes(
     tx: &impl GenericClient,
-) -> Result<std::collections::HashMap<NodeId, Vec<u8>>, Error> {
+) -> Result<std::collections::HashMap<NodeId, Hash>, Error> {
     let st = tx
         .prepare_cached("SELECT level, idx, hash FROM audit.nodes")
         .await?;
@@ -429,9 +490,192 @@ pub async fn all_nodes(
     for r in tx.query(&st, &[]).await? {
         let level: i32 = r.try_get(0)?;
         let idx: i64 = r.try_get(1)?;
+        let hash: &[u8] = r.try_get(2)?;
+        // A stored hash of the wrong length can never match: keep it as all zeros.
+        let hash = Hash::try_from(hash).unwrap_or_default();
         if let (Ok(level), Ok(index)) = (u32::try_from(level), u64::try_from(idx)) {
-            out.insert(NodeId { level, index }, r.try_get(2)?);
+            out.insert(NodeId { level, index }, hash);
         }
     }
     Ok(out)
+}
+
+/// A record as the disclosure change needs it: its sealed leaf and what it is.
+pub struct Target {
+    pub event: String,
+    pub leaf_enc: Vec<u8>,
+    pub non_disclosure_now: bool,
+}
+
+pub async fn target(tx: &impl GenericClient, record_id: Uuid) -> Result<Option<Target>, Error> {
+    let sql = format!(
+        "SELECT event, leaf_enc, {NON_DISCLOSURE_NOW} FROM audit.records r WHERE record_id = $1"
+    );
+    let st = tx.prepare_cached(&sql).await?;
+    tx.query_opt(&st, &[&record_id])
+        .await?
+        .map(|r| {
+            Ok(Target {
+                event: r.try_get(0)?,
+                leaf_enc: r.try_get(1)?,
+                non_disclosure_now: r.try_get(2)?,
+            })
+        })
+        .transpose()
+}
+
+/// A resident's records that may be shown to them: their exchanges (not the change records
+/// themselves) whose current setting is "disclosed", oldest first.
+pub async fn disclosable(
+    tx: &impl GenericClient,
+    addressee_bidx: &[u8],
+) -> Result<Vec<Found>, Error> {
+    let sql = format!(
+        "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
+         procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
+         provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
+         {NON_DISCLOSURE_NOW} \
+         FROM audit.records r \
+         WHERE addressee_bidx = $1 AND target_record_id IS NULL \
+           AND NOT {NON_DISCLOSURE_NOW} \
+           AND event NOT LIKE 'selfinfo.%' \
+         ORDER BY seq"
+    );
+    let st = tx.prepare_cached(&sql).await?;
+    tx.query(&st, &[&addressee_bidx])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Found {
+                seq: r.try_get(0)?,
+                record_id: r.try_get(1)?,
+                event: r.try_get(2)?,
+                inquirer_org: r.try_get(3)?,
+                provider_org: r.try_get(4)?,
+                affair_code: r.try_get(5)?,
+                procedure_code: r.try_get(6)?,
+                info_code: r.try_get(7)?,
+                serial_no: r.try_get(8)?,
+                branch_no: r.try_get(9)?,
+                permit_id: r.try_get(10)?,
+                requested_at: r.try_get(11)?,
+                provided_at: r.try_get(12)?,
+                non_disclosure: r.try_get(13)?,
+                outcome: r.try_get(14)?,
+                at: r.try_get(15)?,
+                leaf_hash: r.try_get(16)?,
+                target_record_id: r.try_get(17)?,
+                reason: r.try_get(18)?,
+                non_disclosure_now: r.try_get(19)?,
+            })
+        })
+        .collect()
+}
+
+/// A retention checkpoint as stored.
+#[derive(Debug, Clone)]
+pub struct CheckpointRow {
+    pub size: i64,
+    pub frontier: Vec<u8>,
+    pub root: Vec<u8>,
+    pub cutoff: DateTime<Utc>,
+    pub purged_at: DateTime<Utc>,
+    pub kid: String,
+    pub signature: Vec<u8>,
+}
+
+/// The latest checkpoint (the log's current start), if any purge ran.
+pub async fn checkpoint(tx: &impl GenericClient) -> Result<Option<CheckpointRow>, Error> {
+    let st = tx
+        .prepare_cached(
+            "SELECT size, frontier, root, cutoff, purged_at, kid, signature \
+             FROM audit.checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .await?;
+    tx.query_opt(&st, &[])
+        .await?
+        .map(|r| {
+            Ok(CheckpointRow {
+                size: r.try_get(0)?,
+                frontier: r.try_get(1)?,
+                root: r.try_get(2)?,
+                cutoff: r.try_get(3)?,
+                purged_at: r.try_get(4)?,
+                kid: r.try_get(5)?,
+                signature: r.try_get(6)?,
+            })
+        })
+        .transpose()
+}
+
+/// The purge cut for `cutoff`: the number of leading records (from the log's current start)
+/// that are all older than `cutoff`. Only a prefix is purged — the tree is cut, never holed.
+pub async fn purge_cut(tx: &impl GenericClient, cutoff: DateTime<Utc>) -> Result<i64, Error> {
+    let st = tx
+        .prepare_cached(
+            "SELECT coalesce( \
+               (SELECT min(seq) FROM audit.records WHERE at >= $1), \
+               (SELECT coalesce(max(seq) + 1, 0) FROM audit.records))",
+        )
+        .await?;
+    tx.query_one(&st, &[&cutoff]).await?.try_get(0)
+}
+
+/// The hashes of the given nodes, in the order asked (None where one is missing).
+pub async fn node_hashes(
+    tx: &impl GenericClient,
+    ids: &[NodeId],
+) -> Result<Vec<Option<Hash>>, Error> {
+    let found = nodes(tx, ids).await?;
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+}
+
+/// Writes the checkpoint and deletes the records before it and every node wholly inside
+/// `[0, cut)` except the checkpoint's own right edge. Returns the records deleted.
+pub async fn purge_before(
+    tx: &impl GenericClient,
+    tenant: &str,
+    checkpoint: &CheckpointRow,
+    keep: &[NodeId],
+) -> Result<u64, Error> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO audit.checkpoints (tenant_id, size, frontier, root, cutoff, purged_at, \
+             kid, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &tenant,
+            &checkpoint.size,
+            &checkpoint.frontier,
+            &checkpoint.root,
+            &checkpoint.cutoff,
+            &checkpoint.purged_at,
+            &checkpoint.kid,
+            &checkpoint.signature,
+        ],
+    )
+    .await?;
+    let records = tx
+        .prepare_cached("DELETE FROM audit.records WHERE seq < $1")
+        .await?;
+    let deleted = tx.execute(&records, &[&checkpoint.size]).await?;
+    let levels: Vec<i32> = keep
+        .iter()
+        .map(|id| i32::try_from(id.level).unwrap_or(i32::MAX))
+        .collect();
+    let idxs: Vec<i64> = keep.iter().map(|id| to_i64(id.index)).collect();
+    // A node (level, idx) covers leaves [idx·2^level, (idx+1)·2^level).
+    let nodes = tx
+        .prepare_cached(
+            "DELETE FROM audit.nodes n WHERE (n.idx + 1) * (1::bigint << n.level) <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM unnest($2::int[], $3::bigint[]) AS k(level, idx) \
+                             WHERE k.level = n.level AND k.idx = n.idx)",
+        )
+        .await?;
+    tx.execute(&nodes, &[&checkpoint.size, &levels, &idxs])
+        .await?;
+    Ok(deleted)
 }

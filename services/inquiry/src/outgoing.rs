@@ -88,6 +88,7 @@ pub fn audit(f: &AuditFacts<'_>) -> OutgoingMessage {
         non_disclosure: f.non_disclosure,
         outcome: f.outcome.to_owned(),
         at_ms: f.at.timestamp_millis(),
+        ..Default::default()
     };
     let mut msg =
         OutgoingMessage::new(f.tenant, chukan_proto::AUDIT_RECORD, record.encode_to_vec());

@@ -210,6 +210,7 @@ pub fn outgoing(
         non_disclosure: answer.provider_non_disclosure,
         outcome: outcome.into(),
         at_ms: now.timestamp_millis(),
+        ..Default::default()
     };
     Outgoing {
         answer: OutgoingMessage::new(tenant, NWS_OUT, out.encode_to_vec()),

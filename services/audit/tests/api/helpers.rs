@@ -42,6 +42,32 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The service started only after `backlog` was published (each record under its own bus
+/// id), so it meets a full queue — what a restart after an outage looks like.
+pub async fn spawn_app_with_backlog(backlog: &[AuditRecord]) -> TestApp {
+    let env = TestEnv::new_with(
+        &[chukan_audit::migrations()],
+        |s| s.audit.tree_head_interval_secs = 3600,
+        std::sync::Arc::new(chukan_core::SystemClock),
+    )
+    .await
+    .unwrap();
+    env.ctx
+        .bus
+        .declare_queue(&chukan_audit::records_queue())
+        .await
+        .unwrap();
+    let publisher = env.ctx.bus.publisher().await.unwrap();
+    for r in backlog {
+        let msg = OutgoingMessage::new(&r.tenant, chukan_proto::AUDIT_RECORD, r.encode_to_vec());
+        publisher.publish(&msg).await.unwrap();
+    }
+    let parts = chukan_audit::start(&env.ctx).await.unwrap();
+    let api = env.spawn_api(vec![parts]).await.unwrap();
+    let state = chukan_audit::state(&env.ctx).unwrap();
+    TestApp { env, api, state }
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let env = TestEnv::new_with(
         &[chukan_audit::migrations()],
@@ -78,6 +104,8 @@ pub fn record(tenant: &str, addressee: &str, counterpart: &str, procedure: &str)
         non_disclosure: false,
         outcome: "provided".into(),
         at_ms: Utc::now().timestamp_millis(),
+
+        ..Default::default()
     }
 }
 
@@ -146,6 +174,39 @@ impl TestApp {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, tenant: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .api
+            .http
+            .post(self.api.url(path))
+            .bearer_auth(self.token(tenant))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Verifies `tenant`'s whole log with the service's own key.
+    pub async fn verify(&self, tenant: &str) -> chukan_audit::VerifyReport {
+        let vault = chukan_crypto::Vault::new(self.env.ctx.kek.clone(), chukan_audit::SCHEMA);
+        let verifiers = chukan_audit::verifiers(&self.env.settings.audit).unwrap();
+        let mut client = self.env.ctx.db.get().await.unwrap();
+        chukan_audit::verify_tenant(&mut client, &vault, &verifiers, tenant)
+            .await
+            .unwrap()
+    }
+
+    /// Runs `sql` as the database owner (bypassing the service), inside `tenant`'s setting.
+    pub async fn tamper(&self, tenant: &str, sql: &str) {
+        let owner = self.env.owner_pool().unwrap();
+        let mut oc = owner.get().await.unwrap();
+        let tx = chukan_db::tenant_tx(&mut oc, tenant).await.unwrap();
+        tx.execute(sql, &[]).await.unwrap();
+        tx.commit().await.unwrap();
     }
 }
 

@@ -2,5 +2,7 @@
 //! RabbitMQ: one binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod disclosure;
 mod helpers;
 mod records;
+mod retention;
