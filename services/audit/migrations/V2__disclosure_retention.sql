@@ -4,6 +4,8 @@
 -- The original row is never updated.
 ALTER TABLE audit.records ADD COLUMN target_record_id uuid;
 ALTER TABLE audit.records ADD COLUMN reason text NOT NULL DEFAULT '';
+-- Who made a change by hand (token subject: a user id, never a name).
+ALTER TABLE audit.records ADD COLUMN actor text NOT NULL DEFAULT '';
 CREATE INDEX records_target ON audit.records (tenant_id, target_record_id, seq)
     WHERE target_record_id IS NOT NULL;
 CREATE INDEX records_at ON audit.records (tenant_id, at);

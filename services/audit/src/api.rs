@@ -26,6 +26,9 @@ pub struct ApiDoc;
 
 /// Who may read the tenant's audit records.
 const AUDIT_ROLES: &[Role] = &[Role::SystemAdmin, Role::BusinessStaff];
+/// Who may change a record's disclosure: people only (never a business system), so every
+/// change has a person behind it, named in the change record.
+const CHANGE_ROLES: &[Role] = &[Role::SystemAdmin, Role::BusinessStaff];
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuditState>) {
     cfg.app_data(state)
@@ -126,6 +129,8 @@ pub struct RecordItem {
     pub target_record_id: Option<Uuid>,
     /// For a `disclosure.changed` record: 「不開示設定変更」.
     pub reason: String,
+    /// For a change made by hand: the user id (token subject) who made it.
+    pub actor: String,
 }
 
 /// A change of a record's non-disclosure setting (enhancement #9).
@@ -288,6 +293,7 @@ async fn search_records(
             leaf_hash: hex::encode(&f.leaf_hash),
             target_record_id: f.target_record_id,
             reason: f.reason,
+            actor: f.actor,
         })
         .collect();
     let next_after = (items.len() as i64 == limit)
@@ -526,9 +532,10 @@ async fn change_disclosure(
     body: web::Json<DisclosureChange>,
 ) -> Result<HttpResponse, Problem> {
     use crate::disclosure::{self, ChangeError};
-    caller.require_any(AUDIT_ROLES)?;
+    caller.require_any(CHANGE_ROLES)?;
     let target = record_id.into_inner();
-    match disclosure::change(&state, caller.tenant(), target, body.non_disclosure).await {
+    let actor = caller.claims().sub.clone();
+    match disclosure::change(&state, caller.tenant(), target, body.non_disclosure, &actor).await {
         Ok(changed) => Ok(HttpResponse::Created().json(DisclosureChanged {
             change_record_id: changed.change_record_id,
             seq: changed.seq,

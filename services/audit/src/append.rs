@@ -151,6 +151,7 @@ pub async fn append(
             leaf_hash: leaf_hash.to_vec(),
             target_record_id: Uuid::parse_str(&r.target_record_id).ok(),
             reason: r.reason.clone(),
+            actor: r.actor.clone(),
         });
         outcomes[i] = Outcome::Appended { seq };
     }

@@ -48,6 +48,7 @@ pub async fn change(
     tenant: &str,
     target: Uuid,
     non_disclosure: bool,
+    actor: &str,
 ) -> Result<Changed, ChangeError> {
     let original = {
         let mut client = state.db.get().await?;
@@ -82,6 +83,7 @@ pub async fn change(
         at_ms: now.timestamp_millis(),
         target_record_id: target.to_string(),
         reason: REASON.into(),
+        actor: actor.to_owned(),
         ..original
     };
     let item = Incoming {
@@ -135,8 +137,7 @@ pub async fn disclosable_records(
             non_disclosure: false,
             outcome: f.outcome,
             at_ms: f.at.timestamp_millis(),
-            target_record_id: String::new(),
-            reason: String::new(),
+            ..Default::default()
         })
         .collect())
 }

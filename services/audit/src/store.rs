@@ -32,6 +32,7 @@ pub struct RecordRow {
     pub leaf_hash: Vec<u8>,
     pub target_record_id: Option<Uuid>,
     pub reason: String,
+    pub actor: String,
 }
 
 pub type RecordRows = Vec<RecordRow>;
@@ -120,12 +121,12 @@ pub async fn insert_records(
             "INSERT INTO audit.records (tenant_id, seq, record_id, event, inquirer_org, \
              provider_org, affair_code, procedure_code, info_code, serial_no, branch_no, \
              permit_id, addressee_bidx, leaf_enc, requested_at, provided_at, non_disclosure, \
-             outcome, at, leaf_hash, target_record_id, reason) \
+             outcome, at, leaf_hash, target_record_id, reason, actor) \
              SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], \
              $12::text[], $13::bytea[], $14::bytea[], $15::timestamptz[], $16::timestamptz[], \
              $17::bool[], $18::text[], $19::timestamptz[], $20::bytea[], $21::uuid[], \
-             $22::text[])",
+             $22::text[], $23::text[])",
         )
         .await?;
     tx.execute(
@@ -153,6 +154,7 @@ pub async fn insert_records(
             &col(rows, |r| r.leaf_hash.clone()),
             &col(rows, |r| r.target_record_id),
             &col(rows, |r| r.reason.clone()),
+            &col(rows, |r| r.actor.clone()),
         ],
     )
     .await?;
@@ -381,6 +383,7 @@ pub struct Found {
     pub leaf_hash: Vec<u8>,
     pub target_record_id: Option<Uuid>,
     pub reason: String,
+    pub actor: String,
 }
 
 /// The current non-disclosure setting of `r` (a correlated look-up of its latest change
@@ -394,7 +397,7 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
         "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
          procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
          provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
-         {NON_DISCLOSURE_NOW} \
+         {NON_DISCLOSURE_NOW}, actor \
          FROM audit.records r \
          WHERE ($1::bytea IS NULL OR addressee_bidx = $1) \
                AND ($2::timestamptz IS NULL OR at >= $2) \
@@ -444,6 +447,7 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
                 target_record_id: r.try_get(17)?,
                 reason: r.try_get(18)?,
                 non_disclosure_now: r.try_get(19)?,
+                actor: r.try_get(20)?,
             })
         })
         .collect()
@@ -525,7 +529,8 @@ pub async fn target(tx: &impl GenericClient, record_id: Uuid) -> Result<Option<T
 }
 
 /// A resident's records that may be shown to them: their exchanges (not the change records
-/// themselves) whose current setting is "disclosed", oldest first.
+/// themselves, nor self-information and notice events) whose current setting is
+/// "disclosed", oldest first.
 pub async fn disclosable(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
@@ -534,11 +539,11 @@ pub async fn disclosable(
         "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
          procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
          provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
-         {NON_DISCLOSURE_NOW} \
+         {NON_DISCLOSURE_NOW}, actor \
          FROM audit.records r \
          WHERE addressee_bidx = $1 AND target_record_id IS NULL \
            AND NOT {NON_DISCLOSURE_NOW} \
-           AND event NOT LIKE 'selfinfo.%' \
+           AND event NOT LIKE 'selfinfo.%' AND event NOT LIKE 'notice.%' \
          ORDER BY seq"
     );
     let st = tx.prepare_cached(&sql).await?;
@@ -567,6 +572,7 @@ pub async fn disclosable(
                 target_record_id: r.try_get(17)?,
                 reason: r.try_get(18)?,
                 non_disclosure_now: r.try_get(19)?,
+                actor: r.try_get(20)?,
             })
         })
         .collect()
