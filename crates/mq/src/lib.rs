@@ -29,6 +29,7 @@ pub mod inbox;
 mod lifecycle;
 pub mod metrics;
 pub mod outbox;
+pub mod rpc;
 pub mod trace;
 
 /// Header names carried by every message (docs/internals.md § Bus).
