@@ -75,7 +75,9 @@ pub fn start(state: AuditState) -> chukan_runtime::Worker {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let every = Duration::from_secs(state.settings.tree_head_interval_secs.max(1));
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        // The first round one period after start, not at once: a round racing the first
+        // appends would sign a head at whatever size it caught (harmless, but noise).
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -453,57 +453,6 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
         .collect()
 }
 
-/// Everything `verify_tenant` reads: records in leaf order.
-pub struct StoredLeaf {
-    pub seq: i64,
-    pub record_id: Uuid,
-    pub leaf_enc: Vec<u8>,
-    pub leaf_hash: Vec<u8>,
-}
-
-/// The tenant's leaves in order, as a stream (a million records need not sit in memory).
-pub async fn stream_leaves(
-    tx: &deadpool_postgres::Transaction<'_>,
-) -> Result<impl futures_util::Stream<Item = Result<Result<StoredLeaf, Error>, Error>>, Error> {
-    use futures_util::StreamExt as _;
-    let st = tx
-        .prepare_cached(
-            "SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records ORDER BY seq",
-        )
-        .await?;
-    let rows = tx.query_raw(&st, std::iter::empty::<i32>()).await?;
-    Ok(rows.map(|row| {
-        row.map(|r| {
-            Ok(StoredLeaf {
-                seq: r.try_get(0)?,
-                record_id: r.try_get(1)?,
-                leaf_enc: r.try_get(2)?,
-                leaf_hash: r.try_get(3)?,
-            })
-        })
-    }))
-}
-
-pub async fn all_nodes(
-    tx: &impl GenericClient,
-) -> Result<std::collections::HashMap<NodeId, Hash>, Error> {
-    let st = tx
-        .prepare_cached("SELECT level, idx, hash FROM audit.nodes")
-        .await?;
-    let mut out = std::collections::HashMap::new();
-    for r in tx.query(&st, &[]).await? {
-        let level: i32 = r.try_get(0)?;
-        let idx: i64 = r.try_get(1)?;
-        let hash: &[u8] = r.try_get(2)?;
-        // A stored hash of the wrong length can never match: keep it as all zeros.
-        let hash = Hash::try_from(hash).unwrap_or_default();
-        if let (Ok(level), Ok(index)) = (u32::try_from(level), u64::try_from(idx)) {
-            out.insert(NodeId { level, index }, hash);
-        }
-    }
-    Ok(out)
-}
-
 /// A record as the disclosure change needs it: its sealed leaf and what it is.
 pub struct Target {
     pub event: String,

@@ -4,13 +4,18 @@
 //! named by seq and record id (never by content).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use chukan_crypto::{Vault, Verifiers};
+use bytes::Bytes;
+
+use chukan_crypto::{TenantKeys, Vault, Verifiers};
 use chukan_merkle::{Frontier, Hash, NodeId};
-use futures_util::TryStreamExt as _;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::copy_binary::CopyReader;
 use crate::{leaf, retention, store};
 
 /// The first record that does not match.
@@ -65,8 +70,184 @@ impl VerifyReport {
     }
 }
 
+/// Stored nodes by level, dense by index (a million-record log holds two million): a look-up
+/// is two array indexes, not a hash.
+#[derive(Default)]
+struct StoredNodes(Vec<Vec<Option<Hash>>>);
+
+impl StoredNodes {
+    fn insert(&mut self, level: usize, idx: usize, hash: Hash) {
+        if self.0.len() <= level {
+            self.0.resize_with(level + 1, Vec::new);
+        }
+        let row = &mut self.0[level];
+        if row.len() <= idx {
+            row.resize(idx + 1, None);
+        }
+        row[idx] = Some(hash);
+    }
+
+    fn get(&self, id: NodeId) -> Option<&Hash> {
+        let level = usize::try_from(id.level).ok()?;
+        let idx = usize::try_from(id.index).ok()?;
+        self.0.get(level)?.get(idx)?.as_ref()
+    }
+}
+
+/// One leaf as COPY delivers it.
+struct RawLeaf {
+    seq: i64,
+    record_id: Uuid,
+    leaf_enc: Bytes,
+    leaf_hash: Bytes,
+}
+
+/// A leaf after the checks that need no tree: its hash, or why it does not match.
+struct Checked {
+    seq: i64,
+    record_id: Uuid,
+    hash: Result<Hash, &'static str>,
+}
+
+/// Leaves checked per blocking task; two tasks run while the next batch streams in.
+const BATCH: usize = 4096;
+
+fn be_i64(b: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(b.try_into().ok()?))
+}
+
+fn be_i32(b: &[u8]) -> Option<i32> {
+    Some(i32::from_be_bytes(b.try_into().ok()?))
+}
+
+async fn load_nodes(tx: &deadpool_postgres::Transaction<'_>) -> anyhow::Result<StoredNodes> {
+    let stream = tx
+        .copy_out("COPY (SELECT level, idx, hash FROM audit.nodes) TO STDOUT (FORMAT binary)")
+        .await?;
+    futures_util::pin_mut!(stream);
+    let mut reader = CopyReader::default();
+    let mut nodes = StoredNodes::default();
+    while let Some(chunk) = stream.try_next().await? {
+        reader.push(&chunk);
+        while let Some(t) = reader.next_tuple()? {
+            let (Some(Some(level)), Some(Some(idx)), Some(Some(hash))) =
+                (t.first(), t.get(1), t.get(2))
+            else {
+                anyhow::bail!("a stored node without level, index or hash");
+            };
+            let level = be_i32(level).and_then(|l| usize::try_from(l).ok());
+            let idx = be_i64(idx).and_then(|i| usize::try_from(i).ok());
+            let (Some(level), Some(idx)) = (level, idx) else {
+                anyhow::bail!("a stored node with a bad level or index");
+            };
+            // A stored hash of the wrong length can never match: kept as all zeros.
+            nodes.insert(
+                level,
+                idx,
+                Hash::try_from(hash.as_ref()).unwrap_or_default(),
+            );
+        }
+    }
+    Ok(nodes)
+}
+
+fn raw_leaf(t: Vec<Option<Bytes>>) -> anyhow::Result<RawLeaf> {
+    let mut t = t.into_iter();
+    let (Some(Some(seq)), Some(Some(id)), Some(Some(leaf_enc)), Some(Some(leaf_hash))) =
+        (t.next(), t.next(), t.next(), t.next())
+    else {
+        anyhow::bail!("a stored record without seq, id, leaf or hash");
+    };
+    Ok(RawLeaf {
+        seq: be_i64(&seq).ok_or_else(|| anyhow::anyhow!("bad seq"))?,
+        record_id: Uuid::from_slice(&id)?,
+        leaf_enc,
+        leaf_hash,
+    })
+}
+
+/// The checks of one leaf that need no tree (run on a blocking thread).
+fn check_leaf(keys: &TenantKeys, tenant: &str, raw: &RawLeaf) -> Result<Hash, &'static str> {
+    let bytes = keys
+        .decrypt(&raw.leaf_enc, &leaf::leaf_aad(tenant, &raw.record_id))
+        .map_err(|_| "leaf-does-not-open")?;
+    let record = leaf::decode_leaf(&bytes).ok_or("leaf-undecodable")?;
+    if Uuid::parse_str(&record.record_id).ok() != Some(raw.record_id) || record.tenant != tenant {
+        return Err("record-id-differs");
+    }
+    let hash = chukan_merkle::leaf_hash(&bytes);
+    if raw.leaf_hash.as_ref() != hash.as_slice() {
+        return Err("leaf-hash-differs");
+    }
+    Ok(hash)
+}
+
+fn check_batch(keys: Arc<TenantKeys>, tenant: Arc<str>, batch: Vec<RawLeaf>) -> Vec<Checked> {
+    batch
+        .iter()
+        .map(|raw| Checked {
+            seq: raw.seq,
+            record_id: raw.record_id,
+            hash: check_leaf(&keys, &tenant, raw),
+        })
+        .collect()
+}
+
+/// Where the rebuild stands.
+struct Rebuild {
+    tree: Frontier,
+    next_seq: i64,
+    records: u64,
+    wanted: HashSet<i64>,
+    roots: HashMap<i64, Hash>,
+    first_mismatch: Option<Mismatch>,
+}
+
+impl Rebuild {
+    /// Appends checked leaves in order, comparing every node they complete with the stored one.
+    fn absorb(&mut self, checked: Vec<Checked>, nodes: &StoredNodes) {
+        for c in checked {
+            self.records += 1;
+            if self.first_mismatch.is_some() {
+                // Counted, not checked: everything after the first mismatch is suspect anyway.
+                continue;
+            }
+            let fail = |reason| Mismatch {
+                seq: c.seq,
+                record_id: c.record_id,
+                reason,
+            };
+            if c.seq != self.next_seq {
+                self.first_mismatch = Some(fail("seq-gap"));
+                continue;
+            }
+            self.next_seq += 1;
+            let hash = match c.hash {
+                Ok(h) => h,
+                Err(reason) => {
+                    self.first_mismatch = Some(fail(reason));
+                    continue;
+                }
+            };
+            for (id, h) in self.tree.append(hash) {
+                match nodes.get(id) {
+                    None => self.first_mismatch = Some(fail("node-missing")),
+                    Some(s) if *s != h => self.first_mismatch = Some(fail("node-differs")),
+                    Some(_) => continue,
+                }
+                break;
+            }
+            if self.wanted.contains(&self.next_seq) {
+                self.roots.insert(self.next_seq, self.tree.root());
+            }
+        }
+    }
+}
+
 /// Verifies `tenant`'s whole log. Reads in one REPEATABLE READ snapshot so a concurrent
-/// append cannot make a consistent log look broken. Leaves are streamed, not loaded at once.
+/// append cannot make a consistent log look broken. Leaves and nodes arrive by binary COPY;
+/// leaves are opened and hashed on blocking threads while the next batch streams in, then
+/// appended to the rebuild in order.
 pub async fn verify_tenant(
     client: &mut chukan_db::PooledClient,
     vault: &Vault,
@@ -86,9 +267,9 @@ pub async fn verify_tenant(
         .await?;
     tx.execute(&set_tenant, &[&tenant]).await?;
     let log_size = store::log_size(&tx).await?;
-    let nodes = store::all_nodes(&tx).await?;
     let heads = store::all_tree_heads(&tx).await?;
     let checkpoint = store::checkpoint(&tx).await?;
+    let nodes = load_nodes(&tx).await?;
 
     // Start from the checkpoint's edge (or an empty tree), checked before it is trusted.
     let mut tree = Frontier::new();
@@ -122,38 +303,66 @@ pub async fn verify_tenant(
 
     // Only the roots at signed sizes are kept.
     let wanted: HashSet<i64> = heads.iter().map(|h| h.size).collect();
-    let mut roots: HashMap<i64, Hash> = HashMap::new();
-    if wanted.contains(&start) && start > 0 {
+    let mut roots = HashMap::new();
+    if start > 0 && wanted.contains(&start) {
         roots.insert(start, tree.root());
     }
-    let mut first_mismatch = None;
-    let mut records = 0u64;
+    let mut rebuild = Rebuild {
+        tree,
+        next_seq: start,
+        records: 0,
+        wanted,
+        roots,
+        first_mismatch: None,
+    };
     {
-        let leaves = store::stream_leaves(&tx).await?;
-        futures_util::pin_mut!(leaves);
-        while let Some(stored) = leaves.try_next().await? {
-            let stored = stored?;
-            let expected = start + i64::try_from(records).unwrap_or(i64::MAX);
-            records += 1;
-            let fail = |reason| Mismatch {
-                seq: stored.seq,
-                record_id: stored.record_id,
-                reason,
-            };
-            if first_mismatch.is_some() {
-                // Counted, not checked: everything after the first mismatch is suspect anyway.
-                continue;
+        let stream = tx
+            .copy_out(
+                "COPY (SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records \
+                 ORDER BY seq) TO STDOUT (FORMAT binary)",
+            )
+            .await?;
+        futures_util::pin_mut!(stream);
+        let tenant_arc: Arc<str> = Arc::from(tenant);
+        let mut reader = CopyReader::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut in_flight = FuturesOrdered::new();
+        let spawn = |batch: Vec<RawLeaf>| {
+            let (keys, tenant) = (keys.clone(), tenant_arc.clone());
+            tokio::task::spawn_blocking(move || check_batch(keys, tenant, batch))
+        };
+        while let Some(chunk) = stream.try_next().await? {
+            reader.push(&chunk);
+            while let Some(t) = reader.next_tuple()? {
+                batch.push(raw_leaf(t)?);
+                if batch.len() == BATCH {
+                    in_flight.push_back(spawn(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH),
+                    )));
+                    // Two batches being checked at once is all two cores can use.
+                    while in_flight.len() >= 2 {
+                        if let Some(done) = in_flight.next().await {
+                            rebuild.absorb(done?, &nodes);
+                        }
+                    }
+                }
             }
-            if let Some(reason) = check_leaf(&keys, tenant, expected, &stored, &mut tree, &nodes) {
-                first_mismatch = Some(fail(reason));
-                continue;
-            }
-            if wanted.contains(&(stored.seq + 1)) {
-                roots.insert(stored.seq + 1, tree.root());
-            }
+        }
+        if !batch.is_empty() {
+            in_flight.push_back(spawn(batch));
+        }
+        while let Some(done) = in_flight.next().await {
+            rebuild.absorb(done?, &nodes);
         }
     }
     tx.commit().await?;
+    let Rebuild {
+        records,
+        roots,
+        first_mismatch,
+        ..
+    } = rebuild;
 
     let mut bad_tree_heads = Vec::new();
     let mut before_checkpoint = 0;
@@ -195,41 +404,4 @@ pub async fn verify_tenant(
         first_mismatch,
         bad_tree_heads,
     })
-}
-
-/// Checks one stored leaf against the rebuild and appends it; the reason if it does not match.
-fn check_leaf(
-    keys: &chukan_crypto::TenantKeys,
-    tenant: &str,
-    expected_seq: i64,
-    stored: &store::StoredLeaf,
-    tree: &mut Frontier,
-    nodes: &HashMap<NodeId, Hash>,
-) -> Option<&'static str> {
-    if stored.seq != expected_seq {
-        return Some("seq-gap");
-    }
-    let Ok(bytes) = keys.decrypt(&stored.leaf_enc, &leaf::leaf_aad(tenant, &stored.record_id))
-    else {
-        return Some("leaf-does-not-open");
-    };
-    let Some(record) = leaf::decode_leaf(&bytes) else {
-        return Some("leaf-undecodable");
-    };
-    if Uuid::parse_str(&record.record_id).ok() != Some(stored.record_id) || record.tenant != tenant
-    {
-        return Some("record-id-differs");
-    }
-    let hash = chukan_merkle::leaf_hash(&bytes);
-    if stored.leaf_hash != hash {
-        return Some("leaf-hash-differs");
-    }
-    for (id, h) in tree.append(hash) {
-        match nodes.get(&id) {
-            None => return Some("node-missing"),
-            Some(s) if *s != h => return Some("node-differs"),
-            Some(_) => {}
-        }
-    }
-    None
 }
