@@ -10,6 +10,7 @@
 pub mod api;
 pub mod append;
 pub mod consumer;
+pub mod copy_binary;
 pub mod disclosable;
 pub mod disclosure;
 pub mod heads;

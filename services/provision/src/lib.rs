@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod quota;
 pub mod reconcile;
 pub mod seal;
+pub mod selfinfo_rpc;
 pub mod session_lock;
 pub mod slots;
 pub mod store;
@@ -249,6 +250,16 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.settings.amqp.prefetch,
         Arc::new(actors::code_links::CodeLinks::new(state.clone())),
     );
+    // 自己情報提供: the self-information service's read-only questions (request/reply).
+    let selfinfo_queue = selfinfo_rpc::queue();
+    ctx.bus.declare_queue(&selfinfo_queue).await?;
+    let selfinfo = chukan_mq::rpc::serve(
+        &ctx.bus,
+        &selfinfo_queue,
+        "provision",
+        ctx.settings.amqp.prefetch,
+        selfinfo_rpc::handler(state.clone()),
+    );
     let expiry = actors::expiry::start(
         state.clone(),
         Duration::from_secs(ctx.settings.provision.scheduler_poll_secs.max(1)),
@@ -266,6 +277,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             consumer.into_worker("provision.tenants"),
             requests.into_worker("provision.nws-in"),
             links.into_worker("provision.code-links"),
+            selfinfo.into_worker("provision.selfinfo-rpc"),
             scheduler,
             expiry,
             outbox.into_worker("provision.outbox"),
