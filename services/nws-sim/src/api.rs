@@ -61,6 +61,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/v1/ready", web::get().to(crate::faults::ready))
         .route("/v1/beppyo2", web::get().to(beppyo2));
+    crate::portal_notice::routes(cfg);
+    crate::portal_selfinfo::routes(cfg);
 }
 
 /// Logs the cause (never sent to the caller) and answers 500.
@@ -276,6 +278,15 @@ async fn receive_message(
         // 情報照会要求 / 情報提供 (DOMAIN §6).
         "inquiry.request" => crate::inquiry::accept_request(&state, &mut client, &env).await?,
         "provision.answer" => crate::inquiry::accept_answer(&state, &mut client, &env).await?,
+        // お知らせ (F12) and its 状況確認要求.
+        "notice.send" => crate::portal_notice::accept_send(&state, &mut client, &env).await?,
+        "notice.status-check" => {
+            crate::portal_notice::accept_status_check(&state, &mut client, &env).await?
+        }
+        // 自己情報提供 (F11): the organisation's answer for the portal.
+        "selfinfo.answer" => {
+            crate::portal_selfinfo::accept_answer(&state, &mut client, &env).await?
+        }
         _ => {
             return Err(refused(
                 400,

@@ -13,6 +13,8 @@ pub mod codes;
 mod delivery;
 pub mod faults;
 mod inquiry;
+mod portal_notice;
+mod portal_selfinfo;
 pub mod store;
 
 use std::{net::TcpListener, sync::Arc};

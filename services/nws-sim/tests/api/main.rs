@@ -2,6 +2,8 @@
 
 mod helpers;
 mod inquiry;
+mod portal_notice;
+mod portal_selfinfo;
 
 use helpers::*;
 
