@@ -161,6 +161,8 @@ async fn verify(
             report.log_size
         );
     }
-    println!("OK: ログは検証されました (the log verifies)");
+    if !json {
+        println!("OK: ログは検証されました (the log verifies)");
+    }
     Ok(())
 }

@@ -30,6 +30,8 @@ pub enum Target {
     Provision,
     Inquiry,
     Audit,
+    Notice,
+    Selfinfo,
     Relay,
 }
 
@@ -46,6 +48,8 @@ impl Target {
             Target::Provision => "provision",
             Target::Inquiry => "inquiry",
             Target::Audit => "audit",
+            Target::Notice => "notice",
+            Target::Selfinfo => "selfinfo",
             Target::Relay => "relay",
         }
     }
@@ -195,7 +199,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
             let settings = load(&args)?;
             chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
             crate::serve::declare_bus(&settings.amqp).await?;
-            println!("migrated: admin, code, relay, provision, inquiry, audit");
+            println!("migrated: admin, code, relay, provision, inquiry, audit, notice, selfinfo");
             Ok(())
         }
         Some(Command::NwsSim) => {

@@ -20,6 +20,8 @@ pub fn all_migrations() -> Vec<chukan_db::Migrations> {
         chukan_provision::migrations(),
         chukan_inquiry::migrations(),
         chukan_audit::migrations(),
+        chukan_notice::migrations(),
+        chukan_selfinfo::migrations(),
     ]
 }
 
@@ -39,9 +41,14 @@ pub fn all_queues() -> Vec<chukan_mq::QueueSpec> {
         chukan_provision::code_links_queue(),
         chukan_relay::outbound_queue(),
         chukan_audit::records_queue(),
+        // Request/reply queues the self-information service asks provision and audit on.
+        chukan_provision::selfinfo_rpc::queue(),
+        chukan_audit::disclosable::queue(),
     ]
     .into_iter()
     .chain(chukan_inquiry::queues())
+    .chain(chukan_notice::queues())
+    .chain(chukan_selfinfo::queues())
     .collect()
 }
 
@@ -90,6 +97,16 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
     }
     if target.includes(Target::Audit) {
         parts.push(chukan_audit::start(ctx).await.context("start audit")?);
+    }
+    if target.includes(Target::Notice) {
+        parts.push(chukan_notice::start(ctx).await.context("start notice")?);
+    }
+    if target.includes(Target::Selfinfo) {
+        parts.push(
+            chukan_selfinfo::start(ctx)
+                .await
+                .context("start selfinfo")?,
+        );
     }
     if target.includes(Target::Relay) {
         parts.push(chukan_relay::start(ctx).await.context("start relay")?);

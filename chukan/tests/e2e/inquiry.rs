@@ -11,17 +11,22 @@ use crate::{ADDRESSEE, ORG_A, ORG_B, acquire, helpers::Stack};
 
 /// No. 31 医療保険給付関係情報 and a procedure 別表第二 allows to ask for it
 /// (国民健康保険 / 保険給付).
-const MEDICAL: &str = "TM00000000000031";
-const NHI_AFFAIR: &str = "JM00000000000002";
-const NHI_BENEFIT: &str = "JT00000000000201";
+pub(crate) const MEDICAL: &str = "TM00000000000031";
+pub(crate) const NHI_AFFAIR: &str = "JM00000000000002";
+pub(crate) const NHI_BENEFIT: &str = "JT00000000000201";
 /// 児童手当の認定請求: may ask for local tax (No. 2) but not for No. 31.
 const CHILD_AFFAIR: &str = "JM00000000000001";
 const CHILD_CLAIM: &str = "JT00000000000101";
 
 /// Both municipalities hold a code for the resident; B holds two history entries of No. 31
 /// that switch on 2017-02-28 (11111 lost that day, 2222 acquired that day).
-async fn two_municipalities() -> (Stack, String, String) {
-    let stack = Stack::start().await;
+pub(crate) async fn two_municipalities() -> (Stack, String, String) {
+    two_municipalities_with(&[]).await
+}
+
+/// As [`two_municipalities`], with extra `CHUKAN__…` settings for both processes.
+pub(crate) async fn two_municipalities_with(extra: &[(&str, &str)]) -> (Stack, String, String) {
+    let stack = Stack::start_with(extra).await;
     let token_a = stack.tenant(ORG_A, "照会市").await;
     let token_b = stack.tenant(ORG_B, "提供市").await;
     let (_, a) = acquire(&stack, &token_a).await;
@@ -64,7 +69,7 @@ async fn two_municipalities() -> (Stack, String, String) {
 }
 
 /// Polls `check` until it gives `Ok`; panics with the last `Err` (what was seen) after `secs`.
-async fn poll<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub(crate) async fn poll<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Value>>,
@@ -89,14 +94,14 @@ async fn wait_consumed(stack: &Stack, queue: &str, n: f64) {
     .unwrap();
 }
 
-fn inquiry(procedure: (&str, &str), as_of: &str) -> Value {
+pub(crate) fn inquiry(procedure: (&str, &str), as_of: &str) -> Value {
     json!({
         "affair_code": procedure.0, "procedure_code": procedure.1, "info_code": MEDICAL,
         "integrated_addressee_number": ADDRESSEE, "provider_org": ORG_B, "as_of": as_of
     })
 }
 
-async fn send(stack: &Stack, token: &str, body: Value) -> Value {
+pub(crate) async fn send(stack: &Stack, token: &str, body: Value) -> Value {
     let (status, accepted) = stack
         .call(Method::POST, token, "/v1/inquiries", Some(body))
         .await;
@@ -105,7 +110,7 @@ async fn send(stack: &Stack, token: &str, body: Value) -> Value {
 }
 
 /// Waits until the inquiry has left `sent` and returns it.
-async fn answered(stack: &Stack, token: &str, id: &str) -> Value {
+pub(crate) async fn answered(stack: &Stack, token: &str, id: &str) -> Value {
     let path = format!("/v1/inquiries/{id}");
     poll(30, "an answer", || async {
         let (_, v) = stack.call(Method::GET, token, &path, None).await;
@@ -130,7 +135,7 @@ async fn waiting_permit(stack: &Stack, token_b: &str) -> String {
 }
 
 /// The events in `org`'s provision-record log once it holds `want` of them, sorted.
-async fn recorded_events(stack: &Stack, org: &str, want: usize) -> Vec<String> {
+pub(crate) async fn recorded_events(stack: &Stack, org: &str, want: usize) -> Vec<String> {
     let staff = stack.staff_token(org).await;
     poll(30, "the provision records", || async {
         let (_, page) = stack

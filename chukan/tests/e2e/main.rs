@@ -2,9 +2,12 @@
 //! End to end through the real binary: two municipalities, relay, and nws-sim as its own
 //! process, over the machine's PostgreSQL and RabbitMQ.
 
+mod audit;
 mod helpers;
 mod inquiry;
+mod notice;
 mod replica;
+mod selfinfo;
 
 use std::time::Duration;
 
