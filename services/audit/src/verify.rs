@@ -204,50 +204,47 @@ struct Rebuild {
 }
 
 impl Rebuild {
-    /// Appends checked leaves in order, comparing every node they complete with the stored one.
-    fn absorb(&mut self, checked: Vec<Checked>, nodes: &StoredNodes) {
-        for c in checked {
-            self.records += 1;
-            if self.first_mismatch.is_some() {
-                // Counted, not checked: everything after the first mismatch is suspect anyway.
-                continue;
+    /// Appends the next checked leaf, comparing every node it completes with the stored one.
+    fn absorb(&mut self, c: Checked, nodes: &StoredNodes) {
+        if self.first_mismatch.is_some() {
+            // Not checked: everything after the first mismatch is suspect anyway.
+            return;
+        }
+        let fail = |reason| Mismatch {
+            seq: c.seq,
+            record_id: c.record_id,
+            reason,
+        };
+        if c.seq != self.next_seq {
+            self.first_mismatch = Some(fail("seq-gap"));
+            return;
+        }
+        self.next_seq += 1;
+        let hash = match c.hash {
+            Ok(h) => h,
+            Err(reason) => {
+                self.first_mismatch = Some(fail(reason));
+                return;
             }
-            let fail = |reason| Mismatch {
-                seq: c.seq,
-                record_id: c.record_id,
-                reason,
-            };
-            if c.seq != self.next_seq {
-                self.first_mismatch = Some(fail("seq-gap"));
-                continue;
+        };
+        for (id, h) in self.tree.append(hash) {
+            match nodes.get(id) {
+                None => self.first_mismatch = Some(fail("node-missing")),
+                Some(s) if *s != h => self.first_mismatch = Some(fail("node-differs")),
+                Some(_) => continue,
             }
-            self.next_seq += 1;
-            let hash = match c.hash {
-                Ok(h) => h,
-                Err(reason) => {
-                    self.first_mismatch = Some(fail(reason));
-                    continue;
-                }
-            };
-            for (id, h) in self.tree.append(hash) {
-                match nodes.get(id) {
-                    None => self.first_mismatch = Some(fail("node-missing")),
-                    Some(s) if *s != h => self.first_mismatch = Some(fail("node-differs")),
-                    Some(_) => continue,
-                }
-                break;
-            }
-            if self.wanted.contains(&self.next_seq) {
-                self.roots.insert(self.next_seq, self.tree.root());
-            }
+            break;
+        }
+        if self.wanted.contains(&self.next_seq) {
+            self.roots.insert(self.next_seq, self.tree.root());
         }
     }
 }
 
 /// Verifies `tenant`'s whole log. Reads in one REPEATABLE READ snapshot so a concurrent
 /// append cannot make a consistent log look broken. Leaves and nodes arrive by binary COPY;
-/// leaves are opened and hashed on blocking threads while the next batch streams in, then
-/// appended to the rebuild in order.
+/// leaves are opened and hashed on blocking threads while the next batch streams in, put in
+/// their places by seq, then appended to the rebuild in order.
 pub async fn verify_tenant(
     client: &mut chukan_db::PooledClient,
     vault: &Vault,
@@ -307,19 +304,36 @@ pub async fn verify_tenant(
     if start > 0 && wanted.contains(&start) {
         roots.insert(start, tree.root());
     }
-    let mut rebuild = Rebuild {
-        tree,
-        next_seq: start,
-        records: 0,
-        wanted,
-        roots,
-        first_mismatch: None,
+    // Physical order, not ORDER BY: a sequential scan is what PostgreSQL sends fastest, and
+    // the checked leaves are put in their places by seq before the ordered rebuild.
+    let expected = usize::try_from(log_size - start).unwrap_or(0);
+    let mut slots: Vec<Option<Checked>> = Vec::new();
+    slots.resize_with(expected, || None);
+    let mut misplaced: Option<Checked> = None;
+    let mut rows = 0u64;
+    let mut place = |checked: Vec<Checked>| {
+        for c in checked {
+            rows += 1;
+            let slot = usize::try_from(c.seq - start)
+                .ok()
+                .and_then(|i| slots.get_mut(i))
+                .filter(|s| s.is_none());
+            match slot {
+                Some(slot) => *slot = Some(c),
+                // Outside the log, or a second row with a seq already seen.
+                None => {
+                    if misplaced.as_ref().is_none_or(|m| c.seq < m.seq) {
+                        misplaced = Some(c);
+                    }
+                }
+            }
+        }
     };
     {
         let stream = tx
             .copy_out(
-                "COPY (SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records \
-                 ORDER BY seq) TO STDOUT (FORMAT binary)",
+                "COPY (SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records) \
+                 TO STDOUT (FORMAT binary)",
             )
             .await?;
         futures_util::pin_mut!(stream);
@@ -343,7 +357,7 @@ pub async fn verify_tenant(
                     // Two batches being checked at once is all two cores can use.
                     while in_flight.len() >= 2 {
                         if let Some(done) = in_flight.next().await {
-                            rebuild.absorb(done?, &nodes);
+                            place(done?);
                         }
                     }
                 }
@@ -353,7 +367,48 @@ pub async fn verify_tenant(
             in_flight.push_back(spawn(batch));
         }
         while let Some(done) = in_flight.next().await {
-            rebuild.absorb(done?, &nodes);
+            place(done?);
+        }
+    }
+    let mut rebuild = Rebuild {
+        tree,
+        next_seq: start,
+        records: 0,
+        wanted,
+        roots,
+        first_mismatch: None,
+    };
+    for (i, slot) in slots.into_iter().enumerate() {
+        let seq = start + i64::try_from(i).unwrap_or(i64::MAX);
+        if let Some(m) = misplaced.as_ref().filter(|m| m.seq <= seq)
+            && rebuild.first_mismatch.is_none()
+        {
+            rebuild.first_mismatch = Some(Mismatch {
+                seq: m.seq,
+                record_id: m.record_id,
+                reason: "seq-gap",
+            });
+        }
+        match slot {
+            Some(c) => rebuild.absorb(c, &nodes),
+            None if rebuild.first_mismatch.is_none() => {
+                rebuild.first_mismatch = Some(Mismatch {
+                    seq,
+                    record_id: Uuid::nil(),
+                    reason: "seq-gap",
+                });
+            }
+            None => {}
+        }
+    }
+    rebuild.records = rows;
+    if let Some(m) = misplaced {
+        if rebuild.first_mismatch.is_none() {
+            rebuild.first_mismatch = Some(Mismatch {
+                seq: m.seq,
+                record_id: m.record_id,
+                reason: "seq-gap",
+            });
         }
     }
     tx.commit().await?;
