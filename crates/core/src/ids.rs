@@ -181,6 +181,18 @@ impl fmt::Debug for ResidentRecordCode {
     }
 }
 
+/// 「***********2345」: an addressee number masked to its last four digits (all of it when
+/// it has four or fewer), for text a person reads — error details, lists.
+pub fn masked_addressee(addressee: &str) -> String {
+    let n = addressee.chars().count();
+    let keep = if n > 4 { 4 } else { 0 };
+    addressee
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + keep < n { '*' } else { c })
+        .collect()
+}
+
 impl fmt::Debug for AddresseeNo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AddresseeNo(***)")
@@ -245,6 +257,9 @@ mod tests {
 
     #[test]
     fn addressee_number_is_up_to_fifteen_digits() {
+        assert_eq!(masked_addressee("000000000012345"), "***********2345");
+        assert_eq!(masked_addressee("12345"), "*2345");
+        assert_eq!(masked_addressee("1234"), "****");
         assert!(AddresseeNo::parse("1").is_ok());
         assert!(AddresseeNo::parse("000000000012345").is_ok());
         assert_eq!(

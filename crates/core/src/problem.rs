@@ -89,6 +89,19 @@ impl Problem {
         )
     }
 
+    /// 422 `no-code`, in the published wording 「指定された団体内統合宛名番号「…」は符号が未取得です。」
+    /// with the number masked to its last four digits; `action` says what to do after
+    /// acquiring the code.
+    pub fn no_code(addressee: &str, action: impl Into<String>) -> Self {
+        Self::new(
+            422,
+            "no-code",
+            "No code held for the resident",
+            no_code_detail(addressee),
+            action,
+        )
+    }
+
     pub fn not_found(what_ja: &str) -> Self {
         Self::new(
             404,
@@ -206,6 +219,14 @@ impl utoipa::IntoResponses for ProtectedRouteProblems {
 
 /// JSON extractor settings: size limit and problem+json for bodies that do not parse.
 /// Serde's message is not echoed: it can quote the offending value.
+/// The published wording for a resident without a code, the number masked.
+pub fn no_code_detail(addressee: &str) -> String {
+    format!(
+        "指定された団体内統合宛名番号「{}」は符号が未取得です。",
+        crate::ids::masked_addressee(addressee)
+    )
+}
+
 pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit_bytes)

@@ -391,13 +391,41 @@ pub struct Found {
 const NON_DISCLOSURE_NOW: &str = "coalesce((SELECT c.non_disclosure FROM audit.records c \
      WHERE c.target_record_id = r.record_id ORDER BY c.seq DESC LIMIT 1), r.non_disclosure)";
 
+/// The columns [`found`] reads, in its order (with the table aliased `r`).
+const FOUND_COLUMNS: &str = "seq, record_id, event, inquirer_org, provider_org, affair_code, \
+     procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, provided_at, \
+     non_disclosure, outcome, at, leaf_hash, target_record_id, reason";
+
+fn found(r: &tokio_postgres::Row) -> Result<Found, Error> {
+    Ok(Found {
+        seq: r.try_get(0)?,
+        record_id: r.try_get(1)?,
+        event: r.try_get(2)?,
+        inquirer_org: r.try_get(3)?,
+        provider_org: r.try_get(4)?,
+        affair_code: r.try_get(5)?,
+        procedure_code: r.try_get(6)?,
+        info_code: r.try_get(7)?,
+        serial_no: r.try_get(8)?,
+        branch_no: r.try_get(9)?,
+        permit_id: r.try_get(10)?,
+        requested_at: r.try_get(11)?,
+        provided_at: r.try_get(12)?,
+        non_disclosure: r.try_get(13)?,
+        outcome: r.try_get(14)?,
+        at: r.try_get(15)?,
+        leaf_hash: r.try_get(16)?,
+        target_record_id: r.try_get(17)?,
+        reason: r.try_get(18)?,
+        non_disclosure_now: r.try_get(19)?,
+        actor: r.try_get(20)?,
+    })
+}
+
 /// Records matching `q`, newest (highest seq) first, below the `after` cursor.
 pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found>, Error> {
     let sql = format!(
-        "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
-         procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
-         provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
-         {NON_DISCLOSURE_NOW}, actor \
+        "SELECT {FOUND_COLUMNS}, {NON_DISCLOSURE_NOW}, actor \
          FROM audit.records r \
          WHERE ($1::bytea IS NULL OR addressee_bidx = $1) \
                AND ($2::timestamptz IS NULL OR at >= $2) \
@@ -424,33 +452,7 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Found {
-                seq: r.try_get(0)?,
-                record_id: r.try_get(1)?,
-                event: r.try_get(2)?,
-                inquirer_org: r.try_get(3)?,
-                provider_org: r.try_get(4)?,
-                affair_code: r.try_get(5)?,
-                procedure_code: r.try_get(6)?,
-                info_code: r.try_get(7)?,
-                serial_no: r.try_get(8)?,
-                branch_no: r.try_get(9)?,
-                permit_id: r.try_get(10)?,
-                requested_at: r.try_get(11)?,
-                provided_at: r.try_get(12)?,
-                non_disclosure: r.try_get(13)?,
-                outcome: r.try_get(14)?,
-                at: r.try_get(15)?,
-                leaf_hash: r.try_get(16)?,
-                target_record_id: r.try_get(17)?,
-                reason: r.try_get(18)?,
-                non_disclosure_now: r.try_get(19)?,
-                actor: r.try_get(20)?,
-            })
-        })
-        .collect()
+    rows.iter().map(found).collect()
 }
 
 /// A record as the disclosure change needs it: its sealed leaf and what it is.
@@ -485,10 +487,7 @@ pub async fn disclosable(
     addressee_bidx: &[u8],
 ) -> Result<Vec<Found>, Error> {
     let sql = format!(
-        "SELECT seq, record_id, event, inquirer_org, provider_org, affair_code, \
-         procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, \
-         provided_at, non_disclosure, outcome, at, leaf_hash, target_record_id, reason, \
-         {NON_DISCLOSURE_NOW}, actor \
+        "SELECT {FOUND_COLUMNS}, {NON_DISCLOSURE_NOW}, actor \
          FROM audit.records r \
          WHERE addressee_bidx = $1 AND target_record_id IS NULL \
            AND NOT {NON_DISCLOSURE_NOW} \
@@ -499,31 +498,7 @@ pub async fn disclosable(
     tx.query(&st, &[&addressee_bidx])
         .await?
         .iter()
-        .map(|r| {
-            Ok(Found {
-                seq: r.try_get(0)?,
-                record_id: r.try_get(1)?,
-                event: r.try_get(2)?,
-                inquirer_org: r.try_get(3)?,
-                provider_org: r.try_get(4)?,
-                affair_code: r.try_get(5)?,
-                procedure_code: r.try_get(6)?,
-                info_code: r.try_get(7)?,
-                serial_no: r.try_get(8)?,
-                branch_no: r.try_get(9)?,
-                permit_id: r.try_get(10)?,
-                requested_at: r.try_get(11)?,
-                provided_at: r.try_get(12)?,
-                non_disclosure: r.try_get(13)?,
-                outcome: r.try_get(14)?,
-                at: r.try_get(15)?,
-                leaf_hash: r.try_get(16)?,
-                target_record_id: r.try_get(17)?,
-                reason: r.try_get(18)?,
-                non_disclosure_now: r.try_get(19)?,
-                actor: r.try_get(20)?,
-            })
-        })
+        .map(found)
         .collect()
 }
 

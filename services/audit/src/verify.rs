@@ -402,14 +402,14 @@ pub async fn verify_tenant(
         }
     }
     rebuild.records = rows;
-    if let Some(m) = misplaced {
-        if rebuild.first_mismatch.is_none() {
-            rebuild.first_mismatch = Some(Mismatch {
-                seq: m.seq,
-                record_id: m.record_id,
-                reason: "seq-gap",
-            });
-        }
+    if let Some(m) = misplaced
+        && rebuild.first_mismatch.is_none()
+    {
+        rebuild.first_mismatch = Some(Mismatch {
+            seq: m.seq,
+            record_id: m.record_id,
+            reason: "seq-gap",
+        });
     }
     tx.commit().await?;
     let Rebuild {

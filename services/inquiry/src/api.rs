@@ -18,7 +18,7 @@ use crate::{
     domain::{
         Batch, BatchAccepted, ConfirmationInput, ConfirmationOutcome, Inquiry, InquiryAccepted,
         InquiryInput, InquiryPage, InquiryQuery, InquiryStatus, LineError, LineErrorPage,
-        LineErrorQuery, NewInquiry, Period, ResultRecord, aad, condition_of, format_serial, masked,
+        LineErrorQuery, NewInquiry, Period, ResultRecord, aad, condition_of, format_serial,
     },
     metrics, outgoing, store,
 };
@@ -123,19 +123,9 @@ fn excluded_problem(procedure: &str) -> Problem {
     )
 }
 
-fn no_code_detail(addressee: &str) -> String {
-    format!(
-        "指定された団体内統合宛名番号「{}」は符号が未取得です。",
-        masked(addressee)
-    )
-}
-
 fn no_code_problem(addressee: &str) -> Problem {
-    Problem::new(
-        422,
-        "no-code",
-        "No code held for the resident",
-        no_code_detail(addressee),
+    Problem::no_code(
+        addressee,
         "符号取得（POST /v1/codes/acquisitions）で符号を取得してから照会してください。",
     )
 }
@@ -674,7 +664,7 @@ async fn upload_batch(
                 line: l.line,
                 field: "統合宛名番号".into(),
                 code: "no-code".into(),
-                detail: no_code_detail(&l.inquiry.addressee),
+                detail: chukan_core::problem::no_code_detail(&l.inquiry.addressee),
             }),
         }
     }

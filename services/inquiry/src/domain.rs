@@ -377,17 +377,6 @@ pub fn aad(tenant: &str, column: &str, row: &[u8]) -> Vec<u8> {
     out
 }
 
-/// 「***********2345」: the addressee number masked to its last four digits, for error text.
-pub fn masked(addressee: &str) -> String {
-    let n = addressee.chars().count();
-    let keep = if n > 4 { 4 } else { 0 };
-    addressee
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + keep < n { '*' } else { c })
-        .collect()
-}
-
 /// 処理通番 as sent: 16 digits, zero-padded.
 pub fn format_serial(n: i64) -> String {
     format!("{n:016}")
@@ -397,14 +386,6 @@ pub fn format_serial(n: i64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn masking_keeps_only_the_last_four_digits() {
-        assert_eq!(masked("000000000012345"), "***********2345");
-        assert_eq!(masked("12345"), "*2345");
-        assert_eq!(masked("1234"), "****");
-        assert_eq!(format_serial(42), "0000000000000042");
-    }
 
     #[test]
     fn a_sent_inquiry_past_its_validity_shows_expired() {

@@ -20,7 +20,7 @@ use crate::{
         AttachmentInput, AttachmentView, CheckState, CheckedNotice, MAX_CHECK_NOTICES,
         MAX_SCHEDULE_DAYS, NOTICE_JSON_LIMIT, Notice, NoticeAccepted, NoticeInput, NoticePage,
         NoticeQuery, NoticeStatus, StatusCheck, StatusCheckAccepted, StatusCheckInput, aad,
-        content_of, masked,
+        content_of,
     },
     metrics, outgoing, store,
 };
@@ -124,14 +124,8 @@ fn invalid(detail: &str, action: &str) -> Problem {
 }
 
 fn no_code_problem(addressee: &str) -> Problem {
-    Problem::new(
-        422,
-        "no-code",
-        "No code held for the resident",
-        format!(
-            "指定された団体内統合宛名番号「{}」は符号が未取得です。",
-            masked(addressee)
-        ),
+    Problem::no_code(
+        addressee,
         "符号取得（POST /v1/codes/acquisitions）で符号を取得してからお知らせを送信してください。",
     )
 }
@@ -312,7 +306,7 @@ fn view(
     Ok(Notice {
         notice_id: n.id,
         state: n.state,
-        addressee_masked: masked(&addressee),
+        addressee_masked: chukan_core::ids::masked_addressee(&addressee),
         title,
         body,
         attachments,

@@ -387,17 +387,6 @@ pub fn aad(tenant: &str, column: &str, row: &[u8]) -> Vec<u8> {
     out
 }
 
-/// 「***********2345」: the addressee number masked to its last four digits.
-pub fn masked(addressee: &str) -> String {
-    let n = addressee.chars().count();
-    let keep = if n > 4 { 4 } else { 0 };
-    addressee
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + keep < n { '*' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -472,6 +461,5 @@ mod tests {
         for s in NoticeStatus::ALL {
             assert_eq!(NoticeStatus::parse(s.as_str()), Some(s));
         }
-        assert_eq!(masked("000000000012345"), "***********2345");
     }
 }

@@ -158,3 +158,19 @@ async fn nothing_within_the_period_is_purged_and_other_tenants_are_untouched() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!((report.records, report.log_size), (0, 1));
 }
+
+#[actix_rt::test]
+async fn a_row_deleted_behind_the_service_is_named_as_a_gap() {
+    let app = spawn_app().await;
+    let rs: Vec<_> = (0..5).map(|i| aged(i, 0)).collect();
+    app.append_all(&rs, 5).await;
+    app.sign().await;
+    assert!(app.verify(ORG_A).await.is_ok());
+    app.tamper(ORG_A, "DELETE FROM audit.records WHERE seq = 3")
+        .await;
+    let report = app.verify(ORG_A).await;
+    assert!(!report.is_ok());
+    assert_eq!(report.records, 4);
+    let gap = report.first_mismatch.unwrap();
+    assert_eq!((gap.seq, gap.reason), (3, "seq-gap"));
+}
