@@ -324,6 +324,11 @@ async fn listing_filters_by_state_and_refuses_bad_queries() {
         )
         .await;
     assert_eq!(res.status(), 403);
-    // Another tenant sees none of them.
+    // Another tenant sees none of them, not even by id.
     assert!(app.requests(ORG_B).await.is_empty());
+    let id = answered["requests"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/selfinfo/requests/{id}");
+    assert_eq!(app.get(&staff, &path).await.status(), 200);
+    let other = app.token(ORG_B, Role::BusinessStaff);
+    assert_eq!(app.get(&other, &path).await.status(), 404);
 }
