@@ -170,24 +170,43 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
     assert_eq!(a["status"], "done");
     // Every row of every chukan schema, as text: neither the resident-record code nor the
     // addressee number may appear in the clear (the outbox row is gone once sent).
+    let tables = assert_nothing_in_the_clear(
+        &stack,
+        &["admin", "code", "relay"],
+        ORG_A,
+        &[(RESIDENT, "resident-record code"), (ADDRESSEE, "addressee")],
+    )
+    .await;
+    assert!(tables >= 5);
+}
+
+/// Reads every row of every table of `schemas` as text (as the owner, looking through
+/// `tenant`'s and the platform's rows) and fails if any of `secrets` appears in the clear,
+/// as text or as the hex of a bytea. Returns how many tables were read.
+pub(crate) async fn assert_nothing_in_the_clear(
+    stack: &Stack,
+    schemas: &[&str],
+    tenant: &str,
+    secrets: &[(&str, &str)],
+) -> usize {
     let (client, conn) =
         tokio_postgres::connect(&stack.settings.database.url, tokio_postgres::NoTls)
             .await
             .unwrap();
     tokio::spawn(conn);
+    let schemas: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
     let tables = client
         .query(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables
-             WHERE table_schema IN ('admin', 'code', 'relay') AND table_type = 'BASE TABLE'",
-            &[],
+             WHERE table_schema = ANY($1) AND table_type = 'BASE TABLE'",
+            &[&schemas],
         )
         .await
         .unwrap();
-    assert!(tables.len() >= 5);
-    for t in tables {
+    for t in &tables {
         let table: String = t.get(0);
         // Owner sessions still obey FORCEd RLS; look through each tenant that exists.
-        for tenant in [ORG_A, ""] {
+        for tenant in [tenant, ""] {
             client
                 .batch_execute(&format!(
                     "SELECT set_config('chukan.tenant', '{tenant}', false)"
@@ -200,9 +219,8 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
                 .unwrap();
             for r in rows {
                 let text: String = r.get(0);
-                for (secret, what) in [(RESIDENT, "resident-record code"), (ADDRESSEE, "addressee")]
-                {
-                    // bytea renders as hex, so look for the hex of the digits too.
+                for (secret, what) in secrets {
+                    // bytea renders as hex, so look for the hex of the text too.
                     let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
                     assert!(
                         !text.contains(secret),
@@ -216,6 +234,7 @@ async fn no_plaintext_resident_data_is_left_in_the_database() {
             }
         }
     }
+    tables.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,4 +167,19 @@ async fn a_notice_reaches_the_portal_and_the_residents_reply_comes_back() {
         1,
         "{events:?}"
     );
+
+    // Text, attachments and the reply are sealed at rest, as are the resident's numbers.
+    let tables = crate::assert_nothing_in_the_clear(
+        &stack,
+        &["notice", "audit"],
+        ORG_A,
+        &[
+            (ADDRESSEE, "addressee"),
+            ("説明会のご案内", "notice title"),
+            ("説明会に出席されますか", "notice body"),
+            ("%PDF-1.4", "attachment"),
+        ],
+    )
+    .await;
+    assert!(tables >= 4);
 }

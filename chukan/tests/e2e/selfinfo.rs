@@ -232,4 +232,17 @@ async fn a_resident_sees_their_replicas_disclosed_records_and_attachments_but_no
     // Nothing was dead-lettered on the way.
     let (dead, _) = stack.metric_total("chukan_mq_dead_lettered_total").await;
     assert_eq!(dead, 0.0);
+
+    // The requests' codes and answers and the provision records are sealed at rest in B's
+    // schemas; the resident's numbers never appear in the clear. (Attachments are the
+    // organisation's own explanatory documents per item, the same for every resident — not
+    // personal data — and are kept as uploaded.)
+    let tables = crate::assert_nothing_in_the_clear(
+        &stack,
+        &["selfinfo", "audit", "provision"],
+        ORG_B,
+        &[(ADDRESSEE, "addressee"), (RESIDENT, "resident-record code")],
+    )
+    .await;
+    assert!(tables >= 6);
 }
