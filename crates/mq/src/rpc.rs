@@ -209,7 +209,10 @@ impl RpcClient {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {
+        // Both clocks start here: the wall-clock deadline the server checks must not be later
+        // than the one this caller gives up at (opening the reply channel can take a while).
         let deadline = tokio::time::Instant::now() + timeout;
+        let deadline_ms = now_ms().saturating_add(millis(timeout));
         let (channel, generation) = self.live_channel().await?;
         let correlation_id = Uuid::now_v7().to_string();
         let (tx, rx) = oneshot::channel();
@@ -226,7 +229,6 @@ impl RpcClient {
             traceparent: trace::current_traceparent(),
         };
         let mut headers = envelope.to_field_table();
-        let deadline_ms = now_ms().saturating_add(millis(timeout));
         headers.insert(header::DEADLINE.into(), AMQPValue::LongLongInt(deadline_ms));
         let properties = BasicProperties::default()
             // 1 = transient: a request is worth nothing after its caller gave up.
@@ -536,7 +538,7 @@ async fn process(config: Arc<ServerConfig>, channel: Channel, raw: lapin::messag
         SERVED.with_label_values(&[queue, "malformed"]).inc();
         return;
     };
-    if header_i64(properties, header::DEADLINE).is_some_and(|d| d < now_ms()) {
+    if header_i64(properties, header::DEADLINE).is_some_and(|d| d <= now_ms()) {
         let _ = raw.acker.ack(BasicAckOptions::default()).await;
         SERVED.with_label_values(&[queue, "expired"]).inc();
         return;
