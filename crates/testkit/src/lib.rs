@@ -4,6 +4,10 @@
 //! tests run in parallel against the machine's real PostgreSQL and RabbitMQ. Set
 //! `CHUKAN_TEST_PG` (server URL without database) or `CHUKAN_TEST_AMQP` to point elsewhere.
 
+mod captured;
+
+pub use captured::Captured;
+
 use std::{future::Future, net::TcpListener, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};

@@ -101,12 +101,13 @@ async fn batcher(state: AuditState, mut rx: mpsc::Receiver<Job>) {
 }
 
 async fn run_chunk(state: &AuditState, tenant: &str, jobs: Vec<Job>) {
-    let items: Vec<Incoming> = jobs.iter().map(|j| j.item.clone()).collect();
+    let (items, waiting): (Vec<Incoming>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.item, j.done)).unzip();
     metrics::batch_size(items.len());
     match append::append(state, tenant, &items).await {
         Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.done.send(Ok(outcome));
+            for (done, outcome) in waiting.into_iter().zip(outcomes) {
+                let _ = done.send(Ok(outcome));
             }
         }
         Err(error) => {
@@ -116,8 +117,8 @@ async fn run_chunk(state: &AuditState, tenant: &str, jobs: Vec<Job>) {
                 "audit append failed; the batch will be retried"
             );
             let error = format!("{error:#}");
-            for job in jobs {
-                let _ = job.done.send(Err(error.clone()));
+            for done in waiting {
+                let _ = done.send(Err(error.clone()));
             }
         }
     }

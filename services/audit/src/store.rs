@@ -113,7 +113,8 @@ pub async fn insert_records(
     tenant: &str,
     rows: &[RecordRow],
 ) -> Result<(), Error> {
-    fn col<T: Clone>(rows: &[RecordRow], f: impl Fn(&RecordRow) -> T) -> Vec<T> {
+    // Columns borrow from the rows: nothing is copied to build the arrays.
+    fn col<'r, T>(rows: &'r [RecordRow], f: impl Fn(&'r RecordRow) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
     let st = tx
@@ -135,26 +136,26 @@ pub async fn insert_records(
             &tenant,
             &col(rows, |r| r.seq),
             &col(rows, |r| r.record_id),
-            &col(rows, |r| r.event.clone()),
-            &col(rows, |r| r.inquirer_org.clone()),
-            &col(rows, |r| r.provider_org.clone()),
-            &col(rows, |r| r.affair_code.clone()),
-            &col(rows, |r| r.procedure_code.clone()),
-            &col(rows, |r| r.info_code.clone()),
-            &col(rows, |r| r.serial_no.clone()),
+            &col(rows, |r| r.event.as_str()),
+            &col(rows, |r| r.inquirer_org.as_str()),
+            &col(rows, |r| r.provider_org.as_str()),
+            &col(rows, |r| r.affair_code.as_str()),
+            &col(rows, |r| r.procedure_code.as_str()),
+            &col(rows, |r| r.info_code.as_str()),
+            &col(rows, |r| r.serial_no.as_str()),
             &col(rows, |r| r.branch_no),
-            &col(rows, |r| r.permit_id.clone()),
-            &col(rows, |r| r.addressee_bidx.clone()),
-            &col(rows, |r| r.leaf_enc.clone()),
+            &col(rows, |r| r.permit_id.as_str()),
+            &col(rows, |r| r.addressee_bidx.as_deref()),
+            &col(rows, |r| r.leaf_enc.as_slice()),
             &col(rows, |r| r.requested_at),
             &col(rows, |r| r.provided_at),
             &col(rows, |r| r.non_disclosure),
-            &col(rows, |r| r.outcome.clone()),
+            &col(rows, |r| r.outcome.as_str()),
             &col(rows, |r| r.at),
-            &col(rows, |r| r.leaf_hash.clone()),
+            &col(rows, |r| r.leaf_hash.as_slice()),
             &col(rows, |r| r.target_record_id),
-            &col(rows, |r| r.reason.clone()),
-            &col(rows, |r| r.actor.clone()),
+            &col(rows, |r| r.reason.as_str()),
+            &col(rows, |r| r.actor.as_str()),
         ],
     )
     .await?;

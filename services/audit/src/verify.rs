@@ -197,7 +197,6 @@ fn check_batch(keys: Arc<TenantKeys>, tenant: Arc<str>, batch: Vec<RawLeaf>) -> 
 struct Rebuild {
     tree: Frontier,
     next_seq: i64,
-    records: u64,
     wanted: HashSet<i64>,
     roots: HashMap<i64, Hash>,
     first_mismatch: Option<Mismatch>,
@@ -373,7 +372,6 @@ pub async fn verify_tenant(
     let mut rebuild = Rebuild {
         tree,
         next_seq: start,
-        records: 0,
         wanted,
         roots,
         first_mismatch: None,
@@ -401,7 +399,6 @@ pub async fn verify_tenant(
             None => {}
         }
     }
-    rebuild.records = rows;
     if let Some(m) = misplaced
         && rebuild.first_mismatch.is_none()
     {
@@ -412,8 +409,8 @@ pub async fn verify_tenant(
         });
     }
     tx.commit().await?;
+    let records = rows;
     let Rebuild {
-        records,
         roots,
         first_mismatch,
         ..

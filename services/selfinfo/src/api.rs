@@ -121,6 +121,14 @@ pub struct SelfInfoFileList {
     pub attachments: Vec<SelfInfoFile>,
 }
 
+/// The checked `{info_code}/{file_name}` of an attachment route.
+// Problem is what every handler answers with; boxing it for a helper buys nothing.
+#[allow(clippy::result_large_err)]
+fn attachment_key(path: web::Path<(String, String)>) -> Result<(String, String), Problem> {
+    let (info_code, file_name) = path.into_inner();
+    Ok((parse_info_code(&info_code)?, parse_file_name(&file_name)?))
+}
+
 // Problem is what every handler answers with; boxing it for a helper buys nothing.
 #[allow(clippy::result_large_err)]
 fn parse_info_code(raw: &str) -> Result<String, Problem> {
@@ -232,9 +240,7 @@ async fn put_attachment(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(ROLES)?;
-    let (info_code, file_name) = path.into_inner();
-    let info_code = parse_info_code(&info_code)?;
-    let file_name = parse_file_name(&file_name)?;
+    let (info_code, file_name) = attachment_key(path)?;
     let media_type = media_type(&req)?;
     let limit = state.config.max_attachment_bytes;
     // Refuse an announced oversize body before reading it.
@@ -347,9 +353,7 @@ async fn get_attachment(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(ROLES)?;
-    let (info_code, file_name) = path.into_inner();
-    let info_code = parse_info_code(&info_code)?;
-    let file_name = parse_file_name(&file_name)?;
+    let (info_code, file_name) = attachment_key(path)?;
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
     let found = store::attachment(&tx, &info_code, &file_name)
@@ -390,9 +394,7 @@ async fn delete_attachment(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(ROLES)?;
-    let (info_code, file_name) = path.into_inner();
-    let info_code = parse_info_code(&info_code)?;
-    let file_name = parse_file_name(&file_name)?;
+    let (info_code, file_name) = attachment_key(path)?;
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
     let deleted = store::delete_attachment(&tx, &info_code, &file_name)

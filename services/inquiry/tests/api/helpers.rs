@@ -2,22 +2,18 @@
 //! manual clock, and queues capturing what it sends towards the NWS and the audit service.
 //! The tests play the NWS: they read `nws.out` and publish results on `nws.in.inquiry`.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use chukan_auth::{Role, TokenIssuer};
 use chukan_config::Settings;
 use chukan_core::ManualClock;
-use chukan_mq::{Bus, Delivery, HandleError, OutgoingMessage, QueueSpec, consumer::ConsumerHandle};
+use chukan_mq::{Delivery, OutgoingMessage};
 use chukan_proto::{
     AuditRecord, CodeLinked, DepartmentChanged, FlagsChanged, InquiryRequest, InquiryResult,
     Message, NwsInbound, NwsOutbound,
 };
-use chukan_testkit::{TestApi, TestEnv};
-use futures_util::future::BoxFuture;
+use chukan_testkit::{Captured, TestApi, TestEnv};
 use serde_json::{Value, json};
 
 pub const ORG_A: &str = "1310010000000001";
@@ -36,38 +32,6 @@ where
     chukan_testkit::wait_until(DEADLINE, what, check)
         .await
         .unwrap();
-}
-
-/// Everything published on some routing keys, kept in arrival order.
-pub struct Captured {
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-    _handle: ConsumerHandle,
-}
-
-impl Captured {
-    pub async fn start(bus: &Bus, name: &str, bindings: &[&str]) -> Captured {
-        let spec = QueueSpec::new(format!("test.{name}"), bindings);
-        bus.declare_queue(&spec).await.unwrap();
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
-        let sink = deliveries.clone();
-        let handler = move |d: Delivery| -> BoxFuture<'static, Result<(), HandleError>> {
-            sink.lock().unwrap().push(d);
-            Box::pin(async { Ok(()) })
-        };
-        let handle = chukan_mq::consumer::start(bus, &spec, "test", 64, Arc::new(handler));
-        Captured {
-            deliveries,
-            _handle: handle,
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.deliveries.lock().unwrap().len()
-    }
-
-    pub fn all(&self) -> Vec<Delivery> {
-        self.deliveries.lock().unwrap().clone()
-    }
 }
 
 pub struct TestApp {
@@ -97,8 +61,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     .await
     .unwrap();
     // Bound before the service starts: its outbox publishes mandatory.
-    let nws_out = Captured::start(&env.ctx.bus, "nws-out", &[chukan_proto::NWS_OUT]).await;
-    let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD]).await;
+    let nws_out = Captured::start(&env.ctx.bus, "nws-out", &[chukan_proto::NWS_OUT])
+        .await
+        .unwrap();
+    let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD])
+        .await
+        .unwrap();
     let parts = chukan_inquiry::start(&env.ctx).await.unwrap();
     let api = env.spawn_api(vec![parts]).await.unwrap();
     TestApp {

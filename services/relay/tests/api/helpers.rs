@@ -1,19 +1,14 @@
 //! A relay on a fresh database and bus namespace, a key standing for the NWS's, a queue
 //! capturing what relay publishes, and an HTTP stand-in for the NWS's intake.
 
-use std::{
-    net::TcpListener,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use chukan_config::Settings;
 use chukan_core::{SystemClock, worker::Worker};
 use chukan_crypto::{Signer, generate_key_base64};
-use chukan_mq::{Bus, Delivery, HandleError, QueueSpec, consumer::ConsumerHandle};
 use chukan_proto::{Envelope, Message as _, signing_bytes};
+pub use chukan_testkit::Captured;
 use chukan_testkit::TestEnv;
-use futures_util::future::BoxFuture;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const NWS_KID: &str = "nws-test-1";
@@ -133,39 +128,6 @@ impl TestRelay {
         for w in self.workers {
             (w.stop)().await;
         }
-    }
-}
-
-/// A test queue bound to `bindings`, recording every delivery.
-pub struct Captured {
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-    handle: ConsumerHandle,
-}
-
-impl Captured {
-    pub async fn start(bus: &Bus, name: &str, bindings: &[&str]) -> Captured {
-        let spec = QueueSpec::new(format!("test.{name}"), bindings);
-        bus.declare_queue(&spec).await.unwrap();
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
-        let sink = deliveries.clone();
-        let handler = move |d: Delivery| -> BoxFuture<'static, Result<(), HandleError>> {
-            sink.lock().unwrap().push(d);
-            Box::pin(async { Ok(()) })
-        };
-        let handle = chukan_mq::consumer::start(bus, &spec, "test", 16, Arc::new(handler));
-        Captured { deliveries, handle }
-    }
-
-    pub fn count(&self) -> usize {
-        self.deliveries.lock().unwrap().len()
-    }
-
-    pub fn all(&self) -> Vec<Delivery> {
-        self.deliveries.lock().unwrap().clone()
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop().await;
     }
 }
 

@@ -29,7 +29,9 @@ async fn problem(res: reqwest::Response) -> (u16, String) {
 #[actix_web::test]
 async fn a_valid_inbound_message_is_published_to_the_recipient_tenant() {
     let relay = TestRelay::start(|_| {}).await;
-    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.code"]).await;
+    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.code"])
+        .await
+        .unwrap();
 
     let mut env = relay.envelope("code.acquired", ORG, result_body());
     env.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
@@ -58,7 +60,9 @@ async fn a_valid_inbound_message_is_published_to_the_recipient_tenant() {
 #[actix_web::test]
 async fn refused_inbound_messages_are_counted_and_never_published() {
     let relay = TestRelay::start(|_| {}).await;
-    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.#"]).await;
+    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.#"])
+        .await
+        .unwrap();
 
     let mut tampered = relay.envelope("code.acquired", ORG, result_body());
     tampered.body.push(0);

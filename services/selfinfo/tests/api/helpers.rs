@@ -14,8 +14,7 @@ use std::{
 
 use chukan_auth::Role;
 use chukan_mq::{
-    Bus, Delivery, HandleError, OutgoingMessage, QueueSpec,
-    consumer::ConsumerHandle,
+    OutgoingMessage, QueueSpec,
     rpc::{RpcHandler, RpcServerHandle},
 };
 use chukan_proto::{
@@ -24,7 +23,7 @@ use chukan_proto::{
     SelfInfoAnswer, SelfInfoItem, SelfInfoRequest,
 };
 use chukan_selfinfo::SelfInfoConfig;
-use chukan_testkit::{TestApi, TestEnv};
+use chukan_testkit::{Captured, TestApi, TestEnv};
 use futures_util::{FutureExt as _, future::BoxFuture};
 use serde_json::Value;
 
@@ -42,38 +41,6 @@ where
     chukan_testkit::wait_until(DEADLINE, what, check)
         .await
         .unwrap();
-}
-
-/// Everything published on some routing keys, kept in arrival order.
-pub struct Captured {
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-    _handle: ConsumerHandle,
-}
-
-impl Captured {
-    pub async fn start(bus: &Bus, name: &str, bindings: &[&str]) -> Captured {
-        let spec = QueueSpec::new(format!("test.{name}"), bindings);
-        bus.declare_queue(&spec).await.unwrap();
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
-        let sink = deliveries.clone();
-        let handler = move |d: Delivery| -> BoxFuture<'static, Result<(), HandleError>> {
-            sink.lock().unwrap().push(d);
-            Box::pin(async { Ok(()) })
-        };
-        let handle = chukan_mq::consumer::start(bus, &spec, "test", 64, Arc::new(handler));
-        Captured {
-            deliveries,
-            _handle: handle,
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.deliveries.lock().unwrap().len()
-    }
-
-    pub fn all(&self) -> Vec<Delivery> {
-        self.deliveries.lock().unwrap().clone()
-    }
 }
 
 /// What the stub provision knows: code → its reply.
@@ -129,8 +96,12 @@ pub async fn spawn_app_without_peers() -> TestApp {
         .await
         .unwrap();
     // Bound before the service starts: its outbox publishes mandatory.
-    let nws_out = Captured::start(&env.ctx.bus, "nws-out", &[chukan_proto::NWS_OUT]).await;
-    let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD]).await;
+    let nws_out = Captured::start(&env.ctx.bus, "nws-out", &[chukan_proto::NWS_OUT])
+        .await
+        .unwrap();
+    let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD])
+        .await
+        .unwrap();
     for name in [chukan_selfinfo::PROVISION_RPC, chukan_selfinfo::AUDIT_RPC] {
         env.ctx
             .bus
