@@ -136,11 +136,14 @@ async fn verify(
         println!("{t}");
     }
     if let Some(m) = &report.first_mismatch {
+        let what = match m.column {
+            Some(column) => format!("{}: 列 (column) {column}", m.reason),
+            None => m.reason.to_owned(),
+        };
         anyhow::bail!(
-            "改ざんを検出しました (tamper detected): 最初に一致しない記録 seq {} record_id {} ({})",
+            "改ざんを検出しました (tamper detected): 最初に一致しない記録 seq {} record_id {} ({what})",
             m.seq,
             m.record_id,
-            m.reason
         );
     }
     if let Some(head) = report.bad_tree_heads.first() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::{AuditState, store};
+use crate::{AuditState, searchable, store};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -131,6 +131,12 @@ pub struct RecordItem {
     pub reason: String,
     /// For a change made by hand: the user id (token subject) who made it.
     pub actor: String,
+    /// `verified`: every value above is what the sealed leaf says. Otherwise the row was
+    /// changed behind the service: `column-differs:<column>` (the values shown are the
+    /// leaf's), or `leaf-does-not-open`, `leaf-undecodable`, `record-id-differs`,
+    /// `leaf-hash-differs` (the values shown are the stored columns, which cannot be
+    /// trusted). Run `chukan audit verify` and call the help desk.
+    pub integrity: String,
 }
 
 /// A change of a record's non-disclosure setting (enhancement #9).
@@ -270,36 +276,122 @@ async fn search_records(
         .await
         .map_err(|e| internal("search", e))?;
     tx.commit().await.map_err(|e| internal("commit", e))?;
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(|e| internal("keys", e))?;
     let items: Vec<RecordItem> = found
-        .into_iter()
-        .map(|f| RecordItem {
-            seq: f.seq,
-            record_id: f.record_id,
-            event: f.event,
-            inquirer_org: f.inquirer_org,
-            provider_org: f.provider_org,
-            affair_code: f.affair_code,
-            procedure_code: f.procedure_code,
-            info_code: f.info_code,
-            serial_no: f.serial_no,
-            branch_no: f.branch_no,
-            permit_id: f.permit_id,
-            requested_at: f.requested_at,
-            provided_at: f.provided_at,
-            non_disclosure: f.non_disclosure,
-            non_disclosure_now: f.non_disclosure_now,
-            outcome: f.outcome,
-            at: f.at,
-            leaf_hash: hex::encode(&f.leaf_hash),
-            target_record_id: f.target_record_id,
-            reason: f.reason,
-            actor: f.actor,
-        })
+        .iter()
+        .map(|f| record_item(&keys, tenant, f))
         .collect();
     let next_after = (items.len() as i64 == limit)
         .then(|| items.last().map(|i| i.seq))
         .flatten();
     Ok(HttpResponse::Ok().json(RecordPage { items, next_after }))
+}
+
+/// One search hit as staff see it: the values of its opened leaf, and whether its row (and
+/// its latest change) matched that leaf. A row that does not is reported.
+fn record_item(keys: &chukan_crypto::TenantKeys, tenant: &str, found: &store::Found) -> RecordItem {
+    let row = &found.row;
+    let report = |r: &store::RecordRow, why| {
+        searchable::report_untrusted(tenant, r.seq, &r.record_id, why, "search");
+    };
+    let opened = match row.open(keys, tenant) {
+        Ok(opened) => opened,
+        Err(why) => {
+            report(row, why);
+            return stored_item(found, why.reason().to_owned());
+        }
+    };
+    let mut integrity = match opened.trusted() {
+        Ok(()) => "verified".to_owned(),
+        Err(why) => {
+            report(row, why);
+            format!("column-differs:{}", why.column().unwrap_or_default())
+        }
+    };
+    let r = &opened.record;
+    let mut non_disclosure_now = r.non_disclosure;
+    if let Some(change) = &found.latest_change {
+        match change.open(keys, tenant) {
+            Ok(c) => {
+                if let Err(why) = c.trusted() {
+                    report(change, why);
+                    if integrity == "verified" {
+                        integrity = format!("change-{}", why.reason());
+                    }
+                }
+                // A change counts only if its own leaf names this record.
+                if c.record.target_record_id == r.record_id {
+                    non_disclosure_now = c.record.non_disclosure;
+                }
+            }
+            Err(why) => {
+                report(change, why);
+                if integrity == "verified" {
+                    integrity = format!("change-{}", why.reason());
+                }
+            }
+        }
+    }
+    RecordItem {
+        seq: row.seq,
+        record_id: row.record_id,
+        event: r.event.clone(),
+        inquirer_org: r.inquirer_org.clone(),
+        provider_org: r.provider_org.clone(),
+        affair_code: r.affair_code.clone(),
+        procedure_code: r.procedure_code.clone(),
+        info_code: r.info_code.clone(),
+        serial_no: r.serial_no.clone(),
+        branch_no: r.branch_no,
+        permit_id: r.permit_id.clone(),
+        requested_at: crate::append::time(r.requested_at_ms),
+        provided_at: crate::append::time(r.provided_at_ms),
+        non_disclosure: r.non_disclosure,
+        non_disclosure_now,
+        outcome: r.outcome.clone(),
+        at: crate::append::time(r.at_ms).unwrap_or(row.copy.at),
+        leaf_hash: hex::encode(opened.hash),
+        target_record_id: Uuid::parse_str(&r.target_record_id).ok(),
+        reason: r.reason.clone(),
+        actor: r.actor.clone(),
+        integrity,
+    }
+}
+
+/// A hit whose leaf cannot be used: its stored columns, marked with why.
+fn stored_item(found: &store::Found, integrity: String) -> RecordItem {
+    let (row, c) = (&found.row, &found.row.copy);
+    RecordItem {
+        seq: row.seq,
+        record_id: row.record_id,
+        event: c.event.clone(),
+        inquirer_org: c.inquirer_org.clone(),
+        provider_org: c.provider_org.clone(),
+        affair_code: c.affair_code.clone(),
+        procedure_code: c.procedure_code.clone(),
+        info_code: c.info_code.clone(),
+        serial_no: c.serial_no.clone(),
+        branch_no: c.branch_no,
+        permit_id: c.permit_id.clone(),
+        requested_at: c.requested_at,
+        provided_at: c.provided_at,
+        non_disclosure: c.non_disclosure,
+        non_disclosure_now: found
+            .latest_change
+            .as_ref()
+            .map_or(c.non_disclosure, |ch| ch.copy.non_disclosure),
+        outcome: c.outcome.clone(),
+        at: c.at,
+        leaf_hash: hex::encode(&row.leaf_hash),
+        target_record_id: c.target_record_id,
+        reason: c.reason.clone(),
+        actor: c.actor.clone(),
+        integrity,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -519,7 +611,7 @@ async fn consistency(
     responses(
         (status = 201, description = "変更記録を追記しました", body = DisclosureChanged),
         (status = 404, description = "記録がありません (not-found)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "既にその設定です (disclosure-unchanged)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "既にその設定です (disclosure-unchanged)、又は記録が封印された内容と一致しません (record-does-not-verify)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "変更記録は対象にできません (not-an-exchange-record)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
@@ -558,6 +650,13 @@ async fn change_disclosure(
             "Disclosure already set",
             "この記録は既に指定された開示・不開示の設定です。",
             "GET /v1/records で現在の設定（non_disclosure_now）を確認してください。",
+        )),
+        Err(ChangeError::Untrusted) => Err(Problem::new(
+            409,
+            "record-does-not-verify",
+            "Record does not verify",
+            "この記録は封印された内容と一致しないため、変更できません（データベースが直接変更された可能性があります）。",
+            "運用窓口に連絡し、chukan audit verify で記録を検証してください（個人情報は送らないでください）。",
         )),
         Err(ChangeError::Internal(e)) => Err(internal("disclosure change", e)),
     }

@@ -10,7 +10,7 @@ use chukan_merkle::{Hash, NodeId};
 use chukan_proto::AuditRecord;
 use uuid::Uuid;
 
-use crate::{AuditState, leaf, store};
+use crate::{AuditState, leaf, searchable::SearchableCopy, store};
 
 /// Consumer name in the inbox: a bus message id is applied once per consumer.
 pub const CONSUMER: &str = "audit.records";
@@ -128,30 +128,14 @@ pub async fn append(
             complete.insert(id, hash);
             new_nodes.push((id, hash));
         }
-        let r = &item.record;
+        let copy = SearchableCopy::of(&keys, &item.record)
+            .ok_or_else(|| anyhow::anyhow!("record without a time"))?;
         rows.push(store::RecordRow {
             seq,
             record_id: item.record_id,
-            event: r.event.clone(),
-            inquirer_org: r.inquirer_org.clone(),
-            provider_org: r.provider_org.clone(),
-            affair_code: r.affair_code.clone(),
-            procedure_code: r.procedure_code.clone(),
-            info_code: r.info_code.clone(),
-            serial_no: r.serial_no.clone(),
-            branch_no: r.branch_no,
-            permit_id: r.permit_id.clone(),
-            addressee_bidx: (!r.addressee.is_empty()).then(|| keys.blind_index(&r.addressee)),
             leaf_enc: keys.encrypt(&bytes, &leaf::leaf_aad(tenant, &item.record_id)),
-            requested_at: time(r.requested_at_ms),
-            provided_at: time(r.provided_at_ms),
-            non_disclosure: r.non_disclosure,
-            outcome: r.outcome.clone(),
-            at: item.at,
             leaf_hash: leaf_hash.to_vec(),
-            target_record_id: Uuid::parse_str(&r.target_record_id).ok(),
-            reason: r.reason.clone(),
-            actor: r.actor.clone(),
+            copy,
         });
         outcomes[i] = Outcome::Appended { seq };
     }

@@ -4,13 +4,15 @@
 //! reason 「不開示設定変更」. The latest change wins. What the resident may see (self-information,
 //! the portal) is computed from that.
 
+use std::collections::HashMap;
+
 use chrono::TimeZone as _;
-use chukan_crypto::Vault;
+use chukan_crypto::{TenantKeys, Vault};
 use chukan_proto::AuditRecord;
 use uuid::Uuid;
 
 use crate::append::{self, Incoming, Outcome};
-use crate::{AuditState, leaf, store};
+use crate::{AuditState, searchable, store};
 
 /// The event of a change record.
 pub const CHANGED: &str = "disclosure.changed";
@@ -25,6 +27,9 @@ pub enum ChangeError {
     NotAnExchange,
     /// The record already has that setting.
     Unchanged,
+    /// The stored record (or its latest change) does not match its sealed leaf: tampered
+    /// behind the service. Nothing is appended on top of it.
+    Untrusted,
     Internal(anyhow::Error),
 }
 
@@ -54,17 +59,17 @@ pub async fn change(
         let mut client = state.db.get().await?;
         let keys = state.vault.keys(&**client, tenant).await?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
-        let found = store::target(&tx, target).await?;
+        let found = store::record(&tx, target).await?;
         tx.commit().await?;
         let found = found.ok_or(ChangeError::NotFound)?;
-        if found.event == CHANGED {
+        let (record, now_hidden) = setting_now(&keys, tenant, &found, "disclosure-change")?;
+        if record.event == CHANGED {
             return Err(ChangeError::NotAnExchange);
         }
-        if found.non_disclosure_now == non_disclosure {
+        if now_hidden == non_disclosure {
             return Err(ChangeError::Unchanged);
         }
-        let bytes = keys.decrypt(&found.leaf_enc, &leaf::leaf_aad(tenant, &target))?;
-        leaf::decode_leaf(&bytes).ok_or_else(|| anyhow::anyhow!("stored leaf undecodable"))?
+        record
     };
     let now = state.clock.now();
     let record_id = Uuid::now_v7();
@@ -107,8 +112,45 @@ pub async fn change(
     }
 }
 
+/// A record's leaf and its non-disclosure setting now (its latest change wins), both read
+/// from opened leaves: a row that does not open, or whose columns differ from its leaf, is
+/// reported and refused rather than trusted.
+fn setting_now(
+    keys: &TenantKeys,
+    tenant: &str,
+    found: &store::Found,
+    reader: &str,
+) -> Result<(AuditRecord, bool), ChangeError> {
+    let open = |row: &store::RecordRow| {
+        row.open(keys, tenant)
+            .and_then(|o| o.trusted().map(|()| o.record))
+            .map_err(|why| {
+                searchable::report_untrusted(tenant, row.seq, &row.record_id, why, reader);
+                ChangeError::Untrusted
+            })
+    };
+    let record = open(&found.row)?;
+    let now = match &found.latest_change {
+        Some(change) => open(change)?.non_disclosure,
+        None => record.non_disclosure,
+    };
+    Ok((record, now))
+}
+
+/// Events that are not exchanges: the portal shows neither them nor change records.
+fn is_exchange(record: &AuditRecord) -> bool {
+    record.target_record_id.is_empty()
+        && !record.event.starts_with("selfinfo.")
+        && !record.event.starts_with("notice.")
+}
+
 /// A resident's records that may be shown to them (self-information, the portal): their
 /// exchanges whose current setting is "disclosed", oldest first, without the addressee.
+///
+/// Decided from the sealed leaves alone (情報提供等記録 as recorded), never from the searchable
+/// columns: each row is opened and checked as verify checks it. A row whose leaf does not
+/// open is left out; a row whose columns were edited behind the service is shown as its leaf
+/// says. Both are reported (log and `chukan_audit_untrusted_rows_total`).
 pub async fn disclosable_records(
     tx: &deadpool_postgres::Transaction<'_>,
     vault: &Vault,
@@ -116,28 +158,50 @@ pub async fn disclosable_records(
     addressee: &str,
 ) -> anyhow::Result<Vec<AuditRecord>> {
     let keys = vault.keys(&**tx, tenant).await?;
-    let found = store::disclosable(tx, &keys.blind_index(addressee)).await?;
-    Ok(found
+    let rows = store::rows_of_resident(tx, &keys.blind_index(addressee)).await?;
+    let mut exchanges = Vec::new();
+    // Latest change per record id (rows come oldest first, so later ones overwrite).
+    let mut changed: HashMap<String, bool> = HashMap::new();
+    for row in rows {
+        let report = |why| {
+            searchable::report_untrusted(tenant, row.seq, &row.record_id, why, "disclosable")
+        };
+        let opened = match row.open(&keys, tenant) {
+            Ok(opened) => opened,
+            Err(why) => {
+                report(why);
+                continue;
+            }
+        };
+        if let Err(why) = opened.trusted() {
+            report(why);
+        }
+        let record = opened.record;
+        // Filed under this resident's index, but the leaf names someone else: not theirs.
+        if record.addressee != addressee {
+            continue;
+        }
+        if record.event == CHANGED {
+            changed.insert(record.target_record_id.clone(), record.non_disclosure);
+        } else if is_exchange(&record) {
+            exchanges.push(record);
+        }
+    }
+    Ok(exchanges
         .into_iter()
-        .map(|f| AuditRecord {
-            record_id: f.record_id.to_string(),
-            tenant: tenant.to_owned(),
-            event: f.event,
-            inquirer_org: f.inquirer_org,
-            provider_org: f.provider_org,
-            affair_code: f.affair_code,
-            procedure_code: f.procedure_code,
-            info_code: f.info_code,
-            serial_no: f.serial_no,
-            branch_no: f.branch_no,
-            permit_id: f.permit_id,
+        .filter(|r| {
+            !changed
+                .get(&r.record_id)
+                .copied()
+                .unwrap_or(r.non_disclosure)
+        })
+        .map(|r| AuditRecord {
             addressee: String::new(),
-            requested_at_ms: f.requested_at.map_or(0, |t| t.timestamp_millis()),
-            provided_at_ms: f.provided_at.map_or(0, |t| t.timestamp_millis()),
             non_disclosure: false,
-            outcome: f.outcome,
-            at_ms: f.at.timestamp_millis(),
-            ..Default::default()
+            target_record_id: String::new(),
+            reason: String::new(),
+            actor: String::new(),
+            ..r
         })
         .collect())
 }

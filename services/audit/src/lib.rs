@@ -17,6 +17,7 @@ pub mod heads;
 pub mod leaf;
 pub mod metrics;
 pub mod retention;
+pub mod searchable;
 pub mod store;
 pub mod verify;
 

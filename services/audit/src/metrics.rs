@@ -44,6 +44,22 @@ static PURGED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static UNTRUSTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter_vec!(
+        "chukan_audit_untrusted_rows_total",
+        "Rows whose searchable copy or leaf failed its check when read (tampering behind the \
+         service), by reader: search, disclosable",
+        &["reader"]
+    )
+    .expect("metric registers once")
+});
+
+/// A row that failed its check when read; alert on any increase.
+pub fn untrusted_row(reader: &str) {
+    UNTRUSTED.with_label_values(&[reader]).inc();
+}
+
 pub fn batch_size(records: usize) {
     BATCH.observe(records as f64);
 }

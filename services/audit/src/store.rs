@@ -9,31 +9,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
 use uuid::Uuid;
 
-/// The searchable copy of one record (the addressee only as a blind index) and its sealed leaf.
-pub struct RecordRow {
-    pub seq: i64,
-    pub record_id: Uuid,
-    pub event: String,
-    pub inquirer_org: String,
-    pub provider_org: String,
-    pub affair_code: String,
-    pub procedure_code: String,
-    pub info_code: String,
-    pub serial_no: String,
-    pub branch_no: i32,
-    pub permit_id: String,
-    pub addressee_bidx: Option<Vec<u8>>,
-    pub leaf_enc: Vec<u8>,
-    pub requested_at: Option<DateTime<Utc>>,
-    pub provided_at: Option<DateTime<Utc>>,
-    pub non_disclosure: bool,
-    pub outcome: String,
-    pub at: DateTime<Utc>,
-    pub leaf_hash: Vec<u8>,
-    pub target_record_id: Option<Uuid>,
-    pub reason: String,
-    pub actor: String,
-}
+/// One stored record: its sealed leaf and the searchable copy (see [`crate::searchable`]).
+pub use crate::searchable::StoredRecord as RecordRow;
 
 pub type RecordRows = Vec<RecordRow>;
 
@@ -136,26 +113,26 @@ pub async fn insert_records(
             &tenant,
             &col(rows, |r| r.seq),
             &col(rows, |r| r.record_id),
-            &col(rows, |r| r.event.as_str()),
-            &col(rows, |r| r.inquirer_org.as_str()),
-            &col(rows, |r| r.provider_org.as_str()),
-            &col(rows, |r| r.affair_code.as_str()),
-            &col(rows, |r| r.procedure_code.as_str()),
-            &col(rows, |r| r.info_code.as_str()),
-            &col(rows, |r| r.serial_no.as_str()),
-            &col(rows, |r| r.branch_no),
-            &col(rows, |r| r.permit_id.as_str()),
-            &col(rows, |r| r.addressee_bidx.as_deref()),
+            &col(rows, |r| r.copy.event.as_str()),
+            &col(rows, |r| r.copy.inquirer_org.as_str()),
+            &col(rows, |r| r.copy.provider_org.as_str()),
+            &col(rows, |r| r.copy.affair_code.as_str()),
+            &col(rows, |r| r.copy.procedure_code.as_str()),
+            &col(rows, |r| r.copy.info_code.as_str()),
+            &col(rows, |r| r.copy.serial_no.as_str()),
+            &col(rows, |r| r.copy.branch_no),
+            &col(rows, |r| r.copy.permit_id.as_str()),
+            &col(rows, |r| r.copy.addressee_bidx.as_deref()),
             &col(rows, |r| r.leaf_enc.as_slice()),
-            &col(rows, |r| r.requested_at),
-            &col(rows, |r| r.provided_at),
-            &col(rows, |r| r.non_disclosure),
-            &col(rows, |r| r.outcome.as_str()),
-            &col(rows, |r| r.at),
+            &col(rows, |r| r.copy.requested_at),
+            &col(rows, |r| r.copy.provided_at),
+            &col(rows, |r| r.copy.non_disclosure),
+            &col(rows, |r| r.copy.outcome.as_str()),
+            &col(rows, |r| r.copy.at),
             &col(rows, |r| r.leaf_hash.as_slice()),
-            &col(rows, |r| r.target_record_id),
-            &col(rows, |r| r.reason.as_str()),
-            &col(rows, |r| r.actor.as_str()),
+            &col(rows, |r| r.copy.target_record_id),
+            &col(rows, |r| r.copy.reason.as_str()),
+            &col(rows, |r| r.copy.actor.as_str()),
         ],
     )
     .await?;
@@ -361,81 +338,49 @@ pub struct Search<'a> {
     pub limit: i64,
 }
 
-/// One row of a search answer.
+/// A record as readers get it, with the latest change record that names it (if any). Both
+/// are stored rows: readers open their leaves ([`crate::searchable`]) before using them.
 pub struct Found {
-    pub seq: i64,
-    pub record_id: Uuid,
-    pub event: String,
-    pub inquirer_org: String,
-    pub provider_org: String,
-    pub affair_code: String,
-    pub procedure_code: String,
-    pub info_code: String,
-    pub serial_no: String,
-    pub branch_no: i32,
-    pub permit_id: String,
-    pub requested_at: Option<DateTime<Utc>>,
-    pub provided_at: Option<DateTime<Utc>>,
-    pub non_disclosure: bool,
-    /// The setting now: the latest disclosure change for this record, else `non_disclosure`.
-    pub non_disclosure_now: bool,
-    pub outcome: String,
-    pub at: DateTime<Utc>,
-    pub leaf_hash: Vec<u8>,
-    pub target_record_id: Option<Uuid>,
-    pub reason: String,
-    pub actor: String,
+    pub row: RecordRow,
+    pub latest_change: Option<RecordRow>,
 }
 
-/// The current non-disclosure setting of `r` (a correlated look-up of its latest change
-/// record; the partial index `records_target` answers it).
-const NON_DISCLOSURE_NOW: &str = "coalesce((SELECT c.non_disclosure FROM audit.records c \
-     WHERE c.target_record_id = r.record_id ORDER BY c.seq DESC LIMIT 1), r.non_disclosure)";
+/// Columns of one stored row in [`RecordRow::from_row`]'s order.
+const ROW_WIDTH: usize = 4 + crate::searchable::COLUMNS.len();
 
-/// The columns [`found`] reads, in its order (with the table aliased `r`).
-const FOUND_COLUMNS: &str = "seq, record_id, event, inquirer_org, provider_org, affair_code, \
-     procedure_code, info_code, serial_no, branch_no, permit_id, requested_at, provided_at, \
-     non_disclosure, outcome, at, leaf_hash, target_record_id, reason";
+/// `SELECT` of rows `r` each with its latest change `c` (the partial index `records_target`
+/// answers the look-up), followed by `tail` (WHERE, ORDER BY…).
+fn found_sql(tail: &str) -> String {
+    format!(
+        "SELECT {}, {} FROM audit.records r \
+         LEFT JOIN LATERAL (SELECT * FROM audit.records c2 WHERE c2.target_record_id = r.record_id \
+                            ORDER BY c2.seq DESC LIMIT 1) c ON true {tail}",
+        crate::searchable::stored_list("r"),
+        crate::searchable::stored_list("c"),
+    )
+}
 
 fn found(r: &tokio_postgres::Row) -> Result<Found, Error> {
+    let change_seq: Option<i64> = r.try_get(ROW_WIDTH)?;
     Ok(Found {
-        seq: r.try_get(0)?,
-        record_id: r.try_get(1)?,
-        event: r.try_get(2)?,
-        inquirer_org: r.try_get(3)?,
-        provider_org: r.try_get(4)?,
-        affair_code: r.try_get(5)?,
-        procedure_code: r.try_get(6)?,
-        info_code: r.try_get(7)?,
-        serial_no: r.try_get(8)?,
-        branch_no: r.try_get(9)?,
-        permit_id: r.try_get(10)?,
-        requested_at: r.try_get(11)?,
-        provided_at: r.try_get(12)?,
-        non_disclosure: r.try_get(13)?,
-        outcome: r.try_get(14)?,
-        at: r.try_get(15)?,
-        leaf_hash: r.try_get(16)?,
-        target_record_id: r.try_get(17)?,
-        reason: r.try_get(18)?,
-        non_disclosure_now: r.try_get(19)?,
-        actor: r.try_get(20)?,
+        row: RecordRow::from_row(r, 0)?,
+        latest_change: change_seq
+            .map(|_| RecordRow::from_row(r, ROW_WIDTH))
+            .transpose()?,
     })
 }
 
 /// Records matching `q`, newest (highest seq) first, below the `after` cursor.
 pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found>, Error> {
-    let sql = format!(
-        "SELECT {FOUND_COLUMNS}, {NON_DISCLOSURE_NOW}, actor \
-         FROM audit.records r \
-         WHERE ($1::bytea IS NULL OR addressee_bidx = $1) \
-               AND ($2::timestamptz IS NULL OR at >= $2) \
-               AND ($3::timestamptz IS NULL OR at < $3) \
-               AND ($4::text IS NULL OR inquirer_org = $4 OR provider_org = $4) \
-               AND ($5::text IS NULL OR procedure_code = $5) \
-               AND ($6::text IS NULL OR info_code = $6) \
-           AND ($7::bigint IS NULL OR seq < $7) \
-         ORDER BY seq DESC LIMIT $8"
+    let sql = found_sql(
+        "WHERE ($1::bytea IS NULL OR r.addressee_bidx = $1) \
+               AND ($2::timestamptz IS NULL OR r.at >= $2) \
+               AND ($3::timestamptz IS NULL OR r.at < $3) \
+               AND ($4::text IS NULL OR r.inquirer_org = $4 OR r.provider_org = $4) \
+               AND ($5::text IS NULL OR r.procedure_code = $5) \
+               AND ($6::text IS NULL OR r.info_code = $6) \
+               AND ($7::bigint IS NULL OR r.seq < $7) \
+         ORDER BY r.seq DESC LIMIT $8",
     );
     let st = tx.prepare_cached(&sql).await?;
     let rows = tx
@@ -456,50 +401,33 @@ pub async fn search(tx: &impl GenericClient, q: &Search<'_>) -> Result<Vec<Found
     rows.iter().map(found).collect()
 }
 
-/// A record as the disclosure change needs it: its sealed leaf and what it is.
-pub struct Target {
-    pub event: String,
-    pub leaf_enc: Vec<u8>,
-    pub non_disclosure_now: bool,
-}
-
-pub async fn target(tx: &impl GenericClient, record_id: Uuid) -> Result<Option<Target>, Error> {
-    let sql = format!(
-        "SELECT event, leaf_enc, {NON_DISCLOSURE_NOW} FROM audit.records r WHERE record_id = $1"
-    );
-    let st = tx.prepare_cached(&sql).await?;
+/// One record by id, with its latest change.
+pub async fn record(tx: &impl GenericClient, record_id: Uuid) -> Result<Option<Found>, Error> {
+    let st = tx
+        .prepare_cached(&found_sql("WHERE r.record_id = $1"))
+        .await?;
     tx.query_opt(&st, &[&record_id])
         .await?
-        .map(|r| {
-            Ok(Target {
-                event: r.try_get(0)?,
-                leaf_enc: r.try_get(1)?,
-                non_disclosure_now: r.try_get(2)?,
-            })
-        })
+        .map(|r| found(&r))
         .transpose()
 }
 
-/// A resident's records that may be shown to them: their exchanges (not the change records
-/// themselves, nor self-information and notice events) whose current setting is
-/// "disclosed", oldest first.
-pub async fn disclosable(
+/// Every row filed under a resident's blind index (exchanges, their change records, and
+/// self-information and notice events), oldest first. What may be shown is decided from the
+/// opened leaves, not from these columns (see `disclosure::disclosable_records`).
+pub async fn rows_of_resident(
     tx: &impl GenericClient,
     addressee_bidx: &[u8],
-) -> Result<Vec<Found>, Error> {
+) -> Result<Vec<RecordRow>, Error> {
     let sql = format!(
-        "SELECT {FOUND_COLUMNS}, {NON_DISCLOSURE_NOW}, actor \
-         FROM audit.records r \
-         WHERE addressee_bidx = $1 AND target_record_id IS NULL \
-           AND NOT {NON_DISCLOSURE_NOW} \
-           AND event NOT LIKE 'selfinfo.%' AND event NOT LIKE 'notice.%' \
-         ORDER BY seq"
+        "SELECT {} FROM audit.records r WHERE r.addressee_bidx = $1 ORDER BY r.seq",
+        crate::searchable::stored_list("r")
     );
     let st = tx.prepare_cached(&sql).await?;
     tx.query(&st, &[&addressee_bidx])
         .await?
         .iter()
-        .map(found)
+        .map(|r| RecordRow::from_row(r, 0))
         .collect()
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::copy_binary::CopyReader;
+use crate::searchable::{self, SearchableCopy, Untrusted};
 use crate::{leaf, retention, store};
 
 /// The first record that does not match.
@@ -24,8 +25,11 @@ pub struct Mismatch {
     pub seq: i64,
     pub record_id: Uuid,
     /// What differed: "leaf-does-not-open", "leaf-undecodable", "record-id-differs",
-    /// "leaf-hash-differs", "node-differs", "node-missing", "seq-gap".
+    /// "leaf-hash-differs", "column-differs", "node-differs", "node-missing", "seq-gap".
     pub reason: &'static str,
+    /// For "column-differs": the searchable column whose value is not the leaf's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<&'static str>,
 }
 
 /// A tree head that failed its check.
@@ -94,19 +98,20 @@ impl StoredNodes {
     }
 }
 
-/// One leaf as COPY delivers it.
+/// One row as COPY delivers it: the leaf and the searchable copy beside it.
 struct RawLeaf {
     seq: i64,
     record_id: Uuid,
     leaf_enc: Bytes,
     leaf_hash: Bytes,
+    copy: SearchableCopy,
 }
 
 /// A leaf after the checks that need no tree: its hash, or why it does not match.
 struct Checked {
     seq: i64,
     record_id: Uuid,
-    hash: Result<Hash, &'static str>,
+    hash: Result<Hash, Untrusted>,
 }
 
 /// Leaves checked per blocking task; two tasks run while the next batch streams in.
@@ -151,6 +156,48 @@ async fn load_nodes(tx: &deadpool_postgres::Transaction<'_>) -> anyhow::Result<S
     Ok(nodes)
 }
 
+/// Binary COPY values of the searchable columns (PostgreSQL's send formats).
+mod binary {
+    use bytes::Bytes;
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    pub fn text(v: Option<Bytes>) -> anyhow::Result<String> {
+        let v = v.ok_or_else(|| anyhow::anyhow!("a NOT NULL text column is null"))?;
+        Ok(String::from_utf8(v.to_vec())?)
+    }
+
+    pub fn int4(v: Option<Bytes>) -> anyhow::Result<i32> {
+        let v = v.ok_or_else(|| anyhow::anyhow!("a NOT NULL int column is null"))?;
+        Ok(i32::from_be_bytes(v.as_ref().try_into()?))
+    }
+
+    pub fn boolean(v: Option<Bytes>) -> anyhow::Result<bool> {
+        match v.as_deref() {
+            Some([b]) => Ok(*b != 0),
+            _ => anyhow::bail!("a NOT NULL bool column is null or malformed"),
+        }
+    }
+
+    /// timestamptz: microseconds since 2000-01-01 00:00 UTC.
+    pub fn timestamp(v: Option<Bytes>) -> anyhow::Result<Option<DateTime<Utc>>> {
+        const PG_EPOCH_US: i64 = 946_684_800_000_000;
+        let Some(v) = v else { return Ok(None) };
+        let us = i64::from_be_bytes(v.as_ref().try_into()?);
+        DateTime::from_timestamp_micros(us.saturating_add(PG_EPOCH_US))
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("timestamp out of range"))
+    }
+
+    pub fn uuid(v: Option<Bytes>) -> anyhow::Result<Option<Uuid>> {
+        v.map(|v| Uuid::from_slice(&v)).transpose().map_err(Into::into)
+    }
+}
+
+/// The columns verify reads, in the order [`raw_leaf`] takes them.
+const VERIFY_COPY: &str = "COPY (SELECT r.seq, r.record_id, r.leaf_enc, r.leaf_hash, {copy} \
+     FROM audit.records r) TO STDOUT (FORMAT binary)";
+
 fn raw_leaf(t: Vec<Option<Bytes>>) -> anyhow::Result<RawLeaf> {
     let mut t = t.into_iter();
     let (Some(Some(seq)), Some(Some(id)), Some(Some(leaf_enc)), Some(Some(leaf_hash))) =
@@ -158,28 +205,50 @@ fn raw_leaf(t: Vec<Option<Bytes>>) -> anyhow::Result<RawLeaf> {
     else {
         anyhow::bail!("a stored record without seq, id, leaf or hash");
     };
+    let mut next = || t.next().flatten();
+    let copy = SearchableCopy {
+        event: binary::text(next())?,
+        inquirer_org: binary::text(next())?,
+        provider_org: binary::text(next())?,
+        affair_code: binary::text(next())?,
+        procedure_code: binary::text(next())?,
+        info_code: binary::text(next())?,
+        serial_no: binary::text(next())?,
+        branch_no: binary::int4(next())?,
+        permit_id: binary::text(next())?,
+        addressee_bidx: next().map(|b| b.to_vec()),
+        requested_at: binary::timestamp(next())?,
+        provided_at: binary::timestamp(next())?,
+        non_disclosure: binary::boolean(next())?,
+        outcome: binary::text(next())?,
+        at: binary::timestamp(next())?
+            .ok_or_else(|| anyhow::anyhow!("a stored record without its time"))?,
+        target_record_id: binary::uuid(next())?,
+        reason: binary::text(next())?,
+        actor: binary::text(next())?,
+    };
     Ok(RawLeaf {
         seq: be_i64(&seq).ok_or_else(|| anyhow::anyhow!("bad seq"))?,
         record_id: Uuid::from_slice(&id)?,
         leaf_enc,
         leaf_hash,
+        copy,
     })
 }
 
-/// The checks of one leaf that need no tree (run on a blocking thread).
-fn check_leaf(keys: &TenantKeys, tenant: &str, raw: &RawLeaf) -> Result<Hash, &'static str> {
-    let bytes = keys
-        .decrypt(&raw.leaf_enc, &leaf::leaf_aad(tenant, &raw.record_id))
-        .map_err(|_| "leaf-does-not-open")?;
-    let record = leaf::decode_leaf(&bytes).ok_or("leaf-undecodable")?;
-    if Uuid::parse_str(&record.record_id).ok() != Some(raw.record_id) || record.tenant != tenant {
-        return Err("record-id-differs");
-    }
-    let hash = chukan_merkle::leaf_hash(&bytes);
-    if raw.leaf_hash.as_ref() != hash.as_slice() {
-        return Err("leaf-hash-differs");
-    }
-    Ok(hash)
+/// The checks of one leaf that need no tree (run on a blocking thread): it opens, names its
+/// row, hashes to the stored hash, and every searchable column says what it says.
+fn check_leaf(keys: &TenantKeys, tenant: &str, raw: &RawLeaf) -> Result<Hash, Untrusted> {
+    let opened = searchable::open(
+        keys,
+        tenant,
+        &raw.record_id,
+        &raw.leaf_enc,
+        &raw.leaf_hash,
+        &raw.copy,
+    )?;
+    opened.trusted()?;
+    Ok(opened.hash)
 }
 
 fn check_batch(keys: Arc<TenantKeys>, tenant: Arc<str>, batch: Vec<RawLeaf>) -> Vec<Checked> {
@@ -213,6 +282,7 @@ impl Rebuild {
             seq: c.seq,
             record_id: c.record_id,
             reason,
+            column: None,
         };
         if c.seq != self.next_seq {
             self.first_mismatch = Some(fail("seq-gap"));
@@ -221,8 +291,11 @@ impl Rebuild {
         self.next_seq += 1;
         let hash = match c.hash {
             Ok(h) => h,
-            Err(reason) => {
-                self.first_mismatch = Some(fail(reason));
+            Err(why) => {
+                self.first_mismatch = Some(Mismatch {
+                    column: why.column(),
+                    ..fail(why.reason())
+                });
                 return;
             }
         };
@@ -330,10 +403,7 @@ pub async fn verify_tenant(
     };
     {
         let stream = tx
-            .copy_out(
-                "COPY (SELECT seq, record_id, leaf_enc, leaf_hash FROM audit.records) \
-                 TO STDOUT (FORMAT binary)",
-            )
+            .copy_out(&VERIFY_COPY.replace("{copy}", &searchable::select_list("r")))
             .await?;
         futures_util::pin_mut!(stream);
         let tenant_arc: Arc<str> = Arc::from(tenant);
@@ -385,6 +455,7 @@ pub async fn verify_tenant(
                 seq: m.seq,
                 record_id: m.record_id,
                 reason: "seq-gap",
+                column: None,
             });
         }
         match slot {
@@ -394,6 +465,7 @@ pub async fn verify_tenant(
                     seq,
                     record_id: Uuid::nil(),
                     reason: "seq-gap",
+                    column: None,
                 });
             }
             None => {}
@@ -406,6 +478,7 @@ pub async fn verify_tenant(
             seq: m.seq,
             record_id: m.record_id,
             reason: "seq-gap",
+            column: None,
         });
     }
     tx.commit().await?;

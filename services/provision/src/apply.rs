@@ -170,6 +170,20 @@ fn rejection(entry: &Entry, code: &str, detail: impl Into<String>, action: &str)
     }
 }
 
+/// An entry no night could ever take: carrying it would hold it (and every later upload)
+/// back for ever.
+fn larger_than_a_day(entry: &Entry, quota: DailyQuota) -> Rejection {
+    rejection(
+        entry,
+        "exceeds-daily-quota",
+        format!(
+            "レコードの大きさ（{} バイト）が1日の登録容量の上限（{} バイト）を超えているため、登録できません。",
+            entry.byte_len, quota.bytes
+        ),
+        "副本データを分割するか、団体の人口・区分の設定が正しいか運用窓口に確認してください。",
+    )
+}
+
 const FIX_AND_RESEND: &str = "登録リストの該当レコードを修正し、再度登録してください。";
 
 /// Checks one entry against the identifiers' rules and, for a registration, the layout.
@@ -336,7 +350,15 @@ impl Applier {
         let mut carrying = false;
         for upload in pending {
             let outcome = self
-                .apply_upload(run, tenant, &keys, day, &upload, &mut remaining, carrying)
+                .apply_upload(
+                    run,
+                    tenant,
+                    &keys,
+                    day,
+                    &upload,
+                    (quota, &mut remaining),
+                    carrying,
+                )
                 .await?;
             carrying |= outcome.state == "carried";
             outcomes.push(outcome);
@@ -352,7 +374,7 @@ impl Applier {
         keys: &Arc<TenantKeys>,
         day: NaiveDate,
         upload: &store::PendingUpload,
-        remaining: &mut Remaining,
+        (quota, remaining): (DailyQuota, &mut Remaining),
         carrying: bool,
     ) -> anyhow::Result<UploadOutcome> {
         let settled = {
@@ -378,6 +400,7 @@ impl Applier {
                     upload: upload.id,
                     settled,
                     day,
+                    quota,
                     remaining: *remaining,
                     chunk_entries: self.chunk_entries,
                     limits: self.limits,
@@ -688,6 +711,8 @@ struct Producer {
     /// Ranges of entries committed earlier (sorted): skipped.
     settled: Vec<(i64, i64)>,
     day: NaiveDate,
+    /// The whole day's caps: an entry larger than them is refused, never carried.
+    quota: DailyQuota,
     remaining: Remaining,
     chunk_entries: usize,
     limits: Limits,
@@ -774,7 +799,13 @@ async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()
             }
             continue;
         }
-        let prepared = prepare(&p.catalogue, &p.keys, &p.tenant, p.day, &entry);
+        let prepared = prepare(&p.catalogue, &p.keys, &p.tenant, p.day, &entry).and_then(|prep| {
+            if p.quota.admits(entry.byte_len as i64) {
+                Ok(prep)
+            } else {
+                Err(larger_than_a_day(&entry, p.quota))
+            }
+        });
         if let Ok(prep) = &prepared {
             if !p.remaining.take(entry.byte_len as i64) {
                 let mut c = chunk

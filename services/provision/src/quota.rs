@@ -48,14 +48,22 @@ impl DailyQuota {
         } else {
             FLAT_RECORD_CAP
         };
-        // population × share × 10 KB; shares in percent to stay in integers.
+        // population × share × 10 KB, exactly: shares are in percent to stay in integers, and
+        // the only rounding is the last division, down to whole bytes. (Dividing by 100 first
+        // cost an organisation up to 9 residents' worth, and a union of three a cap of 0.)
         let share_percent = match kind {
             OrgKind::Municipality => 100,
             OrgKind::Prefecture => 10,
             OrgKind::Union => 30,
         };
-        let bytes = population * share_percent / 100 * 10 * KB;
+        let bytes = population.max(0).saturating_mul(share_percent * 10 * KB) / 100;
         DailyQuota { records, bytes }
+    }
+
+    /// Whether an entry of `bytes` could fit even an empty day: one that never can is
+    /// refused, not carried from night to night for ever.
+    pub fn admits(&self, bytes: i64) -> bool {
+        bytes <= self.bytes && self.records >= 1
     }
 }
 
@@ -130,6 +138,47 @@ mod tests {
             DailyQuota::for_org(OrgKind::Union, 1_000_000).bytes,
             300_000 * 10 * KB
         );
+    }
+
+    #[test]
+    fn populations_that_are_not_multiples_of_ten_keep_every_byte_of_their_share() {
+        // (kind, population, exact population × share × 10 KB, rounded down to bytes)
+        let cases = [
+            (OrgKind::Municipality, 123_457, 123_457 * 10 * KB),
+            (OrgKind::Municipality, 1, 10 * KB),
+            (OrgKind::Prefecture, 1_234_567, 1_234_567 * 10 * KB / 10),
+            // 9 people × 10 % = 0.9 residents' worth = 9,216 bytes, not 0.
+            (OrgKind::Prefecture, 9, 9_216),
+            (OrgKind::Prefecture, 3, 3_072),
+            (OrgKind::Union, 98_765, 98_765 * 3 * KB * 10 / 10),
+            // 3 people × 30 % = 0.9 residents' worth; 1 person 0.3 = 3,072 bytes.
+            (OrgKind::Union, 3, 9_216),
+            (OrgKind::Union, 1, 3_072),
+            // 7 × 30 % × 10,240 = 21,504 exactly; 11 × 10 % × 10,240 = 11,264.
+            (OrgKind::Union, 7, 21_504),
+            (OrgKind::Prefecture, 11, 11_264),
+        ];
+        for (kind, population, bytes) in cases {
+            assert_eq!(
+                DailyQuota::for_org(kind, population).bytes,
+                bytes,
+                "{kind:?} of {population}"
+            );
+        }
+        // Rounded once, at the end: 13 × 30 % × 10,240 = 39,936 exactly; 1,001 prefecture
+        // residents give 1,025,024 bytes (100.1 residents' worth), not 1,024,000.
+        assert_eq!(DailyQuota::for_org(OrgKind::Union, 13).bytes, 39_936);
+        assert_eq!(
+            DailyQuota::for_org(OrgKind::Prefecture, 1_001).bytes,
+            1_025_024
+        );
+    }
+
+    #[test]
+    fn an_entry_larger_than_an_empty_day_is_never_admitted() {
+        let q = DailyQuota::for_org(OrgKind::Union, 1);
+        assert!(q.admits(3_072));
+        assert!(!q.admits(3_073));
     }
 
     #[test]

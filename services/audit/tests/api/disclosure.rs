@@ -9,7 +9,7 @@ use crate::helpers::*;
 const PROC: &str = "JT00000000000001";
 const RESIDENT: &str = "000000000012345";
 
-async fn disclosable_ids(app: &TestApp, tenant: &str, addressee: &str) -> Vec<String> {
+pub async fn disclosable_ids(app: &TestApp, tenant: &str, addressee: &str) -> Vec<String> {
     let vault = Vault::new(app.env.ctx.kek.clone(), chukan_audit::SCHEMA);
     let mut client = app.env.ctx.db.get().await.unwrap();
     let tx = chukan_db::tenant_tx(&mut client, tenant).await.unwrap();

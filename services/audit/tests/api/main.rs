@@ -6,3 +6,4 @@ mod disclosure;
 mod helpers;
 mod records;
 mod retention;
+mod tamper;

@@ -154,13 +154,26 @@ impl TestApp {
 
     /// As admin's tenant.changed would set it.
     pub async fn set_org(&self, org: &str, population: i64, group: Option<char>, immediate: bool) {
+        self.set_org_of_kind(org, "municipality", population, group, immediate)
+            .await
+    }
+
+    /// As [`TestApp::set_org`], for a prefecture or a union (一部事務組合).
+    pub async fn set_org_of_kind(
+        &self,
+        org: &str,
+        kind: &str,
+        population: i64,
+        group: Option<char>,
+        immediate: bool,
+    ) {
         let client = self.env.ctx.db.get().await.unwrap();
         let revision = chrono::Utc::now().timestamp_micros();
         store::upsert_org(
             &client,
             &Org {
                 org_code: org.into(),
-                kind: "municipality".into(),
+                kind: kind.into(),
                 population,
                 upload_group: group,
                 immediate,

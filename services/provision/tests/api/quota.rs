@@ -125,3 +125,40 @@ async fn a_later_upload_waits_behind_a_carried_one_even_if_it_would_fit() {
     assert_eq!(r2["registered"], 0);
     assert_eq!(r2["carried"], 1);
 }
+
+#[actix_rt::test]
+async fn an_entry_no_empty_day_could_take_is_refused_with_its_reason_not_carried_for_ever() {
+    let app = spawn_app().await;
+    // A union (一部事務組合) of 1: 1 × 30 % × 10 KB = 3,072 bytes a day. Before the fix the
+    // share was rounded down before multiplying: a cap of 0, and uploads carried for ever.
+    app.set_org_of_kind(ORG_A, "union", 1, Some('A'), false)
+        .await;
+    let (_, q) = app.get(ORG_A, "/v1/replica-quota").await;
+    assert_eq!(q["quota"]["bytes"], 3_072, "{q}");
+
+    // The first entry is padded (whitespace inside its payload) past the whole day's cap.
+    let list = String::from_utf8(medical_list(0..3)).unwrap().replacen(
+        "<DuplicateCopyData><![CDATA[",
+        &format!("<DuplicateCopyData><![CDATA[{}", " ".repeat(4_000)),
+        1,
+    );
+    let list = list.into_bytes();
+    let id = app.upload_ok(ORG_A, list).await;
+    app.run(Job::ReplicaUploads).await;
+    let report = app.report(ORG_A, &id).await;
+    assert_eq!(report["state"], "done", "{report}");
+    assert_eq!(report["rejected"], 1, "{report}");
+    assert_eq!(report["registered"], 2, "{report}");
+    assert_eq!(report["carried"], 0, "{report}");
+    let (status, rejections) = app
+        .get(ORG_A, &format!("/v1/replica-uploads/{id}/rejections"))
+        .await;
+    assert_eq!(status, 200);
+    let rejections = rejections.as_array().unwrap();
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    assert_eq!(rejections[0]["code"], "exceeds-daily-quota");
+    assert_eq!(rejections[0]["ordinal"], 1);
+    let detail = rejections[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("3072"), "names the cap: {detail}");
+    assert_eq!(app.count_rows(ORG_A, "replicas").await, 2);
+}
