@@ -447,7 +447,11 @@ pub struct PageParams {
     get, path = "/v1/replica-uploads/{id}/rejections", tag = "provision", operation_id = "getRejections",
     summary = "エラー明細 (refused entries)",
     params(("id" = Uuid, Path, description = "upload id"), PageParams),
-    responses((status = 200, body = [Rejection]), ProtectedRouteProblems),
+    responses(
+        (status = 200, body = [Rejection]),
+        (status = 404, description = "アップロードがありません (not-found)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
     security(("bearer" = []))
 )]
 async fn get_rejections(
@@ -460,6 +464,13 @@ async fn get_rejections(
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, tenant).await?;
+    // What lies under an upload the caller cannot see is as unseen as the upload itself.
+    if !store::upload_exists(&tx, *id)
+        .await
+        .map_err(|e| internal("upload", e))?
+    {
+        return Err(Problem::not_found("アップロード"));
+    }
     let list = store::rejections(
         &tx,
         tenant,

@@ -915,6 +915,14 @@ pub async fn upload_reports(
     Ok(rows.iter().map(report_from).collect())
 }
 
+/// Whether the tenant has an upload of this id (row-level security hides the others').
+pub async fn upload_exists(tx: &impl GenericClient, upload: Uuid) -> Result<bool, Error> {
+    let st = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM provision.uploads WHERE id = $1)")
+        .await?;
+    tx.query_one(&st, &[&upload]).await?.try_get(0)
+}
+
 pub async fn rejections(
     tx: &impl GenericClient,
     tenant: &str,

@@ -215,6 +215,19 @@ async fn another_organisation_sees_neither_uploads_nor_replicas() {
     app.run(Job::ReplicaUploads).await;
     let (status, _) = app.get(ORG_B, &format!("/v1/replica-uploads/{id}")).await;
     assert_eq!(status, 404);
+    // What lies under the upload is as unseen as the upload itself (it was 200 []).
+    let rejections = format!("/v1/replica-uploads/{id}/rejections");
+    let (status, body) = app.get(ORG_B, &rejections).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not-found")));
+    let (status, _) = app.get(ORG_A, &rejections).await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .get(
+            ORG_A,
+            &format!("/v1/replica-uploads/{}/rejections", uuid::Uuid::now_v7()),
+        )
+        .await;
+    assert_eq!(status, 404);
     let (_, list) = app.get(ORG_B, "/v1/replica-uploads").await;
     assert_eq!(list.as_array().unwrap().len(), 0);
     let entries = app
