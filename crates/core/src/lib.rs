@@ -4,6 +4,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod edge;
 pub mod ids;
 pub mod problem;
 pub mod worker;

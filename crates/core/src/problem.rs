@@ -319,15 +319,21 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-/// The default service: unknown routes answer problem+json too.
-pub async fn not_found_route() -> Result<HttpResponse, Problem> {
-    Err(Problem::new(
+/// 404 for a URL the API does not have.
+pub fn no_such_route() -> Problem {
+    Problem::new(
         404,
         "no-such-route",
         "No such route",
         "指定されたURLは存在しません。",
         "API仕様（/openapi.json）でURLを確認してください。",
-    ))
+    )
+}
+
+/// The default service of a listener without an OpenAPI document: unknown routes answer
+/// problem+json too (the API server uses [`crate::edge::unmatched`], which also answers 405).
+pub async fn not_found_route() -> Result<HttpResponse, Problem> {
+    Err(no_such_route())
 }
 
 #[cfg(test)]

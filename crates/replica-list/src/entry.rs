@@ -61,6 +61,26 @@ pub struct Defect {
     pub detail: String,
 }
 
+/// Whether XML 1.0 can carry `c` (its `Char` production): tab, LF, CR and everything from
+/// U+0020 except U+FFFE and U+FFFF (Rust's `char` holds no surrogates). NUL is among those it
+/// cannot, and PostgreSQL text cannot hold it either.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Replaces what [`is_xml_char`] refuses with U+FFFD, so a refused entry can still be
+/// reported (its record id stored) without the character; true if anything was replaced.
+pub(crate) fn scrub(text: &mut String) -> bool {
+    if text.chars().all(is_xml_char) {
+        return false;
+    }
+    *text = text
+        .chars()
+        .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+        .collect();
+    true
+}
+
 impl Defect {
     pub(crate) fn new(code: &'static str, field: &'static str, detail: impl Into<String>) -> Self {
         Defect {

@@ -15,8 +15,8 @@ mod reader;
 mod source;
 mod writer;
 
-pub use entry::{Defect, Entry, EntrySpec, Operation};
+pub use entry::{Defect, Entry, EntrySpec, Operation, is_xml_char};
 pub use error::ListError;
-pub use payload::{parse_payload, write_payload};
+pub use payload::{is_item_name, parse_payload, write_payload};
 pub use reader::{Limits, ListReader};
 pub use writer::ListWriter;

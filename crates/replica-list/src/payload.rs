@@ -284,8 +284,9 @@ pub(crate) fn push_payload(out: &mut String, payload: &Payload) {
     }
 }
 
-/// Whether `code` can be written as an element name without escaping.
-pub(crate) fn is_item_name(code: &str) -> bool {
+/// Whether `code` can be written as an element name without escaping (an item code of the
+/// layout catalogue, e.g. `I0001`, always can).
+pub fn is_item_name(code: &str) -> bool {
     let mut chars = code.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))

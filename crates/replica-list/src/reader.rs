@@ -415,13 +415,54 @@ impl ListState {
                 }
             }
         };
-        let record_id = required(&mut b.record_id, element::RECORD_ID);
-        let addressee = required(&mut b.addressee, element::ADDRESSEE);
-        let info_code = required(&mut b.info_code, element::INFO_CODE);
-        let dataset = required(&mut b.dataset, element::DATASET);
-        let record_key = required(&mut b.record_key, element::RECORD_KEY);
-        let major_version = required(&mut b.major_version, element::MAJOR_VERSION);
-        let payload = b.payload.take().unwrap_or_default();
+        let mut record_id = required(&mut b.record_id, element::RECORD_ID);
+        let mut addressee = required(&mut b.addressee, element::ADDRESSEE);
+        let mut info_code = required(&mut b.info_code, element::INFO_CODE);
+        let mut dataset = required(&mut b.dataset, element::DATASET);
+        let mut record_key = required(&mut b.record_key, element::RECORD_KEY);
+        let mut major_version = required(&mut b.major_version, element::MAJOR_VERSION);
+        let mut payload = b.payload.take().unwrap_or_default();
+        let mut parent_record_key = b.parent_record_key.take().filter(|k| !k.is_empty());
+        // A character XML forbids (NUL above all) refuses the entry, naming the first field
+        // that holds one; it is replaced so that nothing of it is stored with the report.
+        let mut forbidden: Vec<&'static str> = Vec::new();
+        for (name, text) in [
+            (element::RECORD_ID, &mut record_id),
+            (element::ADDRESSEE, &mut addressee),
+            (element::INFO_CODE, &mut info_code),
+            (element::DATASET, &mut dataset),
+            (element::RECORD_KEY, &mut record_key),
+            (element::MAJOR_VERSION, &mut major_version),
+        ] {
+            if crate::entry::scrub(text) {
+                forbidden.push(name);
+            }
+        }
+        if parent_record_key.as_mut().is_some_and(crate::entry::scrub) {
+            forbidden.push(element::PARENT_KEY);
+        }
+        let mut payload_forbidden = false;
+        for item in &mut payload {
+            for text in [&mut item.value, &mut item.version, &mut item.null_reason]
+                .into_iter()
+                .flatten()
+            {
+                payload_forbidden |= crate::entry::scrub(text);
+            }
+        }
+        if payload_forbidden {
+            forbidden.push(element::PAYLOAD);
+        }
+        for (i, field) in forbidden.into_iter().enumerate() {
+            defects.insert(
+                i,
+                Defect::new(
+                    "invalid-character",
+                    field,
+                    format!("{field} に使用できない文字（NUL などの制御文字）が含まれています"),
+                ),
+            );
+        }
         if operation == Operation::Register
             && payload.is_empty()
             && !defects.iter().any(|d| d.field == element::PAYLOAD)
@@ -442,7 +483,7 @@ impl ListState {
             dataset,
             record_key,
             major_version,
-            parent_record_key: b.parent_record_key.take().filter(|k| !k.is_empty()),
+            parent_record_key,
             public_start: b.public_start.take(),
             public_end: b.public_end.take(),
             payload,

@@ -19,7 +19,7 @@ use actix_web::{
 };
 use anyhow::Context as _;
 use chukan_config::Settings;
-use chukan_core::{Clock, ServiceCalendar, problem};
+use chukan_core::{Clock, ServiceCalendar, edge, problem};
 use secrecy::ExposeSecret;
 use utoipa::openapi::{
     ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder,
@@ -140,12 +140,15 @@ pub fn http_server(
     listener: TcpListener,
     metrics_label: &'static str,
 ) -> std::io::Result<Server> {
-    let openapi = openapi_document(openapi)
-        .to_json()
-        .map_err(std::io::Error::other)?;
+    let doc = openapi_document(openapi);
+    let mut known = chukan_core::edge::KnownRoutes::from_openapi(&doc);
+    known.extend([(OPENAPI_PATH, actix_web::http::Method::GET)]);
+    let known = web::Data::new(known);
+    let openapi = doc.to_json().map_err(std::io::Error::other)?;
     let openapi = web::Data::new(OpenApiJson(web::Bytes::from(openapi)));
     let tokens = web::Data::from(ctx.tokens.clone());
     let json_limit = ctx.settings.server.json_limit_bytes;
+    let screen_limit = web::Data::new(edge::ScreenLimit(json_limit));
     let hours = web::Data::new(HoursGate {
         calendar: ctx.calendar.clone(),
         clock: ctx.clock.clone(),
@@ -158,7 +161,11 @@ pub fn http_server(
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(middleware::from_fn(hours::gate))
+            .wrap(middleware::from_fn(edge::screen))
             .wrap(chukan_telemetry::http_metrics(metrics_label))
+            .wrap(edge::security_headers())
+            .app_data(screen_limit.clone())
+            .app_data(known.clone())
             .app_data(hours.clone())
             .app_data(problem::json_config(json_limit))
             .app_data(problem::path_config())
@@ -170,7 +177,7 @@ pub fn http_server(
             let r = r.clone();
             app = app.configure(move |cfg| r(cfg));
         }
-        app.default_service(web::to(problem::not_found_route))
+        app.default_service(web::to(edge::unmatched))
     })
     .workers(workers)
     // The binary drives shutdown itself (stage by stage), not actix's signal handler.

@@ -163,9 +163,8 @@ pub async fn disclosable_records(
     // Latest change per record id (rows come oldest first, so later ones overwrite).
     let mut changed: HashMap<String, bool> = HashMap::new();
     for row in rows {
-        let report = |why| {
-            searchable::report_untrusted(tenant, row.seq, &row.record_id, why, "disclosable")
-        };
+        let report =
+            |why| searchable::report_untrusted(tenant, row.seq, &row.record_id, why, "disclosable");
         let opened = match row.open(&keys, tenant) {
             Ok(opened) => opened,
             Err(why) => {

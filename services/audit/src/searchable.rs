@@ -126,9 +126,7 @@ impl SearchableCopy {
             self.reason == want.reason,
             self.actor == want.actor,
         ];
-        same.iter()
-            .position(|same| !same)
-            .map(|i| COLUMNS[i])
+        same.iter().position(|same| !same).map(|i| COLUMNS[i])
     }
 
     /// Reads the columns of [`select_list`] starting at column `from` of `row`.
@@ -236,7 +234,8 @@ pub fn open(
         .decrypt(leaf_enc, &leaf::leaf_aad(tenant, record_id))
         .map_err(|_| Untrusted::LeafDoesNotOpen)?;
     let record = leaf::decode_leaf(&bytes).ok_or(Untrusted::LeafUndecodable)?;
-    if Uuid::parse_str(&record.record_id).ok().as_ref() != Some(record_id) || record.tenant != tenant
+    if Uuid::parse_str(&record.record_id).ok().as_ref() != Some(record_id)
+        || record.tenant != tenant
     {
         return Err(Untrusted::RecordIdDiffers);
     }
@@ -332,13 +331,20 @@ mod tests {
         let good = SearchableCopy::of(&keys, &r).unwrap();
         assert_eq!(good.first_difference(&keys, &r), None);
         let t = |s: i64| time(s);
-        let edits: Vec<(&str, Box<dyn Fn(&mut SearchableCopy)>)> = vec![
+        type Edit = Box<dyn Fn(&mut SearchableCopy)>;
+        let edits: Vec<(&str, Edit)> = vec![
             ("event", Box::new(|c| c.event = "notice.sent".into())),
             ("inquirer_org", Box::new(|c| c.inquirer_org.push('9'))),
             ("provider_org", Box::new(|c| c.provider_org.clear())),
             ("affair_code", Box::new(|c| c.affair_code.push('x'))),
-            ("procedure_code", Box::new(|c| c.procedure_code.pop().map(drop).unwrap_or(()))),
-            ("info_code", Box::new(|c| c.info_code = "TM00000000000002".into())),
+            (
+                "procedure_code",
+                Box::new(|c| c.procedure_code.pop().map(drop).unwrap_or(())),
+            ),
+            (
+                "info_code",
+                Box::new(|c| c.info_code = "TM00000000000002".into()),
+            ),
             ("serial_no", Box::new(|c| c.serial_no.push('1'))),
             ("branch_no", Box::new(|c| c.branch_no += 1)),
             ("permit_id", Box::new(|c| c.permit_id.push('x'))),
@@ -348,7 +354,10 @@ mod tests {
             ("non_disclosure", Box::new(|c| c.non_disclosure = true)),
             ("outcome", Box::new(|c| c.outcome = "refused".into())),
             ("at", Box::new(move |c| c.at = t(2).unwrap())),
-            ("target_record_id", Box::new(|c| c.target_record_id = Some(Uuid::nil()))),
+            (
+                "target_record_id",
+                Box::new(|c| c.target_record_id = Some(Uuid::nil())),
+            ),
             ("reason", Box::new(|c| c.reason = "x".into())),
             ("actor", Box::new(|c| c.actor = "someone".into())),
         ];

@@ -190,7 +190,9 @@ mod binary {
     }
 
     pub fn uuid(v: Option<Bytes>) -> anyhow::Result<Option<Uuid>> {
-        v.map(|v| Uuid::from_slice(&v)).transpose().map_err(Into::into)
+        v.map(|v| Uuid::from_slice(&v))
+            .transpose()
+            .map_err(Into::into)
     }
 }
 

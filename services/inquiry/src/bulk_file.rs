@@ -154,6 +154,17 @@ fn parse_line(
         let bytes = &raw[at..at + width];
         at += width;
         match encoding.decode(bytes) {
+            // A control character (NUL above all) means nothing in a fixed-length field, and
+            // PostgreSQL text cannot hold NUL: refused here, before anything is stored.
+            Some(s) if s.chars().any(char::is_control) => {
+                errors.push(err(
+                    line,
+                    name,
+                    "invalid-character",
+                    format!("{name}に使用できない文字（NUL などの制御文字）が含まれています。"),
+                ));
+                values.push(String::new());
+            }
             Some(s) => values.push(trim(&s).to_owned()),
             None => {
                 errors.push(err(
@@ -447,6 +458,18 @@ mod tests {
         let short = parse(b"01 12", FileEncoding::Utf8, TENANT, None);
         assert_eq!(short.errors[0].field, WHOLE_LINE);
         assert_eq!(short.errors[0].code, "invalid-line-length");
+    }
+
+    #[test]
+    fn a_nul_or_another_control_character_in_a_field_is_refused_naming_the_field() {
+        for (at, bad) in [(4, "総務\0課"), (5, "user\u{1}"), (2, "\0\0\0")] {
+            let mut f = good();
+            f[at] = bad;
+            let parsed = parse(line(f).as_bytes(), FileEncoding::Utf8, TENANT, None);
+            assert!(parsed.ok.is_empty(), "{bad:?}");
+            assert_eq!(parsed.errors[0].code, "invalid-character");
+            assert_eq!(parsed.errors[0].field, FIELDS[at].0);
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chukan_config::NwsSimSettings;
-use chukan_core::{Clock, SystemClock, problem};
+use chukan_core::{Clock, SystemClock, edge, problem};
 use chukan_crypto::Signer;
 use secrecy::ExposeSecret as _;
 use tokio::{
@@ -106,6 +106,8 @@ impl NwsSim {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(edge::screen))
+                .wrap(edge::security_headers())
                 .app_data(state.clone())
                 .app_data(problem::json_config(JSON_LIMIT_BYTES))
                 .app_data(problem::path_config())

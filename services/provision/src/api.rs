@@ -12,7 +12,7 @@ use chukan_core::{
     problem::ProtectedRouteProblems,
 };
 use chukan_layout::{ItemValue, RecordKind};
-use chukan_replica_list::{EntrySpec, ListError, ListWriter, Operation};
+use chukan_replica_list::{EntrySpec, ListError, ListWriter, Operation, is_item_name, is_xml_char};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -577,6 +577,7 @@ pub struct RecordsRequest {
         (status = 202, description = "一部を繰越しました", body = UploadReport),
         (status = 400, description = "too-many-records / no-records / malformed-json", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "upload-day-blocked / organisation-not-configured", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "登録リストにできない値です (invalid-record: records[i] と項目名を示します)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = []))
@@ -609,6 +610,7 @@ async fn register_records(
             "分割して送るか、登録リストのアップロード (/v1/replica-uploads) を使ってください。",
         ));
     }
+    check_records(&records)?;
     let org = org_of(&state, &tenant).await?;
     state
         .schedule
@@ -640,6 +642,61 @@ async fn register_records(
     Ok(res
         .insert_header((header::LOCATION, format!("/v1/replica-uploads/{id}")))
         .json(report))
+}
+
+/// Refuses, before anything is written or stored, what a registration list cannot carry:
+/// an item code that is not an element name, a control character in an identifier, a
+/// character XML forbids in a value. 422 naming the record (by position) and the field;
+/// what the layout says of the values is checked later, per record, as for files.
+// A Problem is what every handler returns; boxing it here alone would buy nothing.
+#[allow(clippy::result_large_err)]
+fn check_records(records: &[RecordInput]) -> Result<(), Problem> {
+    let identifier = |s: &str| !s.chars().any(char::is_control);
+    let text = |s: &Option<String>| s.as_deref().is_none_or(|s| s.chars().all(is_xml_char));
+    let invalid = |i: usize, field: String| {
+        Problem::new(
+            422,
+            "invalid-record",
+            "Invalid record",
+            format!("records[{i}].{field} に使用できない文字が含まれているか、形式が不正です。"),
+            "項目コードはXMLの要素名にできる値（例: I0001）、識別子は制御文字を含まない値、\
+             値は制御文字（タブ・改行を除く）を含まない文字列で指定し、再度送信してください。",
+        )
+    };
+    for (i, r) in records.iter().enumerate() {
+        let identifiers = [
+            ("record_id", r.record_id.as_str()),
+            (
+                "integrated_addressee_number",
+                &r.integrated_addressee_number,
+            ),
+            ("info_code", &r.info_code),
+            ("dataset", &r.dataset),
+            ("record_key", &r.record_key),
+            ("major_version", &r.major_version),
+            (
+                "parent_record_key",
+                r.parent_record_key.as_deref().unwrap_or(""),
+            ),
+        ];
+        if let Some((field, _)) = identifiers.iter().find(|(_, v)| !identifier(v)) {
+            return Err(invalid(i, (*field).to_owned()));
+        }
+        for (j, item) in r.items.iter().enumerate() {
+            if !is_item_name(&item.code) {
+                return Err(invalid(i, format!("items[{j}].code")));
+            }
+            let values = [
+                ("value", &item.value),
+                ("version", &item.version),
+                ("null_reason", &item.null_reason),
+            ];
+            if let Some((field, _)) = values.iter().find(|(_, v)| !text(v)) {
+                return Err(invalid(i, format!("items[{j}].{field}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Daily changes travel the same path as files: written as a registration list.

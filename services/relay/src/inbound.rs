@@ -7,7 +7,7 @@
 use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
-use chukan_core::{Clock, Problem, ids::OrgCode, problem};
+use chukan_core::{Clock, Problem, edge, ids::OrgCode};
 use chukan_crypto::Verifiers;
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{Envelope, Message as _, NwsInbound, inbound_routing_key, signing_bytes};
@@ -31,9 +31,15 @@ pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Ser
     let state = web::Data::new(state);
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(edge::screen))
+            .wrap(edge::security_headers())
+            .app_data(web::Data::new(edge::KnownRoutes::new([(
+                "/nws/v1/messages",
+                actix_web::http::Method::POST,
+            )])))
             .app_data(state.clone())
             .route("/nws/v1/messages", web::post().to(receive))
-            .default_service(web::to(problem::not_found_route))
+            .default_service(web::to(edge::unmatched))
     })
     // Only the NWS calls here; two workers keep up with its deliveries.
     .workers(2)

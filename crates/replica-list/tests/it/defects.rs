@@ -124,3 +124,75 @@ async fn the_field_limit_counts_characters_not_bytes() {
     assert!(err.is_none());
     assert_eq!(entries[0].defects[0].code, "field-too-long");
 }
+
+#[tokio::test]
+async fn a_nul_or_another_character_xml_forbids_refuses_the_entry_naming_the_field() {
+    let cases = [
+        // (body, the field named)
+        (
+            valid_body("R1").replace("K-1", "K&#0;1"),
+            "DataSetRecordKey",
+        ),
+        (
+            valid_body("R2").replace("K-1", "K&#x0;1"),
+            "DataSetRecordKey",
+        ),
+        (
+            valid_body("R3").replace("K-1", "K\u{1}1"),
+            "DataSetRecordKey",
+        ),
+        (
+            valid_body("R4").replace("<I0001>1</I0001>", "<I0001>1&amp;#0;</I0001>"),
+            "",
+        ),
+        (
+            valid_body("R5").replace("<I0001>1</I0001>", "<I0001>1&#0;</I0001>"),
+            "DuplicateCopyData",
+        ),
+        (
+            valid_body("R6").replace("<I0001>1</I0001>", "<I0001 Version=\"&#0;\">1</I0001>"),
+            "DuplicateCopyData",
+        ),
+        (
+            valid_body("R7").replace("<I0001>1</I0001>", "<I0001>1\u{0}</I0001>"),
+            "DuplicateCopyData",
+        ),
+    ];
+    let bodies: Vec<&str> = cases.iter().map(|(b, _)| b.as_str()).collect();
+    let mut bodies = bodies;
+    let good = valid_body("R8");
+    bodies.push(&good);
+    let entries = read_ok(list_of(&bodies).as_bytes()).await;
+    assert_eq!(entries.len(), 8);
+    for (entry, (_, field)) in entries.iter().zip(&cases) {
+        if field.is_empty() {
+            // `&amp;#0;` is the text "&#0;", not a NUL.
+            assert!(entry.defects.is_empty(), "{:?}", entry.defects);
+            continue;
+        }
+        // A reference to NUL is an undefined reference; a raw one is a forbidden character.
+        let refused = codes(entry).first().copied();
+        assert!(
+            [
+                Some(("invalid-character", *field)),
+                Some(("invalid-reference", *field)),
+                Some(("payload-malformed", *field)),
+            ]
+            .contains(&refused),
+            "{}: {:?}",
+            entry.record_id,
+            entry.defects
+        );
+        assert!(
+            entry.record_key.chars().all(|c| c >= ' ')
+                && entry.payload.iter().all(|i| i
+                    .value
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .all(|c| c >= ' ')),
+            "nothing forbidden is kept"
+        );
+    }
+    assert!(entries[7].defects.is_empty());
+}

@@ -288,3 +288,31 @@ async fn a_report_for_another_tenant_than_its_header_is_dead_lettered() {
         assert!(runs(&app, &token, "").await.is_empty());
     }
 }
+
+#[actix_rt::test]
+async fn a_nul_in_the_query_is_refused_at_the_edge_not_a_500() {
+    let app = spawn_app().await;
+    let token = app.token(TENANT_A, "admin1").await;
+    for path in [
+        "/v1/batches?job=a%00b",
+        "/v1/batches?job=%00",
+        "/v1/users/%00",
+    ] {
+        let body = assert_problem(app.get(&token, path).await, 400, "invalid-character").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("U+0000"),
+            "{body}"
+        );
+    }
+    // Every answer carries the security headers, errors included.
+    let res = app.get(&token, "/v1/batches?job=x").await;
+    assert_eq!(res.status(), 200);
+    for (name, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(res.headers()[name], want, "{name}");
+    }
+    assert!(res.headers().contains_key("content-security-policy"));
+}

@@ -288,12 +288,14 @@ async fn shift_jis_files_are_decoded_and_department_exclusions_apply_per_line() 
     assert_eq!(req.branch_no, 1);
     assert_eq!(req.inquirer_code, "CODE-61");
 
-    // A UTF-8 file where Shift_JIS is configured: the department does not read back.
+    // A UTF-8 file where Shift_JIS is configured does not read back: the user id decodes to
+    // a control character (UTF-8's 0x80 is U+0080 in Shift_JIS) and is refused as such.
     let utf8 = format!("{}\n", bulk_line(first));
     let res = app.post_file(&staff, utf8.into_bytes()).await;
     let batch: Value = res.json().await.unwrap();
     assert_eq!(batch["accepted"], 0);
-    assert_eq!(batch["errors"][0]["field"], "部署コード", "{batch}");
+    assert_eq!(batch["errors"][0]["field"], "ユーザーID", "{batch}");
+    assert_eq!(batch["errors"][0]["code"], "invalid-character", "{batch}");
 }
 
 #[actix_web::test]

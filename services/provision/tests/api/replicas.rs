@@ -93,6 +93,84 @@ async fn rest_refuses_empty_and_oversized_batches_and_changes_nothing() {
 }
 
 #[actix_rt::test]
+async fn what_a_registration_list_cannot_carry_is_refused_whole_naming_record_and_field() {
+    let app = spawn_app().await;
+    let good = record("register", "R1", "K1", member("1", "2010-04-01", None));
+    let with_items = |items: serde_json::Value| record("register", "R2", "K2", items);
+    // (second record, the field named) — each was a 500 ("serialise") or a stored NUL.
+    let cases = [
+        (
+            with_items(json!([{"code": "1tem", "value": "x"}])),
+            "records[1].items[0].code",
+        ),
+        (
+            with_items(json!([{"code": "I0001", "value": "x"}, {"code": "I 2", "value": "x"}])),
+            "records[1].items[1].code",
+        ),
+        (
+            with_items(json!([{"code": "I0001\u{7}", "value": "x"}])),
+            "records[1].items[0].code",
+        ),
+        (
+            with_items(json!([{"code": "I0001", "value": "a\u{1}b"}])),
+            "records[1].items[0].value",
+        ),
+        (
+            with_items(json!([{"code": "I0001", "value": "x", "version": "\u{1b}"}])),
+            "records[1].items[0].version",
+        ),
+        (
+            record("register", "R\t2", "K2", member("1", "2010-04-01", None)),
+            "records[1].record_id",
+        ),
+        (
+            record(
+                "register",
+                "R2",
+                "K\u{85}2",
+                member("1", "2010-04-01", None),
+            ),
+            "records[1].record_key",
+        ),
+    ];
+    for (bad, field) in cases {
+        let (status, p) = app
+            .post(ORG_A, "/v1/replicas", json!({"records": [good, bad]}))
+            .await;
+        assert_eq!(
+            (status, p["code"].as_str()),
+            (422, Some("invalid-record")),
+            "{p}"
+        );
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(field), "{field}: {detail}");
+    }
+    // A NUL anywhere in the body is refused at the edge, before the handler.
+    let (status, p) = app
+        .post(
+            ORG_A,
+            "/v1/replicas",
+            json!({"records": [with_items(json!([{"code": "I0001", "value": "a\u{0}b"}]))]}),
+        )
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (400, Some("invalid-character")),
+        "{p}"
+    );
+    assert_eq!(app.count_rows(ORG_A, "uploads").await, 0, "nothing stored");
+    // Tabs and new lines are text: a value may hold them.
+    let (status, r) = app
+        .post(
+            ORG_A,
+            "/v1/replicas",
+            json!({"records": [good, with_items(json!([{"code": "I0001", "value": "a\tb\nc"}]))]}),
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{r}");
+}
+
+#[actix_rt::test]
 async fn a_date_on_a_same_day_switch_answers_the_latest_entry_only() {
     let app = spawn_app().await;
     // Enhancement #14: 11111 lost on 2017-02-28, 2222 acquired on 2017-02-28.

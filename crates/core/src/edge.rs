@@ -1,0 +1,446 @@
+//! The HTTP edge every chukan listener shares: what is refused before any handler runs, the
+//! headers every response carries, and the answer for a known path with an unknown method.
+//!
+//! - [`screen`]: a NUL character (U+0000) in the path, the query, a header or a JSON string is
+//!   refused with 400 `invalid-character`. PostgreSQL text cannot hold it, XML forbids it, and
+//!   no field of ours means anything by it; refused here once, nothing behind can half-apply
+//!   it. Binary bodies (attachments, protobuf envelopes) and text files (their parsers check
+//!   their own fields) pass untouched.
+//! - [`security_headers`]: `nosniff`, no framing, no referrer, a sandboxing CSP and `no-store`
+//!   unless a handler set its own (a download sets its `Content-Disposition` and type).
+//! - [`KnownRoutes`] + [`unmatched`]: the default service; a path the API has, asked with a
+//!   method it does not take, is 405 with `Allow`, not 404.
+
+use std::pin::Pin;
+
+use actix_web::{
+    Error, HttpMessage as _, HttpRequest, HttpResponse, ResponseError,
+    body::{EitherBody, MessageBody},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::{Method, header},
+    middleware::{DefaultHeaders, Next},
+    web,
+};
+use futures_util::{Stream, StreamExt as _};
+
+/// A request body as actix streams it.
+type BodyStream = Pin<Box<dyn Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>>;
+
+use crate::Problem;
+
+/// Where a NUL character was found (named in the answer, never the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NulPlace {
+    Path,
+    Query,
+    Header,
+    Body,
+}
+
+impl NulPlace {
+    fn ja(self) -> &'static str {
+        match self {
+            NulPlace::Path => "URLのパス",
+            NulPlace::Query => "クエリパラメータ",
+            NulPlace::Header => "リクエストヘッダ",
+            NulPlace::Body => "リクエスト本文（JSON）",
+        }
+    }
+}
+
+/// 400 for a NUL character in a text input.
+pub fn nul_problem(place: NulPlace) -> Problem {
+    Problem::new(
+        400,
+        "invalid-character",
+        "Invalid character",
+        format!(
+            "{}に使用できない文字（NUL, U+0000）が含まれています。",
+            place.ja()
+        ),
+        "U+0000 を取り除いて再度送信してください。",
+    )
+}
+
+/// A percent-encoded NUL (`%00`) in a path or query string, or a raw one.
+fn has_encoded_nul(s: &str) -> bool {
+    s.contains("%00") || s.contains('\0')
+}
+
+fn nul_in_head(req: &ServiceRequest) -> Option<NulPlace> {
+    if has_encoded_nul(req.uri().path()) {
+        return Some(NulPlace::Path);
+    }
+    if has_encoded_nul(req.query_string()) {
+        return Some(NulPlace::Query);
+    }
+    req.headers()
+        .iter()
+        .any(|(_, v)| v.as_bytes().contains(&0))
+        .then_some(NulPlace::Header)
+}
+
+fn is_json(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// Finds a NUL inside JSON strings (the escape `\u0000`) or anywhere as a raw byte, fed
+/// chunk by chunk as the body arrives.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonNulScanner {
+    state: ScanState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum ScanState {
+    #[default]
+    Outside,
+    InString,
+    Escape,
+    /// Inside `\uXXXX`: digits seen and the value so far.
+    Unicode(u8, u32),
+}
+
+impl JsonNulScanner {
+    /// True once a NUL has been seen in `chunk` (or an earlier one).
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        for &b in chunk {
+            if b == 0 {
+                return true;
+            }
+            self.state = match (self.state, b) {
+                (ScanState::Outside, b'"') => ScanState::InString,
+                (ScanState::Outside, _) => ScanState::Outside,
+                (ScanState::InString, b'"') => ScanState::Outside,
+                (ScanState::InString, b'\\') => ScanState::Escape,
+                (ScanState::InString, _) => ScanState::InString,
+                (ScanState::Escape, b'u') => ScanState::Unicode(0, 0),
+                (ScanState::Escape, _) => ScanState::InString,
+                (ScanState::Unicode(n, v), b) => match (b as char).to_digit(16) {
+                    Some(d) if n == 3 => {
+                        if v * 16 + d == 0 {
+                            return true;
+                        }
+                        ScanState::InString
+                    }
+                    Some(d) => ScanState::Unicode(n + 1, v * 16 + d),
+                    // Not an escape the parser accepts: it will refuse the body itself.
+                    None => ScanState::InString,
+                },
+            };
+        }
+        false
+    }
+}
+
+/// Largest JSON body the screen buffers; a longer one passes through unread, and the JSON
+/// extractor refuses it for its size (413).
+#[derive(Debug, Clone, Copy)]
+pub struct ScreenLimit(pub usize);
+
+/// Refuses a NUL character in the path, the query, a header or a JSON body (see the module
+/// comment). Registered with `ScreenLimit` as app data; without it, JSON bodies up to 1 MiB.
+pub async fn screen(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let refuse = |req: ServiceRequest, place| {
+        let res = nul_problem(place).error_response();
+        Ok(req.into_response(res).map_into_right_body())
+    };
+    if let Some(place) = nul_in_head(&req) {
+        return refuse(req, place);
+    }
+    if is_json(&req) {
+        let limit = req
+            .app_data::<web::Data<ScreenLimit>>()
+            .map_or(1 << 20, |l| l.0);
+        let mut payload = req.take_payload();
+        let mut scanner = JsonNulScanner::default();
+        let mut read = web::BytesMut::new();
+        let mut nul = false;
+        while read.len() <= limit {
+            match payload.next().await {
+                Some(Ok(chunk)) => {
+                    nul |= scanner.feed(&chunk);
+                    read.extend_from_slice(&chunk);
+                    if nul {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        if nul {
+            return refuse(req, NulPlace::Body);
+        }
+        // What was read goes back in front of what was not.
+        let head = futures_util::stream::once(async move { Ok(read.freeze()) });
+        let rest: Payload = payload;
+        req.set_payload(Payload::from(Box::pin(head.chain(rest)) as BodyStream));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Headers every response carries unless its handler set its own.
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        // The API serves data, never pages: nothing in a response may run, load or frame.
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; sandbox",
+        ))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+        // Answers carry tenants' data: no shared cache keeps them.
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+/// One path template: literal segments and `{param}` segments.
+#[derive(Debug, Clone)]
+struct Template {
+    segments: Vec<Option<String>>,
+    methods: Vec<Method>,
+}
+
+impl Template {
+    fn parse(path: &str) -> Vec<Option<String>> {
+        path.trim_matches('/')
+            .split('/')
+            .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+            .collect()
+    }
+
+    fn matches(&self, segments: &[&str]) -> bool {
+        self.segments.len() == segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(segments)
+                .all(|(t, s)| t.as_deref().is_none_or(|t| t == *s))
+    }
+}
+
+/// The paths a listener serves and the methods each takes (from the OpenAPI document), for
+/// 405 answers. Registered as app data for [`unmatched`].
+#[derive(Debug, Clone, Default)]
+pub struct KnownRoutes {
+    templates: Vec<Template>,
+}
+
+impl KnownRoutes {
+    /// From `(path template, method)` pairs, e.g. `("/v1/users/{id}", Method::GET)`.
+    pub fn new<'a>(routes: impl IntoIterator<Item = (&'a str, Method)>) -> Self {
+        let mut known = KnownRoutes::default();
+        for (path, method) in routes {
+            known.add(path, method);
+        }
+        known
+    }
+
+    /// Adds routes that are not in the OpenAPI document (the document itself).
+    pub fn extend<'a>(&mut self, routes: impl IntoIterator<Item = (&'a str, Method)>) {
+        for (path, method) in routes {
+            self.add(path, method);
+        }
+    }
+
+    fn add(&mut self, path: &str, method: Method) {
+        let segments = Template::parse(path);
+        match self.templates.iter_mut().find(|t| t.segments == segments) {
+            Some(t) if !t.methods.contains(&method) => t.methods.push(method),
+            Some(_) => {}
+            None => self.templates.push(Template {
+                segments,
+                methods: vec![method],
+            }),
+        }
+    }
+
+    /// Every operation of an OpenAPI document.
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut known = KnownRoutes::default();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::OPTIONS, &item.options),
+                (Method::HEAD, &item.head),
+                (Method::PATCH, &item.patch),
+                (Method::TRACE, &item.trace),
+            ];
+            for (method, op) in ops {
+                if op.is_some() {
+                    known.add(path, method);
+                }
+            }
+        }
+        known
+    }
+
+    /// The methods a concrete path takes, if the API has it. A literal segment wins over a
+    /// parameter (`/v1/records/tree-head` is not `/v1/records/{id}`).
+    pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let mut found: Vec<&Template> = self
+            .templates
+            .iter()
+            .filter(|t| t.matches(&segments))
+            .collect();
+        found.sort_by_key(|t| t.segments.iter().filter(|s| s.is_none()).count());
+        let best = found.first()?;
+        let literal_params = best.segments.iter().filter(|s| s.is_none()).count();
+        let mut methods: Vec<Method> = found
+            .iter()
+            .filter(|t| t.segments.iter().filter(|s| s.is_none()).count() == literal_params)
+            .flat_map(|t| t.methods.iter().cloned())
+            .collect();
+        methods.sort_by_key(|m| m.to_string());
+        methods.dedup();
+        Some(methods)
+    }
+}
+
+/// The default service: 405 with `Allow` for a known path asked with another method, else
+/// 404 `no-such-route`; both problem+json.
+pub async fn unmatched(req: HttpRequest) -> HttpResponse {
+    let allowed = req
+        .app_data::<web::Data<KnownRoutes>>()
+        .and_then(|k| k.allowed(req.path()));
+    match allowed {
+        Some(methods) if !methods.contains(req.method()) => {
+            let allow = methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut res = Problem::new(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                format!(
+                    "このURLは {} メソッドに対応していません。",
+                    req.method().as_str()
+                ),
+                format!("{allow} で呼び出してください（API仕様: /openapi.json）。"),
+            )
+            .error_response();
+            if let Ok(v) = header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+            res
+        }
+        _ => crate::problem::no_such_route().error_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use actix_web::{App, body::to_bytes, middleware::from_fn, test as atest};
+
+    #[test]
+    fn the_scanner_finds_escaped_and_raw_nul_only_inside_strings_and_across_chunks() {
+        let found = |parts: &[&[u8]]| {
+            let mut s = JsonNulScanner::default();
+            parts.iter().any(|p| s.feed(p))
+        };
+        assert!(found(&[br#"{"a":"x\u0000y"}"#]));
+        assert!(found(&[br#"{"a":"x\u00"#, br#"00y"}"#]));
+        assert!(found(&[br#"{"\u0000":1}"#]));
+        assert!(found(&[b"{\"a\":\"x\0\"}"]));
+        // An escaped backslash followed by the text u0000 is not a NUL.
+        assert!(!found(&[br#"{"a":"\\u0000"}"#]));
+        assert!(!found(&[br#"{"a":"\u0001","b":"\u1000"}"#]));
+        assert!(!found(&[br#"{"a":"u0000"}"#]));
+    }
+
+    #[test]
+    fn known_routes_prefer_literal_segments_and_list_every_method() {
+        let k = KnownRoutes::new([
+            ("/v1/records", Method::GET),
+            ("/v1/records/tree-head", Method::GET),
+            ("/v1/records/{id}", Method::GET),
+            ("/v1/records/{id}", Method::DELETE),
+            ("/v1/users", Method::POST),
+            ("/v1/users", Method::GET),
+        ]);
+        assert_eq!(k.allowed("/v1/users").unwrap(), [Method::GET, Method::POST]);
+        assert_eq!(k.allowed("/v1/records/tree-head").unwrap(), [Method::GET]);
+        assert_eq!(
+            k.allowed("/v1/records/abc").unwrap(),
+            [Method::DELETE, Method::GET]
+        );
+        assert!(k.allowed("/v1/nothing").is_none());
+        assert!(k.allowed("/v1/records/a/b").is_none());
+    }
+
+    async fn ok(body: Option<web::Json<serde_json::Value>>) -> HttpResponse {
+        HttpResponse::Ok().json(body.map(|b| b.into_inner()))
+    }
+
+    #[actix_web::test]
+    async fn nul_is_refused_at_the_edge_and_everything_else_passes_with_the_headers() {
+        let app = atest::init_service(
+            App::new()
+                .wrap(from_fn(screen))
+                .wrap(security_headers())
+                .app_data(web::Data::new(KnownRoutes::new([("/x", Method::POST)])))
+                .route("/x", web::post().to(ok))
+                .default_service(web::to(unmatched)),
+        )
+        .await;
+        let cases: [(atest::TestRequest, u16); 6] = [
+            (atest::TestRequest::post().uri("/x?job=a%00b"), 400),
+            (atest::TestRequest::post().uri("/x%00"), 400),
+            (
+                atest::TestRequest::post()
+                    .uri("/x")
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload(r#"{"job":"a\u0000b"}"#),
+                400,
+            ),
+            (
+                atest::TestRequest::post()
+                    .uri("/x")
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload(r#"{"job":"a\\u0000b","n":"\u3042"}"#),
+                200,
+            ),
+            (atest::TestRequest::get().uri("/x"), 405),
+            (atest::TestRequest::get().uri("/y"), 404),
+        ];
+        for (req, status) in cases {
+            let res = atest::call_service(&app, req.to_request()).await;
+            assert_eq!(res.status().as_u16(), status);
+            let h = res.headers();
+            assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+            assert!(h.get("content-security-policy").is_some());
+            if status == 405 {
+                assert_eq!(h.get("allow").unwrap(), "POST");
+            }
+            if status != 200 {
+                assert_eq!(h.get("content-type").unwrap(), "application/problem+json");
+            }
+            let body = to_bytes(res.into_body()).await.unwrap();
+            if status == 400 {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(json["code"], "invalid-character");
+            }
+        }
+    }
+}
