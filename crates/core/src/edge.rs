@@ -207,6 +207,33 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
+/// `Content-Disposition` for a stored file served back: always `attachment` (a browser saves
+/// it, never renders it from the API's origin), with an ASCII fallback name and the exact
+/// name as RFC 5987 `filename*` (UTF-8, percent-encoded).
+pub fn attachment_disposition(file_name: &str) -> header::HeaderValue {
+    let fallback: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(file_name.len() * 3);
+    for b in file_name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let value = format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}");
+    header::HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| header::HeaderValue::from_static("attachment"))
+}
+
 /// One path template: literal segments and `{param}` segments.
 #[derive(Debug, Clone)]
 struct Template {
@@ -367,6 +394,19 @@ mod tests {
         assert!(!found(&[br#"{"a":"\\u0000"}"#]));
         assert!(!found(&[br#"{"a":"\u0001","b":"\u1000"}"#]));
         assert!(!found(&[br#"{"a":"u0000"}"#]));
+    }
+
+    #[test]
+    fn a_download_is_an_attachment_with_its_exact_name_encoded() {
+        let v = attachment_disposition("案内 \"1\".pdf");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "attachment; filename=\"__ _1_.pdf\"; filename*=UTF-8''%E6%A1%88%E5%86%85%20%221%22.pdf"
+        );
+        assert_eq!(
+            attachment_disposition("a.csv").to_str().unwrap(),
+            "attachment; filename=\"a.csv\"; filename*=UTF-8''a.csv"
+        );
     }
 
     #[test]

@@ -243,6 +243,11 @@ impl Catalogue {
         Ok(Catalogue { releases })
     }
 
+    /// Whether some release has the item `info_code` (特定個人情報名).
+    pub fn knows_item(&self, info_code: &str) -> bool {
+        self.releases.iter().any(|r| r.item(info_code).is_some())
+    }
+
     /// All releases, sorted by `valid_from`.
     pub fn releases(&self) -> &[Release] {
         &self.releases

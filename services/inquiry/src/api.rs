@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
 use chukan_auth::{Caller, Role};
-use chukan_core::{Problem, problem::ProtectedRouteProblems};
+use chukan_core::{Problem, edge, problem::ProtectedRouteProblems};
 use chukan_proto::{InquiryResult, Message};
 use futures_util::StreamExt;
 use utoipa::OpenApi;
@@ -944,7 +944,7 @@ async fn get_batch_results(
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"inquiry-results-{serial_no}.csv\""),
+            edge::attachment_disposition(&format!("inquiry-results-{serial_no}.csv")),
         ))
         .body(csv))
 }

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, http::header, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use chukan_auth::{Caller, Role};
 use chukan_core::{
-    Problem,
+    Problem, edge,
     ids::{AddresseeNo, InfoCode},
     problem::ProtectedRouteProblems,
 };
@@ -1058,7 +1058,7 @@ async fn download_reconciliation(
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"reconciliation-{rid}.csv\""),
+            edge::attachment_disposition(&format!("reconciliation-{rid}.csv")),
         ))
         .streaming(chunks.boxed_local()))
 }

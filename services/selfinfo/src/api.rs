@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
 use chukan_auth::{Caller, Role};
-use chukan_core::{Problem, ids::InfoCode, problem::ProtectedRouteProblems};
+use chukan_core::{Problem, edge, ids::InfoCode, problem::ProtectedRouteProblems};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -227,6 +227,7 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
         (status = 400, description = "項目の形式が不正です (invalid-field)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "ファイルが大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "データ標準レイアウトにない特定個人情報名コードです (unknown-info-code)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = []))
@@ -241,6 +242,15 @@ async fn put_attachment(
 ) -> Result<HttpResponse, Problem> {
     caller.require_any(ROLES)?;
     let (info_code, file_name) = attachment_key(path)?;
+    if !state.catalogue.knows_item(&info_code) {
+        return Err(Problem::new(
+            422,
+            "unknown-info-code",
+            "Unknown specific personal information",
+            format!("特定個人情報名コード「{info_code}」はデータ標準レイアウトにありません。"),
+            "データ標準レイアウトにある特定個人情報名コードを指定してください。",
+        ));
+    }
     let media_type = media_type(&req)?;
     let limit = state.config.max_attachment_bytes;
     // Refuse an announced oversize body before reading it.
@@ -333,7 +343,7 @@ async fn list_attachments(
     tag = "selfinfo",
     operation_id = "getSelfInfoAttachment",
     summary = "添付ファイルの内容 (download an attachment)",
-    description = "登録した添付ファイルの内容を、登録時の Content-Type で返します。",
+    description = "登録した添付ファイルの内容を、登録時の Content-Type で、ダウンロード（Content-Disposition: attachment）として返します。",
     params(
         ("info_code" = String, Path, description = "特定個人情報名コード"),
         ("file_name" = String, Path, description = "ファイル名"),
@@ -363,8 +373,14 @@ async fn get_attachment(
     let Some((meta, content)) = found else {
         return Err(Problem::not_found("添付ファイル"));
     };
+    // Served as a download, never rendered: an attachment uploaded as text/html must not run
+    // as a page of the API's origin (the edge adds nosniff and a sandboxing CSP too).
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, meta.media_type))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            edge::attachment_disposition(&meta.file_name),
+        ))
         .body(content))
 }
 

@@ -90,6 +90,8 @@ pub struct SelfInfoState {
     pub clock: Arc<dyn Clock>,
     pub rpc: RpcClient,
     pub config: SelfInfoConfig,
+    /// The layout catalogue: attachments are only taken for the items it has.
+    pub catalogue: Arc<chukan_layout::Catalogue>,
     /// Wakes the worker when a request was stored.
     pub wake: Arc<Notify>,
 }
@@ -131,6 +133,10 @@ pub async fn start_with(ctx: &Context, config: SelfInfoConfig) -> anyhow::Result
         clock: ctx.clock.clone(),
         rpc: RpcClient::new(&ctx.bus),
         config,
+        catalogue: Arc::new(
+            chukan_layout::Catalogue::builtin()
+                .map_err(|e| anyhow::anyhow!("layout catalogue: {e}"))?,
+        ),
         wake: Arc::new(Notify::new()),
     };
     let queue = requests_queue();

@@ -110,6 +110,14 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             "invalid-field",
         ),
         (
+            // Well-formed, but not an item of the data standard layout.
+            "/v1/selfinfo/attachments/TM99999999999999/a.pdf".into(),
+            "application/pdf",
+            b"x".to_vec(),
+            422,
+            "unknown-info-code",
+        ),
+        (
             format!("/v1/selfinfo/attachments/{INFO}/huge.pdf"),
             "application/pdf",
             vec![0u8; 64 * 1024 + 1],
@@ -167,4 +175,32 @@ async fn every_route_is_in_the_openapi_document() {
     assert!(put["responses"]["201"].is_object());
     assert!(put["responses"]["413"].is_object());
     assert_eq!(put["security"][0]["bearer"], serde_json::json!([]));
+}
+
+#[actix_web::test]
+async fn a_stored_file_is_served_back_as_a_download_never_as_a_page() {
+    let app = spawn_app().await;
+    let staff = app.token(ORG_A, Role::BusinessStaff);
+    let path = format!("/v1/selfinfo/attachments/{INFO}/%E6%A1%88%E5%86%85.html");
+    let page = b"<script>alert(document.cookie)</script>\0binary\0".to_vec();
+    let res = app.put_file(&staff, &path, "text/html", page.clone()).await;
+    assert_eq!(
+        res.status(),
+        201,
+        "binary content (NUL bytes too) is taken as it is"
+    );
+    let res = app.get(&staff, &path).await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(
+        h["content-disposition"].to_str().unwrap(),
+        "attachment; filename=\"__.html\"; filename*=UTF-8''%E6%A1%88%E5%86%85.html"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.bytes().await.unwrap().as_ref(), page.as_slice());
 }
