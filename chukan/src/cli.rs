@@ -177,6 +177,12 @@ pub enum AdminCommand {
         /// 対象外事務手続コード (JT + 14 digits), comma-separated; at most 480.
         #[arg(long, value_delimiter = ',')]
         excluded: Vec<String>,
+        /// First day of this version (YYYY-MM-DD, Japan date, today or later; default today).
+        #[arg(long)]
+        valid_from: Option<chrono::NaiveDate>,
+        /// Last day of this version (inclusive; default open-ended).
+        #[arg(long)]
+        valid_to: Option<chrono::NaiveDate>,
     },
 }
 
@@ -310,11 +316,15 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             code,
             name,
             excluded,
+            valid_from,
+            valid_to,
         } => {
             let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
             let request = chukan_admin::departments::DepartmentRequest {
                 name: name.clone(),
                 excluded_procedures: excluded.clone(),
+                valid_from: *valid_from,
+                valid_to: *valid_to,
             };
             let department = chukan_admin::put_department(&pool, &org, code, &request).await?;
             println!("{}", serde_json::to_value(&department)?);

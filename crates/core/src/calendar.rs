@@ -53,6 +53,11 @@ const OPEN: u32 = 8;
 const WEEKDAY_CLOSE: u32 = 21;
 const SHORT_DAY_CLOSE: u32 = 17;
 
+/// The Japan date (Asia/Tokyo) of an instant: the day validity periods and quotas count by.
+pub fn japan_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&Tokyo).date_naive()
+}
+
 impl ServiceCalendar {
     pub fn new(planned_outages: impl IntoIterator<Item = NaiveDate>) -> Self {
         Self {

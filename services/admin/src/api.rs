@@ -41,6 +41,7 @@ use crate::{
         list_clients,
         list_batches,
         crate::departments::put_department,
+        crate::departments::end_department,
         crate::departments::list_departments,
         crate::departments::get_department
     ),
@@ -58,7 +59,9 @@ use crate::{
         CreatedClient,
         BatchRun,
         crate::departments::Department,
+        crate::departments::DepartmentPeriod,
         crate::departments::DepartmentRequest,
+        crate::departments::DepartmentEnd,
         OrgCode,
         Problem
     )),
@@ -101,7 +104,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             web::scope("/v1/departments")
                 .route("", web::get().to(crate::departments::list_departments))
                 .route("/{code}", web::get().to(crate::departments::get_department))
-                .route("/{code}", web::put().to(crate::departments::put_department)),
+                .route("/{code}", web::put().to(crate::departments::put_department))
+                .route(
+                    "/{code}/valid-to",
+                    web::post().to(crate::departments::end_department),
+                ),
         );
 }
 

@@ -262,10 +262,12 @@ pub async fn put_department(
 ) -> anyhow::Result<departments::Department> {
     let problem = |e: api::AdminError| anyhow::anyhow!(e.problem().detail);
     departments::check_code(code).map_err(problem)?;
-    let (name, excluded) = departments::check_request(request).map_err(problem)?;
+    let clock = chukan_core::SystemClock;
+    let today = domain::japan_today(&clock);
+    let new = departments::check_request(request, today).map_err(problem)?;
     let mut client = pool.get().await.context("database connection")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
-    let department = departments::put(&tx, tenant, code, &name, &excluded)
+    let department = departments::put(&tx, tenant, code, &new, "cli", clock.now(), today)
         .await
         .context("saving the department (is the tenant registered?)")?;
     tx.commit().await?;

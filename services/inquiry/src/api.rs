@@ -123,6 +123,16 @@ fn excluded_problem(procedure: &str) -> Problem {
     )
 }
 
+fn department_not_valid_problem() -> Problem {
+    Problem::new(
+        403,
+        "department-not-valid",
+        "Department not valid today",
+        "所属部署が本日の有効期間外のため、照会できません。",
+        "部署の有効期間をシステム管理者に確認してください。",
+    )
+}
+
 fn no_code_problem(addressee: &str) -> Problem {
     Problem::no_code(
         addressee,
@@ -149,7 +159,7 @@ fn expires(requested_at: DateTime<Utc>) -> DateTime<Utc> {
         (status = 202, description = "受け付けました", body = InquiryAccepted,
             headers(("Location" = String, description = "/v1/inquiries/{id}"))),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がない、又は所属部署の対象外事務手続です (forbidden, excluded-procedure)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がない、又は所属部署の対象外事務手続です (forbidden, excluded-procedure, department-not-valid)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "符号が未取得です (no-code)", body = Problem, content_type = "application/problem+json"),
@@ -191,11 +201,20 @@ async fn create_inquiry(
         .map_err(|e| internal("keys", e))?;
     let tx = begin(&mut client, &tenant).await?;
     if let Some(dept) = caller.claims().dept.as_deref() {
-        let excluded = store::excluded_procedures(&tx, dept)
+        let today = chukan_core::calendar::japan_date(state.clock.now());
+        match store::department_on(&tx, dept, today)
             .await
-            .map_err(|e| internal("department", e))?;
-        if excluded.contains(&inquiry.procedure_code) {
-            return Err(refused(excluded_problem(&inquiry.procedure_code)));
+            .map_err(|e| internal("department", e))?
+        {
+            store::DepartmentOn::NotValid => {
+                return Err(refused(department_not_valid_problem()));
+            }
+            store::DepartmentOn::Excludes(excluded)
+                if excluded.contains(&inquiry.procedure_code) =>
+            {
+                return Err(refused(excluded_problem(&inquiry.procedure_code)));
+            }
+            _ => {}
         }
     }
     let bidx = keys.blind_index(&inquiry.addressee);
@@ -615,22 +634,38 @@ async fn upload_batch(
         .map_err(|e| internal("keys", e))?;
     let tx = begin(&mut client, &tenant).await?;
 
-    // 対象外事務手続 of each department named in the file.
-    let mut exclusions: HashMap<String, HashSet<String>> = HashMap::new();
+    // 対象外事務手続 of each department named in the file, as its period valid today says
+    // (None: the department is not valid today).
+    let today = chukan_core::calendar::japan_date(state.clock.now());
+    let mut exclusions: HashMap<String, Option<HashSet<String>>> = HashMap::new();
     for dept in parsed.ok.iter().filter_map(|l| l.department.as_deref()) {
         if !exclusions.contains_key(dept) {
-            let list = store::excluded_procedures(&tx, dept)
+            let on = store::department_on(&tx, dept, today)
                 .await
                 .map_err(|e| internal("department", e))?;
-            exclusions.insert(dept.to_owned(), list.into_iter().collect());
+            let list = match on {
+                store::DepartmentOn::Unknown => Some(HashSet::new()),
+                store::DepartmentOn::NotValid => None,
+                store::DepartmentOn::Excludes(list) => Some(list.into_iter().collect()),
+            };
+            exclusions.insert(dept.to_owned(), list);
         }
     }
     let mut lines = Vec::with_capacity(parsed.ok.len());
     for l in parsed.ok {
-        let excluded = l
-            .department
-            .as_deref()
-            .and_then(|d| exclusions.get(d))
+        let exclusion = l.department.as_deref().and_then(|d| exclusions.get(d));
+        if let Some(None) = exclusion {
+            let problem = department_not_valid_problem();
+            errors.push(LineError {
+                line: l.line,
+                field: "部署コード".into(),
+                code: problem.code.to_string(),
+                detail: problem.detail,
+            });
+            continue;
+        }
+        let excluded = exclusion
+            .and_then(Option::as_ref)
             .is_some_and(|set| set.contains(&l.inquiry.procedure_code));
         if excluded {
             errors.push(LineError {

@@ -65,39 +65,75 @@ pub async fn upsert_department(
     code: &str,
     name: &str,
     excluded: &[String],
+    periods: &serde_json::Value,
     revision: i64,
 ) -> Result<(), Error> {
     tx.execute(
         &tx.prepare_cached(
-            "INSERT INTO inquiry.departments (tenant_id, code, name, excluded_procedures, revision)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO inquiry.departments
+                 (tenant_id, code, name, excluded_procedures, periods, revision)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant_id, code) DO UPDATE
              SET name = EXCLUDED.name, excluded_procedures = EXCLUDED.excluded_procedures,
-                 revision = EXCLUDED.revision
+                 periods = EXCLUDED.periods, revision = EXCLUDED.revision
              WHERE inquiry.departments.revision < EXCLUDED.revision",
         )
         .await?,
-        &[&tenant, &code, &name, &excluded, &revision],
+        &[&tenant, &code, &name, &excluded, &periods, &revision],
     )
     .await?;
     Ok(())
 }
 
-/// The procedures a department may not inquire for (empty when the department is unknown).
-pub async fn excluded_procedures(
+/// What a department's validity history says of one Japan date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepartmentOn {
+    /// Not announced (yet): nothing is excluded.
+    Unknown,
+    /// Announced, but no period covers the day (ended, or not yet started).
+    NotValid,
+    /// The procedures it may not inquire for that day.
+    Excludes(Vec<String>),
+}
+
+#[derive(serde::Deserialize)]
+struct StoredPeriod {
+    valid_from: NaiveDate,
+    valid_to: Option<NaiveDate>,
+    excluded: Vec<String>,
+}
+
+/// A department on `day`, from its announced periods (or, announced without a history, its
+/// one list for every day).
+pub async fn department_on(
     tx: &impl GenericClient,
     department: &str,
-) -> Result<Vec<String>, Error> {
+    day: NaiveDate,
+) -> Result<DepartmentOn, Error> {
     let row = tx
         .query_opt(
             &tx.prepare_cached(
-                "SELECT excluded_procedures FROM inquiry.departments WHERE code = $1",
+                "SELECT excluded_procedures, periods FROM inquiry.departments WHERE code = $1",
             )
             .await?,
             &[&department],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)).unwrap_or_default())
+    let Some(row) = row else {
+        return Ok(DepartmentOn::Unknown);
+    };
+    let excluded: Vec<String> = row.try_get(0)?;
+    let periods: serde_json::Value = row.try_get(1)?;
+    let periods: Vec<StoredPeriod> = serde_json::from_value(periods).unwrap_or_default();
+    if periods.is_empty() {
+        return Ok(DepartmentOn::Excludes(excluded));
+    }
+    Ok(periods
+        .into_iter()
+        .find(|p| p.valid_from <= day && p.valid_to.is_none_or(|to| day <= to))
+        .map_or(DepartmentOn::NotValid, |p| {
+            DepartmentOn::Excludes(p.excluded)
+        }))
 }
 
 /// The sealed code (if held) and the non-disclosure flag of each resident, by blind index.

@@ -135,6 +135,25 @@ async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<()
             "DepartmentChanged without a code or with too many exclusions",
         ));
     }
+    // The validity history, checked whole before anything is stored.
+    let mut periods = Vec::with_capacity(event.periods.len());
+    for p in &event.periods {
+        let valid_from = p.valid_from.parse::<chrono::NaiveDate>();
+        let valid_to = (!p.valid_to.is_empty())
+            .then(|| p.valid_to.parse::<chrono::NaiveDate>())
+            .transpose();
+        let (Ok(valid_from), Ok(valid_to)) = (valid_from, valid_to) else {
+            return Err(reject("DepartmentChanged with a period that is not a date"));
+        };
+        if p.excluded_procedures.len() > MAX_EXCLUDED {
+            return Err(reject("DepartmentChanged period with too many exclusions"));
+        }
+        periods.push(serde_json::json!({
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "excluded": p.excluded_procedures,
+        }));
+    }
     let tenant = event.tenant.as_str();
     let mut client = pooled(state).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -146,6 +165,7 @@ async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<()
         &event.code,
         &event.name,
         &event.excluded_procedures,
+        &serde_json::Value::Array(periods),
         event.revision,
     )
     .await

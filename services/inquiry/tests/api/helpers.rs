@@ -168,6 +168,46 @@ impl TestApp {
         .await;
     }
 
+    /// As admin announces a department with its validity history: `(valid_from, valid_to,
+    /// excluded)` per period, dates as YYYY-MM-DD ("" for open-ended).
+    pub async fn set_department_periods(
+        &self,
+        tenant: &str,
+        code: &str,
+        periods: &[(&str, &str, &[&str])],
+        revision: i64,
+    ) {
+        let event = DepartmentChanged {
+            tenant: tenant.into(),
+            code: code.into(),
+            name: "部署".into(),
+            revision,
+            periods: periods
+                .iter()
+                .map(|(from, to, excluded)| chukan_proto::DepartmentPeriod {
+                    valid_from: (*from).into(),
+                    valid_to: (*to).into(),
+                    name: "部署".into(),
+                    excluded_procedures: excluded.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.publish(
+            tenant,
+            chukan_proto::DEPARTMENT_CHANGED,
+            event.encode_to_vec(),
+        )
+        .await;
+        let sql = format!(
+            "SELECT count(*) FROM inquiry.departments WHERE code = '{code}' AND revision = {revision}"
+        );
+        wait_until("department stored", || async {
+            self.scalar_i64(tenant, &sql).await == 1
+        })
+        .await;
+    }
+
     pub async fn set_department(&self, tenant: &str, code: &str, excluded: &[&str]) {
         let event = DepartmentChanged {
             tenant: tenant.into(),
@@ -175,6 +215,7 @@ impl TestApp {
             name: "部署".into(),
             excluded_procedures: excluded.iter().map(|s| s.to_string()).collect(),
             revision: 1,
+            periods: vec![],
         };
         self.publish(
             tenant,

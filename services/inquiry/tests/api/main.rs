@@ -273,6 +273,58 @@ async fn no_code_is_refused_with_the_masked_number_and_nothing_is_stored_or_sent
 }
 
 #[actix_web::test]
+async fn a_department_is_held_to_the_period_valid_on_the_day_of_the_inquiry() {
+    use chukan_core::Clock as _;
+    let app = spawn_app().await;
+    app.link_codes(ORG_A, &["5"]).await;
+    let today = chukan_core::calendar::japan_date(app.clock.now());
+    let day = |n: i64| (today + chrono::Duration::days(n)).to_string();
+    // Excluded until yesterday, free today, excluded again from tomorrow.
+    app.set_department_periods(
+        ORG_A,
+        "D-TAX",
+        &[
+            (&day(-30), &day(-1), &[PROCEDURE]),
+            (&day(0), &day(0), &[]),
+            (&day(1), "", &[PROCEDURE]),
+        ],
+        1,
+    )
+    .await;
+    let staff = app.staff_token(ORG_A, "D-TAX");
+    let res = app
+        .post_json(&staff, "/v1/inquiries", &inquiry_body("5"))
+        .await;
+    assert_eq!(res.status(), 202, "today's period excludes nothing");
+    app.clock.advance(chrono::Duration::days(1));
+    let res = app
+        .post_json(&staff, "/v1/inquiries", &inquiry_body("5"))
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "excluded-procedure"
+    );
+    // The department ended yesterday (as seen from the day after tomorrow): nothing goes out.
+    app.set_department_periods(ORG_A, "D-TAX", &[(&day(-30), &day(1), &[])], 2)
+        .await;
+    app.clock.advance(chrono::Duration::days(1));
+    let res = app
+        .post_json(&staff, "/v1/inquiries", &inquiry_body("5"))
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "department-not-valid"
+    );
+    assert_eq!(
+        app.scalar_i64(ORG_A, "SELECT count(*) FROM inquiry.inquiries")
+            .await,
+        1
+    );
+}
+
+#[actix_web::test]
 async fn a_department_cannot_inquire_for_its_excluded_procedures() {
     let app = spawn_app().await;
     app.link_codes(ORG_A, &["5"]).await;
