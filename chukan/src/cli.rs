@@ -163,6 +163,22 @@ pub enum AdminCommand {
         #[arg(long)]
         department: Option<String>,
     },
+    /// Unlock a staff account as a platform operator (e.g. when no administrator of the tenant
+    /// can log in); recorded with the operator and the reason in the account's trail.
+    #[command(name = "unlock-user")]
+    UnlockUser {
+        #[arg(long)]
+        tenant: String,
+        /// The user's login id (ユーザーID).
+        #[arg(long)]
+        login: String,
+        /// Who unlocks (the operator's name or id, kept in the trail).
+        #[arg(long)]
+        operator: String,
+        /// Why (e.g. the help-desk ticket), kept in the trail.
+        #[arg(long)]
+        reason: String,
+    },
     /// Create or replace a department (部署) and its excluded procedure codes, and announce it
     /// (department.changed) to the inquiry service.
     #[command(name = "put-department")]
@@ -309,6 +325,20 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             println!(
                 "{}",
                 serde_json::json!({ "tenant": tenant, "client_id": client_id, "client_secret": secret })
+            );
+        }
+        AdminCommand::UnlockUser {
+            tenant,
+            login,
+            operator,
+            reason,
+        } => {
+            let org = OrgCode::parse(tenant).map_err(|e| anyhow::anyhow!(e.detail_ja()))?;
+            let id =
+                chukan_admin::unlock_user_as_operator(&pool, &org, login, operator, reason).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant": tenant, "user_id": id, "unlocked": true })
             );
         }
         AdminCommand::Department {

@@ -110,8 +110,21 @@ pub struct AuthSettings {
     pub signing_kid: String,
     /// Admin's JWKS URL for processes that do not run admin; empty = use `signing_key`.
     pub jwks_url: String,
-    /// Failed logins in a row that lock an account.
+    /// Failed logins in a row that lock an account for sources it has not logged in from.
     pub max_failed_logins: u32,
+    /// How long such a lock lasts, in minutes (an administrator may lift it sooner).
+    pub lock_minutes: u64,
+    /// First delay, in seconds, a source must wait after `max_failed_logins` failures of
+    /// its own for one account; doubled with every further failure.
+    pub throttle_base_secs: u64,
+    /// Longest such delay, in seconds.
+    pub throttle_max_secs: u64,
+    /// A source that logged in to the account within this many days is not held by the
+    /// account's lock (its own failures still slow it down).
+    pub trusted_source_days: u64,
+    /// Header carrying the client address, set by a trusted ingress that overwrites it;
+    /// empty = the TCP peer address.
+    pub client_address_header: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,11 +6,11 @@
 //! to it, which would hide the other services' `/v1/...` routes in the one server.
 
 use actix_web::{
-    HttpResponse, ResponseError,
+    HttpRequest, HttpResponse, ResponseError,
     http::{StatusCode, header},
     web,
 };
-use chrono::NaiveDate;
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use chukan_auth::{Caller, Role};
 use chukan_core::{Problem, ids::OrgCode, problem::ProtectedRouteProblems};
 use chukan_db::Transaction;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     AdminState,
     domain::{self, BatchRun, SystemClient, Tenant, User},
-    passwords, store,
+    lockout, metrics, passwords, store,
 };
 
 /// Admin's part of `/openapi.json`.
@@ -120,7 +120,12 @@ pub enum AdminError {
     #[error("invalid client credentials")]
     InvalidClient,
     #[error("account locked")]
-    AccountLocked,
+    AccountLocked { until: DateTime<Utc> },
+    #[error("login throttled")]
+    LoginThrottled {
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
     #[error("account outside its validity period")]
     AccountNotValid,
     #[error("unsupported grant type")]
@@ -184,12 +189,32 @@ impl AdminError {
                 "クライアントID又はクライアントシークレットが正しくありません。",
                 "登録時に発行されたクライアントIDとシークレットを確認してください。紛失した場合はシステム管理者に再発行を依頼してください。",
             ),
-            Self::AccountLocked => Problem::new(
-                423,
-                "account-locked",
-                "Account locked",
-                "アカウントがロックされています。",
-                "システム管理者にロック解除を依頼してください。",
+            Self::AccountLocked { until } => {
+                let problem = Problem::new(
+                    423,
+                    "account-locked",
+                    "Account locked",
+                    "アカウントがロックされています。",
+                    "ロックが解けるのを待つか、システム管理者にロック解除を依頼してください。",
+                );
+                // A lock from before locks expired has no end worth announcing.
+                if until.year() < 9999 {
+                    let secs = (*until - Utc::now()).num_seconds().max(1);
+                    problem.with_retry_after(secs.unsigned_abs(), Some(until.to_rfc3339()))
+                } else {
+                    problem
+                }
+            }
+            Self::LoginThrottled { until, now } => Problem::new(
+                429,
+                "login-throttled",
+                "Login throttled",
+                "ログインの失敗が続いたため、この端末からのログインを一時的に受け付けていません。",
+                "Retry-After の秒数が過ぎてから再度ログインしてください。",
+            )
+            .with_retry_after(
+                (*until - *now).num_seconds().max(1).unsigned_abs(),
+                Some(until.to_rfc3339()),
             ),
             Self::AccountNotValid => Problem::new(
                 401,
@@ -342,7 +367,7 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, AdminE
     operation_id = "issueToken",
     summary = "ログイン (issue an access token)",
     description = "職員は機関コード・ユーザーID・パスワード (`grant_type=password`)、業務システムはクライアントID・シークレット (`grant_type=client_credentials`) でアクセストークン (JWT) を取得します。\
-連続して失敗するとアカウントはロックされます。失敗の理由 (団体・利用者・パスワードのどれが誤りか) は応答から分かりません。",
+連続して失敗するとアカウントは一定時間ロックされ（最近ログインに成功した端末を除く）、失敗が続く端末からは待ち時間が倍々に延びます。失敗の理由 (団体・利用者・パスワードのどれが誤りか) は応答から分かりません。",
     request_body(content = TokenRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "アクセストークン (access token); `Cache-Control: no-store`", body = TokenResponse),
@@ -350,20 +375,26 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, AdminE
         (status = 401, description = "認証に失敗しました (invalid-credentials, invalid-client, account-not-valid)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "アカウントがロックされています (account-locked)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "アカウントがロックされています (account-locked); 解除予定時刻まで `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "この端末からのログイン失敗が続いたため一時的に受け付けません (login-throttled); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[tracing::instrument(skip_all, fields(grant_type = %body.grant_type))]
-async fn token(state: web::Data<AdminState>, body: web::Json<TokenRequest>) -> ApiResult {
+async fn token(
+    state: web::Data<AdminState>,
+    req: HttpRequest,
+    body: web::Json<TokenRequest>,
+) -> ApiResult {
     let body = body.into_inner();
     let issued = match body.grant_type.as_str() {
         "password" => {
             let tenant = required(body.tenant, "tenant")?;
             let username = required(body.username, "username")?;
             let password = required(body.password, "password")?;
-            password_grant(&state, &tenant, &username, password).await?
+            let source = state.login_policy.source(&req);
+            password_grant(&state, &tenant, &username, password, &source).await?
         }
         "client_credentials" => {
             let client_id = required(body.client_id, "client_id")?;
@@ -383,12 +414,14 @@ async fn token(state: web::Data<AdminState>, body: web::Json<TokenRequest>) -> A
 }
 
 /// Staff login. Unknown tenant, unknown user and wrong password all give the same answer,
-/// after the same argon2 work, so neither the text nor the timing tells which it was.
+/// after the same argon2 work, so neither the text nor the timing tells which it was. The
+/// lockout rules are in [`crate::lockout`].
 async fn password_grant(
     state: &AdminState,
     tenant: &str,
     username: &str,
     password: String,
+    source: &str,
 ) -> Result<chukan_auth::IssuedToken, AdminError> {
     let Ok(tenant) = OrgCode::parse(tenant) else {
         passwords::verify_blocking(password, None).await;
@@ -397,42 +430,65 @@ async fn password_grant(
     if password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(AdminError::InvalidCredentials);
     }
+    let policy = &state.login_policy;
     // Short transactions only: the connection goes back to the pool while argon2 runs.
-    let record = {
+    let (record, standing) = {
         let mut client = state.db.get().await?;
         let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
         let record = store::login_record(&tx, username).await?;
+        let standing = match &record {
+            Some(r) => store::login_standing(&tx, r.id, source).await?,
+            None => Default::default(),
+        };
         tx.commit().await?;
-        record
+        (record, standing)
     };
     let Some(record) = record else {
         passwords::verify_blocking(password, None).await;
         return Err(AdminError::InvalidCredentials);
     };
-    // A locked account is refused before the password is looked at: answering differently
-    // for a right and a wrong password would let a guesser go on after the lock.
-    if record.locked {
-        return Err(AdminError::AccountLocked);
+    // A lock or a delay is met before the password is looked at: answering differently for
+    // a right and a wrong password would let a guesser go on.
+    let now = state.clock.now();
+    match standing.refusal(policy, now) {
+        Some(lockout::Refusal::Locked { until }) => {
+            metrics::login_refused("account-locked");
+            return Err(AdminError::AccountLocked { until });
+        }
+        Some(lockout::Refusal::Throttled { until }) => {
+            metrics::login_refused("login-throttled");
+            return Err(AdminError::LoginThrottled { until, now });
+        }
+        None => {}
     }
     let good = passwords::verify_blocking(password, Some(record.password_hash.clone())).await;
+    let now = state.clock.now();
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
     if !good {
-        let now = state.clock.now();
         let locked =
-            store::record_failed_login(&tx, record.id, state.max_failed_logins, now).await?;
+            store::record_failed_login(&tx, tenant.as_str(), record.id, source, policy, now)
+                .await?;
         tx.commit().await?;
-        if locked {
-            tracing::warn!(tenant = %tenant, user = %record.id, "account locked after failed logins");
+        metrics::login_refused("invalid-credentials");
+        if let Some(until) = locked {
+            metrics::account_locked();
+            tracing::warn!(tenant = %tenant, user = %record.id, %until, "account locked after failed logins");
         }
         return Err(AdminError::InvalidCredentials);
     }
     if !record.valid_on(domain::japan_today(state.clock.as_ref())) {
         return Err(AdminError::AccountNotValid);
     }
-    // A concurrent wrong password may have locked the account since we read it.
-    if !store::record_successful_login(&tx, record.id).await? {
-        return Err(AdminError::AccountLocked);
+    // A concurrent wrong password may have locked the account since we read it; a trusted
+    // source passes a lock all the same.
+    let locked_until =
+        store::record_successful_login(&tx, tenant.as_str(), record.id, source, now).await?;
+    if let Some(until) = locked_until
+        && !standing.trusted(policy, now)
+    {
+        metrics::login_refused("account-locked");
+        return Err(AdminError::AccountLocked { until });
     }
     tx.commit().await?;
     let roles: Vec<Role> = record
@@ -725,7 +781,7 @@ async fn create_user(
     tracing::info!(tenant = %tenant, user = %user.id, by = %caller.0.sub, "user created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/users/{}", user.id)))
-        .json(user))
+        .json(user.as_of(state.clock.now())))
 }
 
 #[utoipa::path(
@@ -749,7 +805,12 @@ async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
     let users = store::users(&tx).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(users))
+    Ok(HttpResponse::Ok().json(
+        users
+            .into_iter()
+            .map(|u| u.as_of(state.clock.now()))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// `GET /v1/users/{id}`: administrators see every user of their tenant, anyone sees self.
@@ -781,7 +842,7 @@ async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uu
     let user = store::user(&tx, id).await?;
     tx.commit().await?;
     let user = user.ok_or(AdminError::NotFound("利用者"))?;
-    Ok(HttpResponse::Ok().json(user))
+    Ok(HttpResponse::Ok().json(user.as_of(state.clock.now())))
 }
 
 /// `POST /v1/users/{id}/unlock`: clears a lockout and the failure count.
@@ -813,12 +874,14 @@ async fn unlock_user(
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
     // Another tenant's user is invisible under row-level security: a plain 404.
-    let user = store::unlock_user(&tx, id)
+    let now = state.clock.now();
+    let user = store::unlock_user(&tx, caller.tenant(), id, &caller.0.sub, "", now)
         .await?
         .ok_or(AdminError::NotFound("利用者"))?;
     tx.commit().await?;
+    metrics::account_unlocked("administrator");
     tracing::info!(tenant = %caller.tenant(), user = %id, by = %caller.0.sub, "user unlocked");
-    Ok(HttpResponse::Ok().json(user))
+    Ok(HttpResponse::Ok().json(user.as_of(now)))
 }
 
 /// 有効期間の終了日の設定.
@@ -891,7 +954,7 @@ async fn set_valid_to(
         .ok_or(AdminError::NotFound("利用者"))?;
     tx.commit().await?;
     tracing::info!(tenant = %caller.tenant(), user = %id, by = %caller.0.sub, %valid_to, "user validity changed");
-    Ok(HttpResponse::Ok().json(updated))
+    Ok(HttpResponse::Ok().json(updated.as_of(state.clock.now())))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1091,12 +1154,15 @@ mod tests {
             p.detail,
             "団体コード、ユーザーID又はパスワードが正しくありません。"
         );
-        let locked = AdminError::AccountLocked.problem();
+        let until = chrono::Utc::now() + chrono::Duration::minutes(15);
+        let locked = AdminError::AccountLocked { until }.problem();
         assert_eq!(locked.status, 423);
         assert_eq!(
             locked.action,
-            "システム管理者にロック解除を依頼してください。"
+            "ロックが解けるのを待つか、システム管理者にロック解除を依頼してください。"
         );
+        assert_eq!(locked.available_at, Some(until.to_rfc3339()));
+        assert!(locked.retry_after.is_some_and(|s| s > 800));
         let internal = AdminError::Internal(anyhow::anyhow!("secret cause")).problem();
         assert!(!internal.detail.contains("secret cause"));
     }

@@ -255,12 +255,26 @@ pub struct User {
     pub valid_from: NaiveDate,
     /// 有効期間の終了日 (last valid day, inclusive); none for open-ended.
     pub valid_to: Option<NaiveDate>,
-    /// Failed logins in a row since the last success.
+    /// Failed logins in a row since the last success (or since the last lock expired).
     pub failed_logins: i32,
-    /// ロック中 (locked after too many failed logins).
+    /// ロック中 (locked after too many failed logins, for sources the account has not
+    /// logged in from recently).
     pub locked: bool,
     pub locked_at: Option<DateTime<Utc>>,
+    /// When the lock expires by itself (shown while locked).
+    pub locked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The user as seen at `now`: a lock whose time has passed is no lock.
+    pub fn as_of(mut self, now: DateTime<Utc>) -> Self {
+        self.locked = self.locked_until.is_some_and(|until| until > now);
+        if !self.locked {
+            self.locked_until = None;
+        }
+        self
+    }
 }
 
 /// What login needs to know about a user; stays inside the crate.
@@ -272,7 +286,6 @@ pub struct LoginRecord {
     pub department: Option<String>,
     pub valid_from: NaiveDate,
     pub valid_to: Option<NaiveDate>,
-    pub locked: bool,
 }
 
 impl LoginRecord {

@@ -28,6 +28,8 @@ pub mod actors;
 pub mod api;
 pub mod departments;
 pub mod domain;
+pub mod lockout;
+pub mod metrics;
 pub mod passwords;
 pub mod store;
 
@@ -64,8 +66,8 @@ pub struct AdminState {
     pub db: chukan_db::Pool,
     pub issuer: TokenIssuer,
     pub clock: Arc<dyn Clock>,
-    /// Failed logins in a row that lock an account (`auth.max_failed_logins`).
-    pub max_failed_logins: i32,
+    /// Lockout and throttling of staff logins (`auth.*`).
+    pub login_policy: lockout::LoginPolicy,
 }
 
 /// Admin's part of the OpenAPI document (merged by the server at `/openapi.json`).
@@ -77,15 +79,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// publishes what the operator CLI wrote, found by polling) and the batch status consumer.
 pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runtime::Parts> {
     let issuer = TokenIssuer::from_settings(&ctx.settings.auth).context("settings auth.*")?;
-    let max_failed_logins = i32::try_from(ctx.settings.auth.max_failed_logins)
-        .ok()
-        .filter(|n| *n >= 1)
-        .context("setting auth.max_failed_logins must be between 1 and 2^31-1")?;
+    let login_policy = lockout::LoginPolicy::from_settings(&ctx.settings.auth)?;
     let state = web::Data::new(AdminState {
         db: ctx.db.clone(),
         issuer,
         clock: ctx.clock.clone(),
-        max_failed_logins,
+        login_policy,
     });
     let routes: chukan_runtime::Routes = Arc::new(move |cfg| api::configure(cfg, state.clone()));
     let outbox = chukan_mq::outbox::start(
@@ -250,6 +249,44 @@ pub async fn create_client(
         .context("inserting the client (is the tenant registered?)")?;
     tx.commit().await?;
     Ok((created.client_id, secret))
+}
+
+/// A platform operator's unlock of a staff account (the tenant may have no administrator able
+/// to log in): clears the lock and every source's delay and records the operator and the
+/// reason in the account's trail (`admin.account_events`). Returns the user's id.
+pub async fn unlock_user_as_operator(
+    pool: &chukan_db::Pool,
+    tenant: &OrgCode,
+    login_id: &str,
+    operator: &str,
+    reason: &str,
+) -> anyhow::Result<Uuid> {
+    let operator = operator.trim();
+    let reason = reason.trim();
+    if operator.is_empty() || operator.chars().count() > 64 {
+        anyhow::bail!("--operator needs the operator's name or id (1 to 64 characters)");
+    }
+    if reason.is_empty() || reason.chars().count() > 500 {
+        anyhow::bail!("--reason needs why the account is unlocked (1 to 500 characters)");
+    }
+    let mut client = pool.get().await.context("database connection")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
+    let id = store::user_id_by_login(&tx, login_id)
+        .await?
+        .with_context(|| format!("no user {login_id:?} in tenant {tenant}"))?;
+    store::unlock_user(
+        &tx,
+        tenant.as_str(),
+        id,
+        &format!("operator:{operator}"),
+        reason,
+        SystemClock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::account_unlocked("operator");
+    tracing::warn!(tenant = %tenant, user = %id, operator, "account unlocked by a platform operator");
+    Ok(id)
 }
 
 /// Creates or replaces a department (部署) and announces it (`department.changed`) in the

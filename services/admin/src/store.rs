@@ -196,10 +196,11 @@ pub async fn batch_runs(
 
 /// Columns of [`User`], in the order [`user_from_row`] reads them.
 const USER_COLUMNS: &str = "id, login_id, display_name, roles, department, valid_from, valid_to,
-     failed_logins, locked_at, created_at";
+     failed_logins, locked_at, created_at, locked_until";
 
+/// The user as stored; `locked` is settled by [`User::as_of`] with the caller's clock.
 fn user_from_row(r: &Row) -> User {
-    let locked_at: Option<DateTime<Utc>> = r.get(8);
+    let locked_until: Option<DateTime<Utc>> = r.get(10);
     User {
         id: r.get(0),
         login_id: r.get(1),
@@ -209,8 +210,9 @@ fn user_from_row(r: &Row) -> User {
         valid_from: r.get(5),
         valid_to: r.get(6),
         failed_logins: r.get(7),
-        locked: locked_at.is_some(),
-        locked_at,
+        locked: locked_until.is_some(),
+        locked_at: r.get(8),
+        locked_until,
         created_at: r.get(9),
     }
 }
@@ -299,8 +301,7 @@ pub async fn user(tx: &Transaction<'_>, id: Uuid) -> Result<Option<User>> {
 pub async fn login_record(tx: &Transaction<'_>, login_id: &str) -> Result<Option<LoginRecord>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT id, password_hash, roles, department, valid_from, valid_to,
-                    locked_at IS NOT NULL
+            "SELECT id, password_hash, roles, department, valid_from, valid_to
              FROM admin.users WHERE login_id = $1",
         )
         .await?;
@@ -312,59 +313,222 @@ pub async fn login_record(tx: &Transaction<'_>, login_id: &str) -> Result<Option
         department: r.get(3),
         valid_from: r.get(4),
         valid_to: r.get(5),
-        locked: r.get(6),
     }))
 }
 
-/// Counts a failed login and locks the account when the count reaches `max_failed`.
-/// One UPDATE takes the row lock, so concurrent failures each count. Returns whether the
-/// account is now locked.
+/// The account's lock and what is known of one source, before its password is checked.
+pub async fn login_standing(
+    tx: &Transaction<'_>,
+    user: Uuid,
+    source: &str,
+) -> Result<crate::lockout::Standing> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT u.locked_until, s.delayed_until, s.last_success_at
+             FROM admin.users u
+             LEFT JOIN admin.login_sources s ON s.user_id = u.id AND s.source = $2
+             WHERE u.id = $1",
+        )
+        .await?;
+    let row = tx.query_opt(&stmt, &[&user, &source]).await?;
+    Ok(row
+        .map(|r| crate::lockout::Standing {
+            locked_until: r.get(0),
+            delayed_until: r.get(1),
+            last_success_at: r.get(2),
+        })
+        .unwrap_or_default())
+}
+
+/// Counts a failure of `source` for the account: the source's own count (and its delay, once
+/// past `max_failed`) and the account's, which locks the account once it reaches
+/// `max_failed`. A lock that has expired is forgotten first. One UPDATE takes each row's lock,
+/// so concurrent failures each count. Returns the lock's end if this failure took it.
 pub async fn record_failed_login(
     tx: &Transaction<'_>,
-    id: Uuid,
-    max_failed: i32,
+    tenant: &str,
+    user: Uuid,
+    source: &str,
+    policy: &crate::lockout::LoginPolicy,
     now: DateTime<Utc>,
-) -> Result<bool> {
-    let stmt = tx
+) -> Result<Option<DateTime<Utc>>> {
+    let count_source = tx
+        .prepare_cached(
+            "INSERT INTO admin.login_sources (tenant_id, user_id, source, failures, last_failure_at)
+             VALUES ($1, $2, $3, 1, $4)
+             ON CONFLICT (tenant_id, user_id, source) DO UPDATE
+                SET failures = admin.login_sources.failures + 1, last_failure_at = $4
+             RETURNING failures",
+        )
+        .await?;
+    let failures: i32 = tx
+        .query_one(&count_source, &[&tenant, &user, &source, &now])
+        .await?
+        .get(0);
+    if let Some(delay) = policy.delay_after(failures) {
+        let set_delay = tx
+            .prepare_cached(
+                "UPDATE admin.login_sources SET delayed_until = $3
+                 WHERE user_id = $1 AND source = $2",
+            )
+            .await?;
+        tx.execute(&set_delay, &[&user, &source, &(now + delay)])
+            .await?;
+    }
+    // The account row, locked: concurrent failures count one after the other.
+    let read = tx
+        .prepare_cached(
+            "SELECT failed_logins, locked_until FROM admin.users WHERE id = $1 FOR UPDATE",
+        )
+        .await?;
+    let Some(row) = tx.query_opt(&read, &[&user]).await? else {
+        return Ok(None);
+    };
+    let (failed, locked_until): (i32, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+    let (failed, locked_until, newly_locked) =
+        crate::lockout::after_failure(policy, failed, locked_until, now);
+    let write = tx
         .prepare_cached(
             "UPDATE admin.users
-             SET failed_logins = failed_logins + 1,
-                 locked_at = CASE WHEN locked_at IS NULL AND failed_logins + 1 >= $2
-                                  THEN $3 ELSE locked_at END
-             WHERE id = $1
-             RETURNING locked_at IS NOT NULL",
+             SET failed_logins = $2, locked_until = $3,
+                 locked_at = CASE WHEN $4 THEN $5 ELSE locked_at END
+             WHERE id = $1",
         )
         .await?;
-    let row = tx.query_opt(&stmt, &[&id, &max_failed, &now]).await?;
-    Ok(row.is_some_and(|r| r.get(0)))
+    tx.execute(
+        &write,
+        &[&user, &failed, &locked_until, &newly_locked, &now],
+    )
+    .await?;
+    let newly_locked = locked_until.filter(|_| newly_locked);
+    if newly_locked.is_some() {
+        insert_account_event(tx, tenant, user, "locked", "login-failures", "", now).await?;
+    }
+    Ok(newly_locked)
 }
 
-/// Resets the failure count after a good password, unless a concurrent failure locked the
-/// account in the meantime; false means it is locked.
-pub async fn record_successful_login(tx: &Transaction<'_>, id: Uuid) -> Result<bool> {
+/// A good password from `source`: the source's failures and delay are cleared and it is
+/// remembered as trusted; the account's count is reset unless it is locked. Returns the
+/// account's lock end if it is still locked (the caller decides whether the source may pass).
+pub async fn record_successful_login(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    user: Uuid,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let account = tx
+        .prepare_cached(
+            "UPDATE admin.users
+             SET failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until > $2
+                                      THEN failed_logins ELSE 0 END,
+                 locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until > $2
+                                     THEN locked_until END
+             WHERE id = $1
+             RETURNING locked_until",
+        )
+        .await?;
+    let locked_until: Option<DateTime<Utc>> = tx
+        .query_opt(&account, &[&user, &now])
+        .await?
+        .and_then(|r| r.get(0));
+    let trust = tx
+        .prepare_cached(
+            "INSERT INTO admin.login_sources (tenant_id, user_id, source, last_success_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id, source) DO UPDATE
+                SET failures = 0, delayed_until = NULL, last_success_at = $4",
+        )
+        .await?;
+    tx.execute(&trust, &[&tenant, &user, &source, &now]).await?;
+    Ok(locked_until)
+}
+
+/// Records who locked or unlocked an account and why.
+pub async fn insert_account_event(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    user: Uuid,
+    event: &str,
+    actor: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE admin.users SET failed_logins = 0
-             WHERE id = $1 AND locked_at IS NULL",
+            "INSERT INTO admin.account_events (tenant_id, id, user_id, event, actor, reason, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
-    Ok(tx.execute(&stmt, &[&id]).await? == 1)
+    tx.execute(
+        &stmt,
+        &[
+            &tenant,
+            &Uuid::now_v7(),
+            &user,
+            &event,
+            &actor,
+            &reason,
+            &at,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
-/// Clears the lock and the failure count; the user, or None if not in this tenant.
-pub async fn unlock_user(tx: &Transaction<'_>, id: Uuid) -> Result<Option<User>> {
+/// The lock and unlock trail of one account in the order it was written (ids are UUIDv7):
+/// `(event, actor, reason, at)`.
+pub async fn account_events(
+    tx: &Transaction<'_>,
+    user: Uuid,
+) -> Result<Vec<(String, String, String, DateTime<Utc>)>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT event, actor, reason, at FROM admin.account_events
+             WHERE user_id = $1 ORDER BY id",
+        )
+        .await?;
+    Ok(tx
+        .query(&stmt, &[&user])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Clears the lock, the failure count and every source's delay, and records who did it and
+/// why; the user, or None if not in this tenant.
+pub async fn unlock_user(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: Uuid,
+    actor: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<User>> {
     let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE admin.users SET failed_logins = 0, locked_at = NULL
+            "UPDATE admin.users SET failed_logins = 0, locked_at = NULL, locked_until = NULL
              WHERE id = $1
              RETURNING {USER_COLUMNS}"
         ))
         .await?;
-    Ok(tx
+    let Some(user) = tx
         .query_opt(&stmt, &[&id])
         .await?
         .as_ref()
-        .map(user_from_row))
+        .map(user_from_row)
+    else {
+        return Ok(None);
+    };
+    let sources = tx
+        .prepare_cached(
+            "UPDATE admin.login_sources SET failures = 0, delayed_until = NULL WHERE user_id = $1",
+        )
+        .await?;
+    tx.execute(&sources, &[&id]).await?;
+    insert_account_event(tx, tenant, id, "unlocked", actor, reason, now).await?;
+    Ok(Some(user))
 }
 
 /// One user, locked for update (validity changes).

@@ -62,7 +62,11 @@ pub async fn spawn_app() -> TestApp {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let env = TestEnv::new_with(
         &[chukan_admin::migrations()],
-        |s| s.calendar.enforce_service_hours = false,
+        |s| {
+            s.calendar.enforce_service_hours = false;
+            // Tests play several client addresses through this header.
+            s.auth.client_address_header = "x-forwarded-for".into();
+        },
         clock.clone(),
     )
     .await
@@ -199,6 +203,29 @@ impl TestApp {
         })
         .await
         .unwrap();
+    }
+
+    /// A login from the client address `source`.
+    pub async fn login_from(
+        &self,
+        source: &str,
+        tenant: &str,
+        username: &str,
+        password: &str,
+    ) -> Response {
+        self.api
+            .http
+            .post(self.url("/v1/auth/token"))
+            .header("x-forwarded-for", source)
+            .json(&json!({
+                "grant_type": "password",
+                "tenant": tenant,
+                "username": username,
+                "password": password,
+            }))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn login(&self, tenant: &str, username: &str, password: &str) -> Response {

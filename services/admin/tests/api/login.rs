@@ -42,7 +42,7 @@ async fn five_failed_logins_lock_the_account_until_an_administrator_unlocks_it()
     assert_eq!(body["detail"], "アカウントがロックされています。");
     assert_eq!(
         body["action"],
-        "システム管理者にロック解除を依頼してください。"
+        "ロックが解けるのを待つか、システム管理者にロック解除を依頼してください。"
     );
 
     let user: Value = app
@@ -257,4 +257,138 @@ async fn jwks_is_public_and_names_the_signing_key() {
     );
     assert_eq!(a["keys"][0]["alg"], "EdDSA");
     assert!(a["keys"][0].get("d").is_none(), "no private key material");
+}
+
+/// The attack of issue 11: five wrong passwords each for admin1 and admin2, from outside,
+/// with nothing but the org code and guessable login ids. Nobody must be left out for good.
+#[actix_rt::test]
+async fn nobody_outside_can_lock_every_administrator_out_for_good() {
+    use chukan_core::Clock as _;
+    let app = spawn_app().await;
+    const ATTACKER: &str = "203.0.113.9";
+    // Each administrator works from their own terminal.
+    for (terminal, login) in [("10.0.0.1", "admin1"), ("10.0.0.2", "admin2")] {
+        assert_eq!(
+            app.login_from(terminal, TENANT_A, login, PASSWORD)
+                .await
+                .status(),
+            200
+        );
+    }
+    for login in ["admin1", "admin2"] {
+        for _ in 0..5 {
+            let res = app
+                .login_from(ATTACKER, TENANT_A, login, "wrong password 123")
+                .await;
+            assert_problem(res, 401, "invalid-credentials").await;
+        }
+        // Locked for strangers: the attacker's next try is refused without a password check.
+        let body = assert_problem(
+            app.login_from(ATTACKER, TENANT_A, login, PASSWORD).await,
+            423,
+            "account-locked",
+        )
+        .await;
+        assert!(body["available_at"].is_string(), "{body}");
+    }
+    // Both administrators still get in from their own terminals.
+    for (terminal, login) in [("10.0.0.1", "admin1"), ("10.0.0.2", "admin2")] {
+        let res = app.login_from(terminal, TENANT_A, login, PASSWORD).await;
+        assert_eq!(res.status(), 200, "{login} from {terminal}");
+    }
+    // From a new terminal admin2 meets the lock, told when it ends…
+    let res = app
+        .login_from("10.0.0.99", TENANT_A, "admin2", PASSWORD)
+        .await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((800..=900).contains(&retry), "{retry}");
+    assert_problem(res, 423, "account-locked").await;
+    // …and it ends by itself.
+    app.clock.advance(chrono::Duration::minutes(16));
+    assert_eq!(
+        app.login_from("10.0.0.99", TENANT_A, "admin2", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    // A guesser on a trusted terminal is slowed down on its own, the wait doubling.
+    for _ in 0..5 {
+        let res = app
+            .login_from("10.0.0.1", TENANT_A, "admin1", "wrong password 123")
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    let retry_after = |res: &reqwest::Response| -> u64 {
+        res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let res = app
+        .login_from("10.0.0.1", TENANT_A, "admin1", PASSWORD)
+        .await;
+    // The clock runs on while the test does: a second may have passed.
+    assert!((29..=30).contains(&retry_after(&res)), "{res:?}");
+    assert_problem(res, 429, "login-throttled").await;
+    app.clock.advance(chrono::Duration::seconds(31));
+    let res = app
+        .login_from("10.0.0.1", TENANT_A, "admin1", "wrong password 123")
+        .await;
+    assert_eq!(res.status(), 401);
+    let res = app
+        .login_from("10.0.0.1", TENANT_A, "admin1", PASSWORD)
+        .await;
+    assert!((59..=60).contains(&retry_after(&res)), "{res:?}");
+    assert_problem(res, 429, "login-throttled").await;
+
+    // A platform operator unlocks at once, and the trail says who and why.
+    let org = chukan_core::ids::OrgCode::parse(TENANT_A).unwrap();
+    let id = chukan_admin::unlock_user_as_operator(
+        &app.env.ctx.db,
+        &org,
+        "admin1",
+        "山田",
+        "ヘルプデスク #1234",
+    )
+    .await
+    .unwrap();
+    assert_eq!(id, app.admin_a);
+    assert_eq!(
+        app.login_from("10.0.0.1", TENANT_A, "admin1", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let mut client = app.env.ctx.db.get().await.unwrap();
+    let tx = chukan_db::tenant_tx(&mut client, TENANT_A).await.unwrap();
+    let trail = chukan_admin::store::account_events(&tx, app.admin_a)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let events: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|(e, a, r, _)| (e.as_str(), a.as_str(), r.as_str()))
+        .collect();
+    // Locked by the attacker, again by the guesses on the trusted terminal (after the first
+    // lock had expired), then unlocked by the operator.
+    assert_eq!(
+        events,
+        [
+            ("locked", "login-failures", ""),
+            ("locked", "login-failures", ""),
+            ("unlocked", "operator:山田", "ヘルプデスク #1234")
+        ]
+    );
+    // An operator unlock needs a name and a reason.
+    assert!(
+        chukan_admin::unlock_user_as_operator(&app.env.ctx.db, &org, "admin1", "山田", " ")
+            .await
+            .is_err()
+    );
 }
