@@ -263,7 +263,6 @@ async fn jwks_is_public_and_names_the_signing_key() {
 /// with nothing but the org code and guessable login ids. Nobody must be left out for good.
 #[actix_rt::test]
 async fn nobody_outside_can_lock_every_administrator_out_for_good() {
-    use chukan_core::Clock as _;
     let app = spawn_app().await;
     const ATTACKER: &str = "203.0.113.9";
     // Each administrator works from their own terminal.
