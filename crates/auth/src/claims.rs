@@ -14,6 +14,23 @@ pub enum Role {
     SystemClient,
 }
 
+impl Role {
+    /// The name used in tokens and in the OpenAPI document (`system_admin`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::SystemAdmin => "system_admin",
+            Role::BusinessStaff => "business_staff",
+            Role::SystemClient => "system_client",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::SystemAdmin, Role::BusinessStaff, Role::SystemClient]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Claims {
     /// User or client id (never a name or other personal data).

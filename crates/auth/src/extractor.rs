@@ -1,6 +1,14 @@
 //! The `Caller` extractor: the verified claims of the request's bearer token.
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{
+    Error, FromRequest, HttpMessage as _, HttpRequest, ResponseError as _,
+    body::{EitherBody, MessageBody},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header,
+    middleware::Next,
+    web,
+};
+use chukan_core::edge::KnownRoutes;
 use chukan_core::problem::Problem;
 use futures_util::future::LocalBoxFuture;
 
@@ -37,6 +45,10 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Caller, Problem>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The gate verified the token already (see [`gate`]): no second verification.
+        if let Some(caller) = req.extensions().get::<Caller>().cloned() {
+            return Box::pin(async move { Ok(caller) });
+        }
         let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
         let token = bearer_token(req);
         Box::pin(async move {
@@ -84,4 +96,44 @@ fn unauthenticated(e: &AuthError) -> Problem {
         detail,
         "/v1/auth/token で新しいトークンを取得してください。",
     )
+}
+
+/// The authorisation gate, before any extractor reads the request: an operation whose OpenAPI
+/// description names roles (the `bearer` scheme's scopes) is open to a verified token holding
+/// one of them, and to nobody else (401 without a valid token, 403 without the role). The
+/// document is the one place that says who may call what (docs/api.md is generated from it);
+/// the verified caller is kept for the [`Caller`] extractor.
+pub async fn gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let required: Option<Vec<Role>> = req
+        .app_data::<web::Data<KnownRoutes>>()
+        .and_then(|k| k.roles(req.method(), req.path()))
+        .map(|names| names.iter().filter_map(|n| Role::parse(n)).collect());
+    let Some(required) = required else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
+    let verified = match (verifier, bearer_token(req.request())) {
+        (None, _) => {
+            tracing::error!("TokenVerifier missing from app data");
+            Err(Problem::internal())
+        }
+        (Some(_), Err(e)) => Err(unauthenticated(&e)),
+        (Some(v), Ok(token)) => v.verify(&token).await.map_err(|e| {
+            tracing::info!(reason = %e, "request not authenticated");
+            unauthenticated(&e)
+        }),
+    };
+    let refusal = match verified {
+        Err(problem) => problem,
+        Ok(claims) if claims.has_any(&required) => {
+            req.extensions_mut().insert(Caller(claims));
+            return Ok(next.call(req).await?.map_into_left_body());
+        }
+        Ok(_) => Problem::forbidden(),
+    };
+    let res = refusal.error_response();
+    Ok(req.into_response(res).map_into_right_body())
 }

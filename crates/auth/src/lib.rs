@@ -10,7 +10,7 @@ mod issuer;
 mod verifier;
 
 pub use claims::{Claims, Role};
-pub use extractor::Caller;
+pub use extractor::{Caller, gate};
 pub use issuer::{IssuedToken, TokenIssuer};
 pub use verifier::TokenVerifier;
 

@@ -234,11 +234,13 @@ pub fn attachment_disposition(file_name: &str) -> header::HeaderValue {
         .unwrap_or_else(|_| header::HeaderValue::from_static("attachment"))
 }
 
-/// One path template: literal segments and `{param}` segments.
+/// One path template: literal segments and `{param}` segments, with what each method needs.
 #[derive(Debug, Clone)]
 struct Template {
     segments: Vec<Option<String>>,
-    methods: Vec<Method>,
+    /// Each method the path takes, with the roles its operation names (the bearer scheme's
+    /// scopes in the document; None: the operation names none).
+    methods: Vec<(Method, Option<Vec<String>>)>,
 }
 
 impl Template {
@@ -257,88 +259,140 @@ impl Template {
                 .zip(segments)
                 .all(|(t, s)| t.as_deref().is_none_or(|t| t == *s))
     }
+
+    fn params(&self) -> usize {
+        self.segments.iter().filter(|s| s.is_none()).count()
+    }
 }
 
-/// The paths a listener serves and the methods each takes (from the OpenAPI document), for
-/// 405 answers. Registered as app data for [`unmatched`].
+/// The paths a listener serves, the methods each takes and the roles each operation is open
+/// to, from the OpenAPI document: the one place the API says who may call what. Registered
+/// as app data for [`unmatched`] (405) and for the authorisation gate (`chukan-auth`).
 #[derive(Debug, Clone, Default)]
 pub struct KnownRoutes {
     templates: Vec<Template>,
 }
 
+/// The name of the bearer scheme whose scopes list an operation's roles (OpenAPI 3.1 lets
+/// the scopes of a non-OAuth scheme be "role names which are required for the execution").
+pub const BEARER_SCHEME: &str = "bearer";
+
 impl KnownRoutes {
     /// From `(path template, method)` pairs, e.g. `("/v1/users/{id}", Method::GET)`.
     pub fn new<'a>(routes: impl IntoIterator<Item = (&'a str, Method)>) -> Self {
         let mut known = KnownRoutes::default();
-        for (path, method) in routes {
-            known.add(path, method);
-        }
+        known.extend(routes);
         known
     }
 
     /// Adds routes that are not in the OpenAPI document (the document itself).
     pub fn extend<'a>(&mut self, routes: impl IntoIterator<Item = (&'a str, Method)>) {
         for (path, method) in routes {
-            self.add(path, method);
+            self.add(path, method, None);
         }
     }
 
-    fn add(&mut self, path: &str, method: Method) {
+    fn add(&mut self, path: &str, method: Method, roles: Option<Vec<String>>) {
         let segments = Template::parse(path);
-        match self.templates.iter_mut().find(|t| t.segments == segments) {
-            Some(t) if !t.methods.contains(&method) => t.methods.push(method),
-            Some(_) => {}
-            None => self.templates.push(Template {
-                segments,
-                methods: vec![method],
-            }),
+        let i = match self.templates.iter().position(|t| t.segments == segments) {
+            Some(i) => i,
+            None => {
+                self.templates.push(Template {
+                    segments,
+                    methods: Vec::new(),
+                });
+                self.templates.len() - 1
+            }
+        };
+        let methods = &mut self.templates[i].methods;
+        if !methods.iter().any(|(m, _)| *m == method) {
+            methods.push((method, roles));
         }
     }
 
-    /// Every operation of an OpenAPI document.
+    /// Every operation of an OpenAPI document, with the roles its bearer requirement names.
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
         let mut known = KnownRoutes::default();
-        for (path, item) in &doc.paths.paths {
-            let ops = [
-                (Method::GET, &item.get),
-                (Method::PUT, &item.put),
-                (Method::POST, &item.post),
-                (Method::DELETE, &item.delete),
-                (Method::OPTIONS, &item.options),
-                (Method::HEAD, &item.head),
-                (Method::PATCH, &item.patch),
-                (Method::TRACE, &item.trace),
-            ];
-            for (method, op) in ops {
-                if op.is_some() {
-                    known.add(path, method);
+        let Ok(doc) = serde_json::to_value(doc) else {
+            return known;
+        };
+        let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) else {
+            return known;
+        };
+        for (path, item) in paths {
+            for (name, method) in [
+                ("get", Method::GET),
+                ("put", Method::PUT),
+                ("post", Method::POST),
+                ("delete", Method::DELETE),
+                ("options", Method::OPTIONS),
+                ("head", Method::HEAD),
+                ("patch", Method::PATCH),
+                ("trace", Method::TRACE),
+            ] {
+                if let Some(op) = item.get(name) {
+                    known.add(path, method, operation_roles(op));
                 }
             }
         }
         known
     }
 
-    /// The methods a concrete path takes, if the API has it. A literal segment wins over a
-    /// parameter (`/v1/records/tree-head` is not `/v1/records/{id}`).
-    pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+    /// The templates a concrete path matches, those with the fewest parameters only (a
+    /// literal segment wins: `/v1/records/tree-head` is not `/v1/records/{id}`).
+    fn best(&self, path: &str) -> Vec<&Template> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let mut found: Vec<&Template> = self
+        let found: Vec<&Template> = self
             .templates
             .iter()
             .filter(|t| t.matches(&segments))
             .collect();
-        found.sort_by_key(|t| t.segments.iter().filter(|s| s.is_none()).count());
-        let best = found.first()?;
-        let literal_params = best.segments.iter().filter(|s| s.is_none()).count();
-        let mut methods: Vec<Method> = found
+        let fewest = found.iter().map(|t| t.params()).min();
+        found
+            .into_iter()
+            .filter(|t| Some(t.params()) == fewest)
+            .collect()
+    }
+
+    /// The methods a concrete path takes, if the API has it.
+    pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+        let best = self.best(path);
+        if best.is_empty() {
+            return None;
+        }
+        let mut methods: Vec<Method> = best
             .iter()
-            .filter(|t| t.segments.iter().filter(|s| s.is_none()).count() == literal_params)
-            .flat_map(|t| t.methods.iter().cloned())
+            .flat_map(|t| t.methods.iter().map(|(m, _)| m.clone()))
             .collect();
         methods.sort_by_key(|m| m.to_string());
         methods.dedup();
         Some(methods)
     }
+
+    /// The roles an operation is open to (None: it names none, e.g. a public route, or the
+    /// API has no such operation).
+    pub fn roles(&self, method: &Method, path: &str) -> Option<&[String]> {
+        self.best(path)
+            .into_iter()
+            .flat_map(|t| t.methods.iter())
+            .find(|(m, _)| m == method)
+            .and_then(|(_, roles)| roles.as_deref())
+    }
+}
+
+/// The scopes of an operation's `bearer` security requirement.
+fn operation_roles(op: &serde_json::Value) -> Option<Vec<String>> {
+    op.get("security")?
+        .as_array()?
+        .iter()
+        .find_map(|req| req.get(BEARER_SCHEME))
+        .and_then(|scopes| scopes.as_array())
+        .map(|scopes| {
+            scopes
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
 }
 
 /// The default service: 405 with `Allow` for a known path asked with another method, else

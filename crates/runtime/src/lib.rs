@@ -161,6 +161,7 @@ pub fn http_server(
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(middleware::from_fn(hours::gate))
+            .wrap(middleware::from_fn(chukan_auth::gate))
             .wrap(middleware::from_fn(edge::screen))
             .wrap(chukan_telemetry::http_metrics(metrics_label))
             .wrap(edge::security_headers())

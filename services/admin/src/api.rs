@@ -630,7 +630,7 @@ async fn well_known_jwks(state: web::Data<AdminState>) -> HttpResponse {
         (status = 404, description = "団体が登録されていません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn tenant_self(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
@@ -720,7 +720,7 @@ fn check_department(department: Option<&str>) -> Result<(), AdminError> {
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn create_user(
@@ -728,7 +728,6 @@ async fn create_user(
     caller: Caller,
     body: web::Json<CreateUserRequest>,
 ) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let tenant = caller.tenant().to_string();
     let req = body.into_inner();
 
@@ -796,11 +795,10 @@ async fn create_user(
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
     let users = store::users(&tx).await?;
@@ -829,7 +827,7 @@ async fn list_users(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
         (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uuid>) -> ApiResult {
@@ -861,7 +859,7 @@ async fn get_user(state: web::Data<AdminState>, caller: Caller, id: web::Path<Uu
         (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn unlock_user(
@@ -869,7 +867,6 @@ async fn unlock_user(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let id = id.into_inner();
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
@@ -913,7 +910,7 @@ pub struct ValidToRequest {
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn set_valid_to(
@@ -922,7 +919,6 @@ async fn set_valid_to(
     id: web::Path<Uuid>,
     body: web::Json<ValidToRequest>,
 ) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let id = id.into_inner();
     let valid_to = body.valid_to;
     let today = domain::japan_today(state.clock.as_ref());
@@ -1013,7 +1009,7 @@ pub async fn insert_new_client(
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn create_client(
@@ -1021,7 +1017,6 @@ async fn create_client(
     caller: Caller,
     body: web::Json<CreateClientRequest>,
 ) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AdminError::InvalidField {
@@ -1060,11 +1055,10 @@ async fn create_client(
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn list_clients(state: web::Data<AdminState>, caller: Caller) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin])?;
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
     let clients = store::clients(&tx).await?;
@@ -1104,7 +1098,7 @@ pub struct BatchListParams {
         (status = 403, description = "権限がありません: system_admin 又は business_staff が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff"]))
 )]
 #[tracing::instrument(skip_all)]
 async fn list_batches(
@@ -1112,7 +1106,6 @@ async fn list_batches(
     caller: Caller,
     params: web::Query<BatchListParams>,
 ) -> ApiResult {
-    caller.require_any(&[Role::SystemAdmin, Role::BusinessStaff])?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=MAX_BATCH_LIMIT).contains(&limit) {
         return Err(AdminError::InvalidField {

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{
     Problem,
     ids::{OrgCode, ProcedureCode},
@@ -460,7 +460,7 @@ fn tenant_of(caller: &Caller) -> Result<OrgCode, AdminError> {
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn put_department(
@@ -469,7 +469,6 @@ pub async fn put_department(
     code: web::Path<String>,
     body: web::Json<DepartmentRequest>,
 ) -> Result<HttpResponse, AdminError> {
-    caller.require_any(&[Role::SystemAdmin])?;
     check_code(&code)?;
     let today = japan_today(&*state.clock);
     let new = check_request(&body, today)?;
@@ -508,7 +507,7 @@ pub async fn put_department(
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn end_department(
@@ -517,7 +516,6 @@ pub async fn end_department(
     code: web::Path<String>,
     body: web::Json<DepartmentEnd>,
 ) -> Result<HttpResponse, AdminError> {
-    caller.require_any(&[Role::SystemAdmin])?;
     let today = japan_today(&*state.clock);
     if body.valid_to < today {
         return Err(AdminError::RetroactiveChange);
@@ -574,14 +572,13 @@ pub async fn end_department(
         (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn list_departments(
     state: web::Data<AdminState>,
     caller: Caller,
 ) -> Result<HttpResponse, AdminError> {
-    caller.require_any(&[Role::SystemAdmin])?;
     let today = japan_today(&*state.clock);
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
@@ -604,7 +601,7 @@ pub async fn list_departments(
         (status = 404, description = "部署が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin"]))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn get_department(
@@ -612,7 +609,6 @@ pub async fn get_department(
     caller: Caller,
     code: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    caller.require_any(&[Role::SystemAdmin])?;
     let today = japan_today(&*state.clock);
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;

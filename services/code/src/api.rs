@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use actix_web::{HttpResponse, http::header, web};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{
     Problem,
     ids::{AddresseeNo, ResidentRecordCode},
@@ -45,8 +45,8 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// Who may obtain and look up codes: staff at the console and business systems.
-const CODE_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate): codes
+// are business work, for staff at the console and business systems.
 
 static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
@@ -101,7 +101,7 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
         (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn request_acquisition(
@@ -109,7 +109,6 @@ async fn request_acquisition(
     state: web::Data<CodeState>,
     body: web::Json<AcquisitionRequest>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(CODE_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let req = body.into_inner();
     let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
@@ -208,14 +207,13 @@ fn accepted(id: Uuid, status: AcquisitionStatus, is_new_work: bool) -> HttpRespo
         (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_acquisition(
     caller: Caller,
     state: web::Data<CodeState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(CODE_ROLES)?;
     let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
@@ -246,14 +244,13 @@ async fn get_acquisition(
         (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_holding(
     caller: Caller,
     state: web::Data<CodeState>,
     addressee: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(CODE_ROLES)?;
     let addressee = AddresseeNo::parse(&addressee).map_err(|e| Problem::invalid_field(&e))?;
     let tenant = caller.tenant();
     let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{Problem, edge, problem::ProtectedRouteProblems};
 use chukan_proto::{InquiryResult, Message};
 use futures_util::StreamExt;
@@ -59,8 +59,8 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// Who may send and read inquiries: staff at the console and business systems.
-const INQUIRY_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate):
+// inquiries are business work, for staff at the console and business systems.
 
 /// Errors returned inline in a bulk file's answer; the rest are paged.
 const INLINE_ERRORS: usize = 100;
@@ -165,7 +165,7 @@ fn expires(requested_at: DateTime<Utc>) -> DateTime<Utc> {
         (status = 422, description = "符号が未取得です (no-code)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn create_inquiry(
@@ -173,7 +173,6 @@ async fn create_inquiry(
     state: web::Data<InquiryState>,
     body: web::Json<InquiryInput>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let input = body.into_inner();
     let condition = condition_of(&input).map_err(|d| {
@@ -332,14 +331,13 @@ async fn create_inquiry(
         (status = 404, description = "照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_inquiry(
     caller: Caller,
     state: web::Data<InquiryState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let tenant = caller.tenant();
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
@@ -394,14 +392,13 @@ async fn get_inquiry(
         (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn list_inquiries(
     caller: Caller,
     state: web::Data<InquiryState>,
     query: web::Query<InquiryQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let q = query.into_inner();
     if let Some(s) = q.status.as_deref()
         && InquiryStatus::parse(s).is_none()
@@ -448,14 +445,13 @@ async fn list_inquiries(
         (status = 422, description = "件数が上限を超えています (too-many-confirmations)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn confirm_results(
     caller: Caller,
     state: web::Data<InquiryState>,
     body: web::Json<ConfirmationInput>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let input = body.into_inner();
     let max = state.settings.confirm_max;
     let too_many = || {
@@ -568,7 +564,7 @@ async fn read_capped(
         (status = 422, description = "ファイルが空です (empty-file)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn upload_batch(
@@ -577,7 +573,6 @@ async fn upload_batch(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -825,14 +820,13 @@ async fn upload_batch(
         (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_batch(
     caller: Caller,
     state: web::Data<InquiryState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
@@ -882,7 +876,7 @@ async fn get_batch(
         (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_batch_errors(
     caller: Caller,
@@ -890,7 +884,6 @@ async fn get_batch_errors(
     id: web::Path<Uuid>,
     query: web::Query<LineErrorQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
     let mut client = pooled(&state).await?;
@@ -935,14 +928,13 @@ async fn get_batch_errors(
         (status = 404, description = "一括照会が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_batch_results(
     caller: Caller,
     state: web::Data<InquiryState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(INQUIRY_ROLES)?;
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;

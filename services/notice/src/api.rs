@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use actix_web::{HttpResponse, http::header, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::Duration;
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{Problem, ids::AddresseeNo, problem::ProtectedRouteProblems};
 use chukan_crypto::TenantKeys;
 use chukan_proto::{Message, NoticeContent};
@@ -57,8 +57,8 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// Who may send and read notices: staff at the console and business systems.
-const NOTICE_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate):
+// notices are business work, for staff at the console and business systems.
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<NoticeService>) {
     cfg.app_data(state)
@@ -154,7 +154,7 @@ deliver_at を指定するとその日時に送信します（366日先まで）
         (status = 422, description = "符号が未取得です (no-code)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn create_notice(
@@ -162,7 +162,6 @@ async fn create_notice(
     state: web::Data<NoticeService>,
     body: web::Json<NoticeInput>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(NOTICE_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let input = body.into_inner();
     let content = content_of(&input).map_err(|r| {
@@ -340,14 +339,13 @@ fn view(
         (status = 404, description = "お知らせが見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_notice(
     caller: Caller,
     state: web::Data<NoticeService>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(NOTICE_ROLES)?;
     let tenant = caller.tenant();
     let id = id.into_inner();
     let mut client = pooled(&state).await?;
@@ -387,14 +385,13 @@ async fn get_notice(
         (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn list_notices(
     caller: Caller,
     state: web::Data<NoticeService>,
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(NOTICE_ROLES)?;
     let tenant = caller.tenant();
     let q = query.into_inner();
     if let Some(s) = q.state.as_deref()
@@ -448,7 +445,7 @@ async fn list_notices(
         (status = 422, description = "未送信のお知らせが含まれる、又は確認するお知らせがありません (notice-not-sent, nothing-to-check)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn create_status_check(
@@ -456,7 +453,6 @@ async fn create_status_check(
     state: web::Data<NoticeService>,
     body: web::Json<StatusCheckInput>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(NOTICE_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let input = body.into_inner();
     let refuse = |p: Problem| {
@@ -556,14 +552,13 @@ async fn create_status_check(
         (status = 404, description = "状況確認要求が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_status_check(
     caller: Caller,
     state: web::Data<NoticeService>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(NOTICE_ROLES)?;
     let tenant = caller.tenant();
     let id = id.into_inner();
     let mut client = pooled(&state).await?;

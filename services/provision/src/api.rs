@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, http::header, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{
     Problem, edge,
     ids::{AddresseeNo, InfoCode},
@@ -57,10 +57,10 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// Who registers replicas: staff at the console and business systems.
-const REPLICA_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemClient];
-/// Who may delete in bulk: administrators and staff, not unattended systems.
-const BULK_DELETE_ROLES: &[Role] = &[Role::SystemAdmin, Role::BusinessStaff];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate):
+// replicas are registered by staff and business systems; bulk deletion by staff only (a
+// person, not an unattended system); administrators see quotas, slots and counts (no
+// personal data), not uploads or replicas (separation of duties).
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
     cfg.app_data(state)
@@ -273,7 +273,7 @@ pub struct UploadParams {
         (status = 422, description = "登録リストが不正 (malformed-registration-list, truncated-registration-list, not-a-registration-list, entry-too-large, empty-registration-list)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn upload(
@@ -282,7 +282,6 @@ async fn upload(
     params: web::Query<UploadParams>,
     body: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let org = org_of(&state, &tenant).await?;
     let now = state.clock.now();
@@ -387,14 +386,13 @@ pub struct ListParams {
     summary = "アップロード一覧 (uploads and their results)",
     params(ListParams),
     responses((status = 200, body = [UploadReport]), ProtectedRouteProblems),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn list_uploads(
     caller: Caller,
     state: web::Data<ProvisionState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
     let mut client = pooled(&state).await?;
@@ -416,14 +414,13 @@ async fn list_uploads(
         (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_upload(
     caller: Caller,
     state: web::Data<ProvisionState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, tenant).await?;
@@ -452,7 +449,7 @@ pub struct PageParams {
         (status = 404, description = "アップロードがありません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_rejections(
     caller: Caller,
@@ -460,7 +457,6 @@ async fn get_rejections(
     id: web::Path<Uuid>,
     page: web::Query<PageParams>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, tenant).await?;
@@ -580,7 +576,7 @@ pub struct RecordsRequest {
         (status = 422, description = "登録リストにできない値です (invalid-record: records[i] と項目名を示します)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn register_records(
@@ -588,7 +584,6 @@ async fn register_records(
     state: web::Data<ProvisionState>,
     body: web::Json<RecordsRequest>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let records = body.into_inner().records;
     let max = state.settings.provision.rest_max_records;
@@ -773,7 +768,7 @@ pub struct ReplicaAnswer {
         (status = 400, description = "invalid-field / invalid-period", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn query_replicas(
@@ -781,7 +776,6 @@ async fn query_replicas(
     state: web::Data<ProvisionState>,
     body: web::Json<ReplicaQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     let tenant = caller.tenant();
     let q = body.into_inner();
     let when = match (q.on, q.from, q.to) {
@@ -867,7 +861,7 @@ fn four_digits(s: &str) -> bool {
         (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn bulk_delete(
@@ -875,7 +869,6 @@ async fn bulk_delete(
     state: web::Data<ProvisionState>,
     body: web::Json<BulkDeleteRequest>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(BULK_DELETE_ROLES)?;
     let req = body.into_inner();
     if !four_digits(&req.major_version) || !four_digits(&req.dataset) {
         return Err(Problem::new(
@@ -917,14 +910,13 @@ pub struct ReconciliationRequest {
         (status = 202, description = "夜間バッチで作成します", body = Reconciliation),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn request_reconciliation(
     caller: Caller,
     state: web::Data<ProvisionState>,
     body: web::Json<ReconciliationRequest>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     let req = body.into_inner();
     if req
         .major_version
@@ -978,14 +970,13 @@ async fn reconciliation_of(
     summary = "突合用ファイルの状態",
     params(("id" = Uuid, Path, description = "reconciliation id")),
     responses((status = 200, body = Reconciliation), (status = 404, body = Problem, content_type = "application/problem+json"), ProtectedRouteProblems),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn get_reconciliation(
     caller: Caller,
     state: web::Data<ProvisionState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     Ok(HttpResponse::Ok().json(reconciliation_of(&state, caller.tenant(), *id).await?))
 }
 
@@ -1000,14 +991,13 @@ async fn get_reconciliation(
         (status = 409, description = "reconciliation-not-ready", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 async fn download_reconciliation(
     caller: Caller,
     state: web::Data<ProvisionState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(REPLICA_ROLES)?;
     let tenant = caller.tenant().to_owned();
     let r = reconciliation_of(&state, &tenant, *id).await?;
     if r.state != "ready" {
@@ -1078,13 +1068,12 @@ pub struct QuotaStatus {
     get, path = "/v1/replica-quota", tag = "provision", operation_id = "getQuota",
     summary = "日次上限と使用量 (today's quota)",
     responses((status = 200, body = QuotaStatus), (status = 409, body = Problem, content_type = "application/problem+json"), ProtectedRouteProblems),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff", "system_client"]))
 )]
 async fn get_quota(
     caller: Caller,
     state: web::Data<ProvisionState>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let org = org_of(&state, tenant).await?;
     let kind = OrgKind::parse(&org.kind).ok_or_else(org_not_configured)?;
@@ -1128,13 +1117,12 @@ pub struct SlotStatus {
     get, path = "/v1/replica-upload-slots", tag = "provision", operation_id = "getSlots",
     summary = "一括登録スケジュール (upload slots)",
     responses((status = 200, body = SlotStatus), ProtectedRouteProblems),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff", "system_client"]))
 )]
 async fn get_slots(
     caller: Caller,
     state: web::Data<ProvisionState>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let org = org_of(&state, caller.tenant()).await?;
     let (slots, next) = match org.upload_group {
         Some(g) => (
@@ -1166,13 +1154,12 @@ async fn get_slots(
     get, path = "/v1/replica-counts", tag = "provision", operation_id = "getReplicaCounts",
     summary = "副本件数 (replica counts by item, version and dataset)",
     responses((status = 200, body = [ReplicaCount]), ProtectedRouteProblems),
-    security(("bearer" = []))
+    security(("bearer" = ["system_admin", "business_staff", "system_client"]))
 )]
 async fn get_counts(
     caller: Caller,
     state: web::Data<ProvisionState>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(&[Role::BusinessStaff, Role::SystemClient, Role::SystemAdmin])?;
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, tenant).await?;

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{
     Problem,
     ids::{AddresseeNo, InfoCode},
@@ -23,11 +23,11 @@ use crate::{
     store::{self, ProvisionRow},
 };
 
-/// Who answers by hand: staff and administrators.
-const STAFF_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin];
-/// Who reads and sets flags: business systems too (enhancement #1; the resident registry or
-/// the welfare system sets the non-disclosure flag of a DV victim as soon as it is decided).
-const FLAG_ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin, Role::SystemClient];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate).
+// Provisions are answered by hand by staff only; flags are read and set by staff and by
+// business systems too (enhancement #1: the resident registry or the welfare system sets the
+// non-disclosure flag of a DV victim as soon as it is decided). Administrators manage
+// accounts and settings, not residents (separation of duties).
 /// Most 自動応答不可 settings one resident may carry.
 const MAX_PROHIBITIONS: usize = 1000;
 
@@ -93,14 +93,13 @@ pub struct FlagsUpdate {
         (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 pub(crate) async fn get_flags(
     caller: Caller,
     state: web::Data<ProvisionState>,
     addressee: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(FLAG_ROLES)?;
     let addressee = addressee_param(&addressee)?;
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
@@ -147,7 +146,7 @@ pub(crate) async fn get_flags(
         (status = 400, description = "invalid-field / too-many-prohibitions", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub(crate) async fn put_flags(
@@ -156,7 +155,6 @@ pub(crate) async fn put_flags(
     addressee: web::Path<String>,
     body: web::Json<FlagsUpdate>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(FLAG_ROLES)?;
     let addressee = addressee_param(&addressee)?;
     let update = body.into_inner();
     if update.auto_response_prohibited.len() > MAX_PROHIBITIONS {
@@ -347,14 +345,13 @@ pub struct ProvisionListParams {
         (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 pub(crate) async fn list_provisions(
     caller: Caller,
     state: web::Data<ProvisionState>,
     params: web::Query<ProvisionListParams>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(STAFF_ROLES)?;
     if params
         .state
         .as_deref()
@@ -403,14 +400,13 @@ pub(crate) async fn list_provisions(
         (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 pub(crate) async fn get_provision(
     caller: Caller,
     state: web::Data<ProvisionState>,
     permit_id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(STAFF_ROLES)?;
     let tenant = caller.tenant();
     let mut client = pooled(&state).await?;
     let keys = state
@@ -458,7 +454,7 @@ pub struct AnswerRequest {
         (status = 409, description = "provision-not-waiting / provision-expired", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub(crate) async fn answer_provision(
@@ -467,7 +463,6 @@ pub(crate) async fn answer_provision(
     permit_id: web::Path<String>,
     body: web::Json<AnswerRequest>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(STAFF_ROLES)?;
     let req = body.into_inner();
     let decision = match req.decision {
         DecisionKind::Provide => Decision::Provide,

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
-use chukan_auth::{Caller, Role};
+use chukan_auth::Caller;
 use chukan_core::{Problem, edge, ids::InfoCode, problem::ProtectedRouteProblems};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,8 @@ use crate::{SelfInfoState, store};
 )]
 pub struct ApiDoc;
 
-/// Who may manage attachments and see requests: staff doing self-information work and
-/// administrators.
-const ROLES: &[Role] = &[Role::BusinessStaff, Role::SystemAdmin];
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate):
+// self-information work is business staff's (administrators manage accounts and settings).
 
 /// Longest file name kept.
 const MAX_FILE_NAME_CHARS: usize = 200;
@@ -230,7 +229,7 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
         (status = 422, description = "データ標準レイアウトにない特定個人情報名コードです (unknown-info-code)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn put_attachment(
@@ -240,7 +239,6 @@ async fn put_attachment(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let (info_code, file_name) = attachment_key(path)?;
     if !state.catalogue.knows_item(&info_code) {
         return Err(Problem::new(
@@ -313,14 +311,13 @@ pub struct AttachmentQuery {
         (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 async fn list_attachments(
     caller: Caller,
     state: web::Data<SelfInfoState>,
     query: web::Query<AttachmentQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let info_code = query
         .info_code
         .as_deref()
@@ -355,14 +352,13 @@ async fn list_attachments(
         (status = 404, description = "添付ファイルがありません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 async fn get_attachment(
     caller: Caller,
     state: web::Data<SelfInfoState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let (info_code, file_name) = attachment_key(path)?;
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
@@ -402,14 +398,13 @@ async fn get_attachment(
         (status = 404, description = "添付ファイルがありません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 async fn delete_attachment(
     caller: Caller,
     state: web::Data<SelfInfoState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let (info_code, file_name) = attachment_key(path)?;
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
@@ -496,14 +491,13 @@ pub struct RequestQuery {
         (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 async fn list_requests(
     caller: Caller,
     state: web::Data<SelfInfoState>,
     query: web::Query<RequestQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let q = query.into_inner();
     if let Some(s) = q.state.as_deref()
         && !matches!(s, "received" | "answered")
@@ -546,14 +540,13 @@ async fn list_requests(
         (status = 404, description = "要求が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["business_staff"]))
 )]
 async fn get_request(
     caller: Caller,
     state: web::Data<SelfInfoState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_any(ROLES)?;
     let mut client = pooled(&state).await?;
     let tx = begin(&mut client, caller.tenant()).await?;
     let found = store::request(&tx, id.into_inner())

@@ -42,7 +42,11 @@ async fn the_openapi_document_describes_every_code_route_without_a_token() {
     let holding = &paths["/v1/codes/{addressee}"]["get"];
     for op in [post, status, holding] {
         assert!(op.is_object(), "missing operation in {paths}");
-        assert_eq!(op["security"][0]["bearer"], Value::Array(vec![]));
+        // Who may call it: the bearer scheme's roles, enforced by the gate.
+        assert_eq!(
+            op["security"][0]["bearer"],
+            serde_json::json!(["business_staff", "system_client"])
+        );
         assert_eq!(op["tags"][0], "code");
     }
     // Only the documented methods: no GET on the collection, no POST on a request.

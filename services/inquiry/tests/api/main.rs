@@ -605,7 +605,10 @@ async fn the_openapi_document_describes_every_inquiry_route() {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} undocumented");
         assert_eq!(op["tags"][0], "inquiry");
-        assert_eq!(op["security"][0]["bearer"], Value::Array(vec![]));
+        assert_eq!(
+            op["security"][0]["bearer"],
+            json!(["business_staff", "system_client"])
+        );
     }
     let post = &paths["/v1/inquiries"]["post"];
     for code in ["202", "400", "401", "403", "422", "503"] {

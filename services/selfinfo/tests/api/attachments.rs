@@ -21,10 +21,16 @@ async fn attachments_are_uploaded_replaced_listed_downloaded_and_deleted() {
     assert_eq!(body["size_bytes"], 5);
     assert_eq!(body["uploaded_by"], "test-user");
 
-    // Same name again: replaced, by an administrator this time.
+    // Administrators manage accounts and settings, not self-information (separation of
+    // duties): refused before anything is read.
+    let res = app
+        .put_file(&admin, &path, "application/pdf", b"x".to_vec())
+        .await;
+    assert_eq!(res.status(), 403);
+    // Same name again: replaced.
     let res = app
         .put_file(
-            &admin,
+            &staff,
             &path,
             "application/pdf; version=2",
             b"second!".to_vec(),
@@ -174,7 +180,10 @@ async fn every_route_is_in_the_openapi_document() {
     let put = &doc["paths"][one]["put"];
     assert!(put["responses"]["201"].is_object());
     assert!(put["responses"]["413"].is_object());
-    assert_eq!(put["security"][0]["bearer"], serde_json::json!([]));
+    assert_eq!(
+        put["security"][0]["bearer"],
+        serde_json::json!(["business_staff"])
+    );
 }
 
 #[actix_web::test]
