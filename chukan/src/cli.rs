@@ -92,6 +92,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit::AuditCommand,
     },
+    /// Print the API's OpenAPI document (as served at /openapi.json), or who may call what.
+    Openapi(crate::openapi::OpenApiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +244,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Replica { command }) => crate::replica::run(command).await,
         Some(Command::Batch { command }) => crate::batch::run(load(&args)?, command).await,
         Some(Command::Audit { command }) => crate::audit::run(load(&args)?, command).await,
+        Some(Command::Openapi(openapi)) => crate::openapi::run(openapi),
     }
 }
 

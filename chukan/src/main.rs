@@ -7,6 +7,7 @@
 mod audit;
 mod batch;
 mod cli;
+mod openapi;
 mod replica;
 mod serve;
 mod tables;

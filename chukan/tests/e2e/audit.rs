@@ -105,7 +105,12 @@ async fn verify_checks_the_whole_log_and_names_the_row_altered_in_the_database()
 
     // Someone with database access rewrites A's third record (seq 2) behind the service.
     let (_, page) = stack
-        .call(Method::GET, &staff_a, "/v1/records?limit=10", None)
+        .call(
+            Method::POST,
+            &staff_a,
+            "/v1/records/search",
+            Some(serde_json::json!({"limit": 10})),
+        )
         .await;
     let third = page["items"]
         .as_array()

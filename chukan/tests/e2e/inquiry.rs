@@ -139,7 +139,12 @@ pub(crate) async fn recorded_events(stack: &Stack, org: &str, want: usize) -> Ve
     let staff = stack.staff_token(org).await;
     poll(30, "the provision records", || async {
         let (_, page) = stack
-            .call(Method::GET, &staff, "/v1/records?limit=100", None)
+            .call(
+                Method::POST,
+                &staff,
+                "/v1/records/search",
+                Some(serde_json::json!({"limit": 100})),
+            )
             .await;
         let mut events: Vec<String> = page["items"]
             .as_array()

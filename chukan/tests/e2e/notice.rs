@@ -143,7 +143,12 @@ async fn a_notice_reaches_the_portal_and_the_residents_reply_comes_back() {
     let staff = stack.staff_token(ORG_A).await;
     let events = poll("the notice records", || async {
         let (_, page) = stack
-            .call(Method::GET, &staff, "/v1/records?limit=100", None)
+            .call(
+                Method::POST,
+                &staff,
+                "/v1/records/search",
+                Some(serde_json::json!({"limit": 100})),
+            )
             .await;
         let events: Vec<String> = page["items"]
             .as_array()

@@ -64,7 +64,12 @@ async fn ask_on_portal(stack: &Stack, org: &str) -> Value {
 /// The events of `org`'s provision-record log (as its staff see them), sorted.
 async fn events(stack: &Stack, staff: &str) -> Vec<String> {
     let (status, page) = stack
-        .call(Method::GET, staff, "/v1/records?limit=100", None)
+        .call(
+            Method::POST,
+            staff,
+            "/v1/records/search",
+            Some(serde_json::json!({"limit": 100})),
+        )
         .await;
     assert_eq!(status, 200, "{page}");
     let mut events: Vec<String> = page["items"]

@@ -395,6 +395,13 @@ fn operation_roles(op: &serde_json::Value) -> Option<Vec<String>> {
         })
 }
 
+/// A resource for a literal path that sits beside a parameter route of the same depth
+/// (`/v1/codes/acquisitions` beside `/v1/codes/{addressee}`): another method on it answers
+/// 405 here instead of falling through to the parameter route.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(unmatched))
+}
+
 /// The default service: 405 with `Allow` for a known path asked with another method, else
 /// 404 `no-such-route`; both problem+json.
 pub async fn unmatched(req: HttpRequest) -> HttpResponse {

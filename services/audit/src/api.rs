@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use crate::{AuditState, searchable, store};
 
+// The deprecated query form is still described, marked deprecated, for one release.
+#[allow(deprecated)]
 #[derive(OpenApi)]
 #[openapi(
-    paths(search_records, record_proof, tree_head, consistency, change_disclosure),
-    components(schemas(RecordItem, RecordPage, TreeHead, InclusionProof, ConsistencyProof, DisclosureChange, DisclosureChanged, Problem)),
+    paths(search_records_by_body, search_records, record_proof, tree_head, consistency, change_disclosure),
+    components(schemas(RecordQuery, RecordItem, RecordPage, TreeHead, InclusionProof, ConsistencyProof, DisclosureChange, DisclosureChanged, Problem)),
     tags((
         name = "audit",
         description = "情報提供等記録 (audit records): 照会・提供の記録を改ざん検知可能な追記専用ログ（Merkle tree, RFC 9162）に保存し、検索・包含証明・一貫性証明を返します。"
@@ -29,9 +31,12 @@ pub struct ApiDoc;
 // by people only (never a business system), so every change has a person behind it, named
 // in the change record.
 
+// The deprecated query form is still served for one release (docs/api.md).
+#[allow(deprecated)]
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuditState>) {
     cfg.app_data(state)
         .route("/v1/records", web::get().to(search_records))
+        .route("/v1/records/search", web::post().to(search_records_by_body))
         .route("/v1/records/tree-head", web::get().to(tree_head))
         .route("/v1/records/consistency", web::get().to(consistency))
         .route("/v1/records/{record_id}/proof", web::get().to(record_proof))
@@ -75,7 +80,9 @@ async fn pooled(state: &AuditState) -> Result<chukan_db::PooledClient, Problem> 
     state.db.get().await.map_err(|e| internal("pool", e))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+/// Search filters: as a query string (deprecated, the addressee would be in the URL) or as the
+/// body of `POST /v1/records/search`.
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
 pub struct RecordQuery {
     /// 団体内統合宛名番号 (looked up by blind index).
     pub addressee: Option<String>,
@@ -220,8 +227,8 @@ impl From<store::TreeHeadRow> for TreeHead {
     path = "/v1/records",
     tag = "audit",
     operation_id = "searchAuditRecords",
-    summary = "情報提供等記録の検索 (search audit records)",
-    description = "宛名番号（ブラインドインデックスで検索）・期間・相手機関・事務手続・特定個人情報名で絞り込み、新しい順に返します。次のページは `next_after` を `after` に指定します。",
+    summary = "情報提供等記録の検索 (deprecated: POST /v1/records/search)",
+    description = "非推奨: addressee（宛名番号）がURLに載り、プロキシやアクセスログに記録されます。POST /v1/records/search を使ってください。次のリリースで削除します。",
     params(RecordQuery),
     responses(
         (status = 200, description = "記録の一覧", body = RecordPage),
@@ -231,13 +238,50 @@ impl From<store::TreeHeadRow> for TreeHead {
     security(("bearer" = ["system_admin", "business_staff"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+#[deprecated = "the addressee travels in the URL: use POST /v1/records/search"]
 async fn search_records(
     caller: Caller,
     state: web::Data<AuditState>,
     query: web::Query<RecordQuery>,
 ) -> Result<HttpResponse, Problem> {
+    search(&caller, &state, query.into_inner()).await
+}
+
+/// `POST /v1/records/search` → records matching the filters, newest first.
+#[utoipa::path(
+    post,
+    path = "/v1/records/search",
+    tag = "audit",
+    operation_id = "searchAuditRecordsByBody",
+    summary = "情報提供等記録の検索 (search audit records)",
+    description = "宛名番号（ブラインドインデックスで検索）・期間・相手機関・事務手続・特定個人情報名で絞り込み、新しい順に返します。次のページは `next_after` を `after` に指定します。\
+条件は本文で送ります（URLに個人の番号を載せないため）。",
+    request_body(content = RecordQuery, content_type = "application/json"),
+    responses(
+        (status = 200, description = "記録の一覧", body = RecordPage),
+        (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = ["system_admin", "business_staff"]))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+async fn search_records_by_body(
+    caller: Caller,
+    state: web::Data<AuditState>,
+    body: web::Json<RecordQuery>,
+) -> Result<HttpResponse, Problem> {
+    search(&caller, &state, body.into_inner()).await
+}
+
+async fn search(
+    caller: &Caller,
+    state: &AuditState,
+    q: RecordQuery,
+) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let q = query.into_inner();
     let mut client = pooled(&state).await?;
     let bidx = match q.addressee.as_deref() {
         Some(a) => {

@@ -6,14 +6,15 @@ use std::sync::LazyLock;
 use actix_web::{HttpResponse, http::header, web};
 use chukan_auth::Caller;
 use chukan_core::{
-    Problem,
+    Problem, edge,
     ids::{AddresseeNo, ResidentRecordCode},
     problem::ProtectedRouteProblems,
 };
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{CodeAcquireRequest, Message, NwsOutbound};
 use prometheus::{IntCounterVec, register_int_counter_vec};
-use utoipa::OpenApi;
+use serde::Deserialize;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
@@ -25,10 +26,13 @@ use crate::{
 };
 
 /// The code service's part of `/openapi.json`.
+// The deprecated GET form is still described (and marked deprecated) for one release.
+#[allow(deprecated)]
 #[derive(OpenApi)]
 #[openapi(
-    paths(request_acquisition, get_acquisition, get_holding),
+    paths(request_acquisition, get_acquisition, query_holding, get_holding),
     components(schemas(
+        HoldingQuery,
         AcquisitionRequest,
         AcquisitionAccepted,
         Acquisition,
@@ -58,16 +62,18 @@ static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+// The deprecated GET form is still served for one release (docs/api.md).
+#[allow(deprecated)]
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<CodeState>) {
     cfg.app_data(state)
-        .route(
-            "/v1/codes/acquisitions",
-            web::post().to(request_acquisition),
+        .service(
+            edge::resource("/v1/codes/acquisitions").route(web::post().to(request_acquisition)),
         )
         .route(
             "/v1/codes/acquisitions/{id}",
             web::get().to(get_acquisition),
         )
+        .route("/v1/codes/holdings/query", web::post().to(query_holding))
         .route("/v1/codes/{addressee}", web::get().to(get_holding));
 }
 
@@ -227,31 +233,77 @@ async fn get_acquisition(
     }
 }
 
-/// `GET /v1/codes/{addressee}` → whether a code is held for the resident.
+/// Which resident: in the body, so the number never travels in a URL (proxies, ingresses
+/// and access logs on the LGWAN record URLs).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldingQuery {
+    /// 団体内統合宛名番号 (1〜15桁の数字).
+    pub integrated_addressee_number: AddresseeNo,
+}
+
+/// `POST /v1/codes/holdings/query` → whether a code is held for the resident.
+#[utoipa::path(
+    post,
+    path = "/v1/codes/holdings/query",
+    tag = "code",
+    operation_id = "queryCodeHolding",
+    summary = "符号の取得状況 (whether a resident's code is held)",
+    description = "団体内統合宛名番号の住民について、符号を取得済みかどうかと取得日時を返します。符号そのものは返しません。\
+宛名番号は本文で送ります（URLに個人の番号を載せないため）。",
+    request_body(content = HoldingQuery, content_type = "application/json"),
+    responses(
+        (status = 200, description = "符号の取得状況 (whether the code is held)", body = CodeHolding),
+        (status = 400, description = "団体内統合宛名番号の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = ["business_staff", "system_client"]))
+)]
+async fn query_holding(
+    caller: Caller,
+    state: web::Data<CodeState>,
+    body: web::Json<HoldingQuery>,
+) -> Result<HttpResponse, Problem> {
+    holding(&caller, &state, &body.integrated_addressee_number).await
+}
+
+/// `GET /v1/codes/{addressee}` → whether a code is held for the resident (deprecated: the
+/// number is in the URL).
 #[utoipa::path(
     get,
     path = "/v1/codes/{addressee}",
     tag = "code",
     operation_id = "getCodeHolding",
-    summary = "符号の取得状況 (whether a resident's code is held)",
-    description = "団体内統合宛名番号の住民について、符号を取得済みかどうかと取得日時を返します。符号そのものは返しません。",
+    summary = "符号の取得状況 (deprecated: POST /v1/codes/holdings/query)",
+    description = "非推奨: 宛名番号がURLに載り、プロキシやアクセスログに記録されます。POST /v1/codes/holdings/query を使ってください。次のリリースで削除します。",
     params(("addressee" = AddresseeNo, Path, description = "団体内統合宛名番号 (1〜15桁の数字)")),
     responses(
         (status = 200, description = "符号の取得状況 (whether the code is held)", body = CodeHolding),
         (status = 400, description = "団体内統合宛名番号の形式が不正です (invalid-field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))
 )]
+#[deprecated = "the addressee travels in the URL: use POST /v1/codes/holdings/query"]
 async fn get_holding(
     caller: Caller,
     state: web::Data<CodeState>,
     addressee: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let addressee = AddresseeNo::parse(&addressee).map_err(|e| Problem::invalid_field(&e))?;
+    holding(&caller, &state, &addressee).await
+}
+
+/// Whether a code is held for `addressee`, and since when.
+async fn holding(
+    caller: &Caller,
+    state: &CodeState,
+    addressee: &AddresseeNo,
+) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
     let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)

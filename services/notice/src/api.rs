@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, http::header, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::Duration;
 use chukan_auth::Caller;
-use chukan_core::{Problem, ids::AddresseeNo, problem::ProtectedRouteProblems};
+use chukan_core::{Problem, edge, ids::AddresseeNo, problem::ProtectedRouteProblems};
 use chukan_crypto::TenantKeys;
 use chukan_proto::{Message, NoticeContent};
 use utoipa::OpenApi;
@@ -26,10 +26,13 @@ use crate::{
 };
 
 /// The notice service's part of `/openapi.json`.
+// The deprecated list form is still described, marked deprecated, for one release.
+#[allow(deprecated)]
 #[derive(OpenApi)]
 #[openapi(
     paths(
         create_notice,
+        search_notices,
         get_notice,
         list_notices,
         create_status_check,
@@ -37,6 +40,7 @@ use crate::{
     ),
     components(schemas(
         NoticeInput,
+        NoticeQuery,
         AttachmentInput,
         NoticeAccepted,
         Notice,
@@ -60,6 +64,8 @@ pub struct ApiDoc;
 // Who may call what is each operation's `security` (enforced by chukan-auth's gate):
 // notices are business work, for staff at the console and business systems.
 
+// The deprecated list form (the addressee in the query) is still served for one release.
+#[allow(deprecated)]
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<NoticeService>) {
     cfg.app_data(state)
         .service(
@@ -70,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<NoticeService>) {
                 .route(web::post().to(create_notice))
                 .route(web::get().to(list_notices)),
         )
+        .service(edge::resource("/v1/notices/search").route(web::post().to(search_notices)))
         .route("/v1/notices/{id}", web::get().to(get_notice))
         .route(
             "/v1/notice-status-checks",
@@ -377,23 +384,61 @@ async fn get_notice(
     path = "/v1/notices",
     tag = "notice",
     operation_id = "listNotices",
-    summary = "お知らせの一覧 (list notices)",
-    description = "住民（addressee）・状態で絞り込んだお知らせの一覧を受付順に返します（本文・添付ファイルは含みません）。次のページは `next_after` を `after` に指定します。",
+    summary = "お知らせの一覧 (deprecated: POST /v1/notices/search)",
+    description = "非推奨: addressee（宛名番号）がURLに載り、プロキシやアクセスログに記録されます。POST /v1/notices/search を使ってください。次のリリースで削除します。",
     params(NoticeQuery),
     responses(
         (status = 200, description = "お知らせの一覧", body = NoticePage),
         (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))
 )]
+#[deprecated = "the addressee travels in the URL: use POST /v1/notices/search"]
 async fn list_notices(
     caller: Caller,
     state: web::Data<NoticeService>,
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, Problem> {
+    list(&caller, &state, query.into_inner()).await
+}
+
+/// `POST /v1/notices/search` → a page of notices (title and state, without body or
+/// attachments).
+#[utoipa::path(
+    post,
+    path = "/v1/notices/search",
+    tag = "notice",
+    operation_id = "searchNotices",
+    summary = "お知らせの一覧 (search notices)",
+    description = "住民（addressee）・状態で絞り込んだお知らせの一覧を受付順に返します（本文・添付ファイルは含みません）。次のページは `next_after` を `after` に指定します。\
+条件は本文で送ります（URLに個人の番号を載せないため）。",
+    request_body(content = NoticeQuery, content_type = "application/json"),
+    responses(
+        (status = 200, description = "お知らせの一覧", body = NoticePage),
+        (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = ["business_staff", "system_client"]))
+)]
+async fn search_notices(
+    caller: Caller,
+    state: web::Data<NoticeService>,
+    body: web::Json<NoticeQuery>,
+) -> Result<HttpResponse, Problem> {
+    list(&caller, &state, body.into_inner()).await
+}
+
+async fn list(
+    caller: &Caller,
+    state: &NoticeService,
+    q: NoticeQuery,
+) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let q = query.into_inner();
     if let Some(s) = q.state.as_deref()
         && NoticeStatus::parse(s).is_none()
     {
@@ -409,8 +454,8 @@ async fn list_notices(
         .transpose()
         .map_err(|e| Problem::invalid_field(&e))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let mut client = pooled(&state).await?;
-    let keys = keys_of(&state, &client, tenant).await?;
+    let mut client = pooled(state).await?;
+    let keys = keys_of(state, &client, tenant).await?;
     let bidx = addressee.map(|a| keys.blind_index(a.as_str()));
     let tx = begin(&mut client, tenant).await?;
     let rows = store::list(&tx, bidx.as_deref(), q.state.as_deref(), q.after, limit)

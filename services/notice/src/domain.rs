@@ -314,7 +314,9 @@ pub struct NoticePage {
     pub next_after: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+/// Notice filters: as a query string (deprecated, the addressee would be in the URL) or as
+/// the body of `POST /v1/notices/search`.
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
 pub struct NoticeQuery {
     /// 団体内統合宛名番号: only this resident's notices.
     pub addressee: Option<String>,

@@ -30,12 +30,15 @@ use crate::{
     store::{self, Org, Reconciliation, Rejection, ReplicaCount, UploadReport},
 };
 
+// The deprecated forms (the number in the URL) are still described, marked deprecated.
+#[allow(deprecated)]
 #[derive(OpenApi)]
 #[openapi(
     paths(
         upload, list_uploads, get_upload, get_rejections, register_records, query_replicas,
         bulk_delete, request_reconciliation, get_reconciliation, download_reconciliation,
         get_quota, get_slots, get_counts,
+        crate::exchange_api::query_flags, crate::exchange_api::put_resident_flags,
         crate::exchange_api::get_flags, crate::exchange_api::put_flags,
         crate::exchange_api::list_provisions, crate::exchange_api::get_provision,
         crate::exchange_api::answer_provision
@@ -46,6 +49,7 @@ use crate::{
         BulkDeleteResult, ReconciliationRequest, Reconciliation, QuotaStatus, DailyQuota,
         Remaining, SlotStatus, SlotView, ReplicaCount, Problem,
         crate::exchange_api::FlagsView, crate::exchange_api::FlagsUpdate,
+        crate::exchange_api::FlagsQuery, crate::exchange_api::ResidentFlagsUpdate,
         crate::exchange_api::ProhibitionInput, crate::flags::Prohibition,
         crate::exchange_api::ProvisionView, crate::exchange_api::AnswerRequest,
         crate::exchange_api::DecisionKind

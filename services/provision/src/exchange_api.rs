@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use chukan_auth::Caller;
 use chukan_core::{
-    Problem,
+    Problem, edge,
     ids::{AddresseeNo, InfoCode},
     problem::ProtectedRouteProblems,
 };
@@ -31,8 +31,12 @@ use crate::{
 /// Most 自動応答不可 settings one resident may carry.
 const MAX_PROHIBITIONS: usize = 1000;
 
+// The deprecated forms (the number in the URL) are still served for one release.
+#[allow(deprecated)]
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/flags/{addressee}", web::get().to(get_flags))
+    cfg.service(edge::resource("/v1/flags").route(web::put().to(put_resident_flags)))
+        .service(edge::resource("/v1/flags/query").route(web::post().to(query_flags)))
+        .route("/v1/flags/{addressee}", web::get().to(get_flags))
         .route("/v1/flags/{addressee}", web::put().to(put_flags))
         .route("/v1/provisions", web::get().to(list_provisions))
         .route("/v1/provisions/{permit_id}", web::get().to(get_provision))
@@ -82,12 +86,90 @@ pub struct FlagsUpdate {
     pub auto_response_prohibited: Vec<ProhibitionInput>,
 }
 
-/// `GET /v1/flags/{addressee}`.
+/// Which resident, in the body: the number never travels in a URL (proxies, ingresses and
+/// access logs on the LGWAN record URLs).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsQuery {
+    /// 団体内統合宛名番号.
+    pub integrated_addressee_number: AddresseeNo,
+}
+
+/// A resident's flags to set (replaces what is set), the resident named in the body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResidentFlagsUpdate {
+    /// 団体内統合宛名番号.
+    pub integrated_addressee_number: AddresseeNo,
+    pub non_disclosure: bool,
+    pub self_info_prohibited: bool,
+    #[serde(default)]
+    pub auto_response_prohibited: Vec<ProhibitionInput>,
+}
+
+/// `POST /v1/flags/query`.
+#[utoipa::path(
+    post, path = "/v1/flags/query", tag = "provision", operation_id = "queryResidentFlags",
+    summary = "住民のフラグ参照 (non-disclosure, self-information prohibited, auto-response prohibited)",
+    description = "不開示該当フラグ・自己情報提供不可フラグ・自動応答不可（特定個人情報名単位・データセット単位）の現在の状態を返します。未設定の住民はすべて false / 空です。\
+宛名番号は本文で送ります（URLに個人の番号を載せないため）。",
+    request_body(content = FlagsQuery, content_type = "application/json"),
+    responses(
+        (status = 200, body = FlagsView),
+        (status = 400, description = "invalid-field, malformed-json, invalid-character", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems
+    ),
+    security(("bearer" = ["business_staff", "system_client"]))
+)]
+pub(crate) async fn query_flags(
+    caller: Caller,
+    state: web::Data<ProvisionState>,
+    body: web::Json<FlagsQuery>,
+) -> Result<HttpResponse, Problem> {
+    flags_view(&caller, &state, &body.integrated_addressee_number).await
+}
+
+/// `PUT /v1/flags`.
+#[utoipa::path(
+    put, path = "/v1/flags", tag = "provision", operation_id = "putResidentFlagsByBody",
+    summary = "住民のフラグ設定 (replace a resident's flags)",
+    description = "フラグを置き換えます。自動情報提供には直ちに反映され、flags.changed を発行します。自動応答不可の dataset を省略（null）すると特定個人情報名全体が対象です。\
+宛名番号は本文で送ります（URLに個人の番号を載せないため）。",
+    request_body(content = ResidentFlagsUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, body = FlagsView),
+        (status = 400, description = "invalid-field / too-many-prohibitions / malformed-json / invalid-character", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems
+    ),
+    security(("bearer" = ["business_staff", "system_client"]))
+)]
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub(crate) async fn put_resident_flags(
+    caller: Caller,
+    state: web::Data<ProvisionState>,
+    body: web::Json<ResidentFlagsUpdate>,
+) -> Result<HttpResponse, Problem> {
+    let body = body.into_inner();
+    let update = FlagsUpdate {
+        non_disclosure: body.non_disclosure,
+        self_info_prohibited: body.self_info_prohibited,
+        auto_response_prohibited: body.auto_response_prohibited,
+    };
+    set_flags(&caller, &state, &body.integrated_addressee_number, update).await
+}
+
+/// `GET /v1/flags/{addressee}` (deprecated: the number is in the URL).
 #[utoipa::path(
     get, path = "/v1/flags/{addressee}", tag = "provision", operation_id = "getResidentFlags",
-    summary = "住民のフラグ参照 (non-disclosure, self-information prohibited, auto-response prohibited)",
-    description = "不開示該当フラグ・自己情報提供不可フラグ・自動応答不可（特定個人情報名単位・データセット単位）の現在の状態を返します。未設定の住民はすべて false / 空です。",
-    params(("addressee" = String, Path, description = "団体内統合宛名番号")),
+    summary = "住民のフラグ参照 (deprecated: POST /v1/flags/query)",
+    description = "非推奨: 宛名番号がURLに載り、プロキシやアクセスログに記録されます。POST /v1/flags/query を使ってください。次のリリースで削除します。",
+    params(("addressee" = AddresseeNo, Path, description = "団体内統合宛名番号")),
     responses(
         (status = 200, body = FlagsView),
         (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
@@ -95,14 +177,24 @@ pub struct FlagsUpdate {
     ),
     security(("bearer" = ["business_staff", "system_client"]))
 )]
+#[deprecated = "the addressee travels in the URL: use POST /v1/flags/query"]
 pub(crate) async fn get_flags(
     caller: Caller,
     state: web::Data<ProvisionState>,
     addressee: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let addressee = addressee_param(&addressee)?;
+    flags_view(&caller, &state, &addressee).await
+}
+
+/// A resident's flags as they are now.
+async fn flags_view(
+    caller: &Caller,
+    state: &ProvisionState,
+    addressee: &AddresseeNo,
+) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
+    let mut client = pooled(state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)
@@ -134,12 +226,12 @@ pub(crate) async fn get_flags(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// `PUT /v1/flags/{addressee}`.
+/// `PUT /v1/flags/{addressee}` (deprecated: the number is in the URL).
 #[utoipa::path(
     put, path = "/v1/flags/{addressee}", tag = "provision", operation_id = "putResidentFlags",
-    summary = "住民のフラグ設定 (replace a resident's flags)",
-    description = "フラグを置き換えます。自動情報提供には直ちに反映され、flags.changed を発行します。自動応答不可の dataset を省略（null）すると特定個人情報名全体が対象です。",
-    params(("addressee" = String, Path, description = "団体内統合宛名番号")),
+    summary = "住民のフラグ設定 (deprecated: PUT /v1/flags)",
+    description = "非推奨: 宛名番号がURLに載り、プロキシやアクセスログに記録されます。PUT /v1/flags を使ってください。次のリリースで削除します。",
+    params(("addressee" = AddresseeNo, Path, description = "団体内統合宛名番号")),
     request_body(content = FlagsUpdate, content_type = "application/json"),
     responses(
         (status = 200, body = FlagsView),
@@ -149,6 +241,7 @@ pub(crate) async fn get_flags(
     security(("bearer" = ["business_staff", "system_client"]))
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+#[deprecated = "the addressee travels in the URL: use PUT /v1/flags"]
 pub(crate) async fn put_flags(
     caller: Caller,
     state: web::Data<ProvisionState>,
@@ -156,7 +249,16 @@ pub(crate) async fn put_flags(
     body: web::Json<FlagsUpdate>,
 ) -> Result<HttpResponse, Problem> {
     let addressee = addressee_param(&addressee)?;
-    let update = body.into_inner();
+    set_flags(&caller, &state, &addressee, body.into_inner()).await
+}
+
+/// Replaces a resident's flags and announces them (flags.changed) in one transaction.
+async fn set_flags(
+    caller: &Caller,
+    state: &ProvisionState,
+    addressee: &AddresseeNo,
+    update: FlagsUpdate,
+) -> Result<HttpResponse, Problem> {
     if update.auto_response_prohibited.len() > MAX_PROHIBITIONS {
         return Err(Problem::new(
             400,
@@ -191,7 +293,7 @@ pub(crate) async fn put_flags(
     };
     let tenant = caller.tenant();
     let now = state.clock.now();
-    let mut client = pooled(&state).await?;
+    let mut client = pooled(state).await?;
     let keys = state
         .vault
         .keys(&**client, tenant)

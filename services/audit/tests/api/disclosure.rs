@@ -65,7 +65,11 @@ async fn a_disclosure_change_is_a_new_record_and_the_latest_change_wins() {
     want.sort();
     assert_eq!(ids, want);
     let (status, page) = app
-        .get(ORG_A, &format!("/v1/records?addressee={RESIDENT}"))
+        .post(
+            ORG_A,
+            "/v1/records/search",
+            &json!({ "addressee": RESIDENT }),
+        )
         .await;
     assert_eq!(status, 200);
     let items = page["items"].as_array().unwrap();

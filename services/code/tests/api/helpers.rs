@@ -80,6 +80,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Whether a code is held for `addressee` (the number in the body, never in the URL).
+    pub async fn holding(&self, token: &str, addressee: &str) -> reqwest::Response {
+        self.api
+            .http
+            .post(self.api.url("/v1/codes/holdings/query"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "integrated_addressee_number": addressee }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.api
             .http

@@ -98,8 +98,11 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
     );
     assert_eq!(linked[0].tenant, ORG_A);
 
-    let held: Value = app.get(&token, "/v1/codes/42").await.json().await.unwrap();
+    let held: Value = app.holding(&token, "42").await.json().await.unwrap();
     assert_eq!(held["held"], true);
+    // The deprecated form (the number in the URL) answers the same for one more release.
+    let old: Value = app.get(&token, "/v1/codes/42").await.json().await.unwrap();
+    assert_eq!(old, held);
     // Asking again once the code is held: 200, same id, nothing new sent.
     let again = app.post_acquisition(&token, request("42")).await;
     assert_eq!(again.status(), 200);
@@ -146,7 +149,7 @@ async fn a_refusal_from_the_nws_fails_the_request_with_its_reason() {
     let failed = app.wait_status(&token, &id, "failed").await;
     assert_eq!(failed["reason_code"], "unknown-resident");
     assert_eq!(app.count(ORG_A, "links").await, 0);
-    let held: Value = app.get(&token, "/v1/codes/8").await.json().await.unwrap();
+    let held: Value = app.holding(&token, "8").await.json().await.unwrap();
     assert_eq!(held["held"], false);
 }
 
@@ -206,8 +209,14 @@ async fn bad_input_gets_problem_json_and_stores_nothing() {
     }
     let bad_path = app.get(&token, "/v1/codes/acquisitions/not-a-uuid").await;
     assert_eq!(bad_path.status(), 400);
+    let bad_addressee = app.holding(&token, "12345678901234567").await;
+    assert_eq!(bad_addressee.status(), 400);
     let bad_addressee = app.get(&token, "/v1/codes/12345678901234567").await;
     assert_eq!(bad_addressee.status(), 400);
+    // The literal path is not taken for an addressee: another method is 405.
+    let wrong_method = app.get(&token, "/v1/codes/acquisitions").await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "POST");
     assert_eq!(app.count(ORG_A, "acquisitions").await, 0);
     assert_eq!(app.outbox_len().await, 0);
 }

@@ -40,7 +40,11 @@ async fn the_openapi_document_describes_every_code_route_without_a_token() {
     let post = &paths["/v1/codes/acquisitions"]["post"];
     let status = &paths["/v1/codes/acquisitions/{id}"]["get"];
     let holding = &paths["/v1/codes/{addressee}"]["get"];
-    for op in [post, status, holding] {
+    let query = &paths["/v1/codes/holdings/query"]["post"];
+    // The number-in-the-URL form is kept one release, marked deprecated.
+    assert_eq!(holding["deprecated"], true);
+    assert!(query["deprecated"].is_null());
+    for op in [post, status, holding, query] {
         assert!(op.is_object(), "missing operation in {paths}");
         // Who may call it: the bearer scheme's roles, enforced by the gate.
         assert_eq!(
