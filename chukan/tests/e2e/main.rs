@@ -2,6 +2,7 @@
 //! End to end through the real binary: two municipalities, relay, and nws-sim as its own
 //! process, over the machine's PostgreSQL and RabbitMQ.
 
+mod access;
 mod audit;
 mod helpers;
 mod inquiry;
