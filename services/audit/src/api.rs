@@ -282,7 +282,7 @@ async fn search(
     q: RecordQuery,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
+    let mut client = pooled(state).await?;
     let bidx = match q.addressee.as_deref() {
         Some(a) => {
             if chukan_core::ids::AddresseeNo::parse(a).is_err() {
