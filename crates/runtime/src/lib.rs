@@ -9,6 +9,7 @@
 //! Each service also hands back its part of the OpenAPI document; [`http_server`] merges
 //! them into one and serves it at `GET /openapi.json` (public, at any hour).
 
+mod document;
 mod hours;
 mod periodic;
 
@@ -96,6 +97,14 @@ pub fn openapi_document(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     doc
 }
 
+/// The merged document as published: the services' parts, completed with what the shared
+/// edge answers on every operation (see [`document`]).
+pub fn openapi_json(parts: impl IntoIterator<Item = OpenApi>) -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi_document(parts)).unwrap_or_default();
+    document::complete_responses(&mut doc);
+    doc
+}
+
 /// The merged document, serialised once at start.
 struct OpenApiJson(web::Bytes);
 
@@ -140,11 +149,11 @@ pub fn http_server(
     listener: TcpListener,
     metrics_label: &'static str,
 ) -> std::io::Result<Server> {
-    let doc = openapi_document(openapi);
-    let mut known = chukan_core::edge::KnownRoutes::from_openapi(&doc);
+    let doc = openapi_json(openapi);
+    let mut known = chukan_core::edge::KnownRoutes::from_openapi_json(&doc);
     known.extend([(OPENAPI_PATH, actix_web::http::Method::GET)]);
     let known = web::Data::new(known);
-    let openapi = doc.to_json().map_err(std::io::Error::other)?;
+    let openapi = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
     let openapi = web::Data::new(OpenApiJson(web::Bytes::from(openapi)));
     let tokens = web::Data::from(ctx.tokens.clone());
     let json_limit = ctx.settings.server.json_limit_bytes;
