@@ -6,7 +6,9 @@ pub mod calendar;
 pub mod clock;
 pub mod edge;
 pub mod ids;
+pub mod json_int;
 pub mod problem;
+pub mod schema;
 pub mod worker;
 
 pub use calendar::{ServiceCalendar, ServiceState};

@@ -56,6 +56,9 @@ pub struct Parts {
     pub openapi: Option<OpenApi>,
 }
 
+/// The largest JSON body any route takes (`POST /v1/replicas`).
+pub const LARGEST_JSON_BODY: usize = 4 * 1024 * 1024;
+
 /// Path of the merged OpenAPI document on the public API server.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
@@ -101,7 +104,7 @@ pub fn openapi_document(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
 /// edge answers on every operation (see [`document`]).
 pub fn openapi_json(parts: impl IntoIterator<Item = OpenApi>) -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi_document(parts)).unwrap_or_default();
-    document::complete_responses(&mut doc);
+    document::complete(&mut doc);
     doc
 }
 
@@ -157,7 +160,10 @@ pub fn http_server(
     let openapi = web::Data::new(OpenApiJson(web::Bytes::from(openapi)));
     let tokens = web::Data::from(ctx.tokens.clone());
     let json_limit = ctx.settings.server.json_limit_bytes;
-    let screen_limit = web::Data::new(edge::ScreenLimit(json_limit));
+    // The screen reads a JSON body whole up to the largest any route takes (registration
+    // lists over REST: 4 MiB), so that a NUL is refused there too; each route's own limit
+    // still applies after it.
+    let screen_limit = web::Data::new(edge::ScreenLimit(json_limit.max(LARGEST_JSON_BODY)));
     let hours = web::Data::new(HoursGate {
         calendar: ctx.calendar.clone(),
         clock: ctx.clock.clone(),

@@ -54,6 +54,7 @@ use crate::{
         User,
         CreateUserRequest,
         ValidToRequest,
+        TokenBody,
         SystemClient,
         CreateClientRequest,
         CreatedClient,
@@ -344,6 +345,26 @@ pub struct TokenRequest {
     client_secret: Option<String>,
 }
 
+chukan_core::body_schema!(
+    /// The body of `POST /v1/auth/token`: a staff login (`password`: tenant, username and
+    /// password) or a business system's (`client_credentials`: client id and secret).
+    TokenBody = "TokenRequest" + serde_json::json!({
+        "oneOf": [
+            {"type": "object", "required": ["grant_type", "tenant", "username", "password"],
+             "properties": {
+                "grant_type": {"const": "password"},
+                "tenant": {"type": "string"},
+                "username": {"type": "string"},
+                "password": {"type": "string"}}},
+            {"type": "object", "required": ["grant_type", "client_id", "client_secret"],
+             "properties": {
+                "grant_type": {"const": "client_credentials"},
+                "client_id": {"type": "string"},
+                "client_secret": {"type": "string"}}}
+        ]
+    })
+);
+
 /// アクセストークン (RFC 6749 §5.1).
 #[derive(Serialize, ToSchema)]
 struct TokenResponse {
@@ -368,7 +389,7 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, AdminE
     summary = "ログイン (issue an access token)",
     description = "職員は機関コード・ユーザーID・パスワード (`grant_type=password`)、業務システムはクライアントID・シークレット (`grant_type=client_credentials`) でアクセストークン (JWT) を取得します。\
 連続して失敗するとアカウントは一定時間ロックされ（最近ログインに成功した端末を除く）、失敗が続く端末からは待ち時間が倍々に延びます。失敗の理由 (団体・利用者・パスワードのどれが誤りか) は応答から分かりません。",
-    request_body(content = TokenRequest, content_type = "application/json"),
+    request_body(content = TokenBody, content_type = "application/json"),
     responses(
         (status = 200, description = "アクセストークン (access token); `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "grant_type 又は必須項目の誤り (unsupported-grant-type, missing-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
@@ -670,32 +691,56 @@ pub fn user_roles(roles: &[Role]) -> Result<Vec<String>, AdminError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// ユーザーID: 1–64 characters, no spaces or control characters.
-    #[schema(min_length = 1, max_length = 64, example = "tanaka01")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        example = "tanaka01",
+        pattern = "^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]{1,64}$"
+    )]
     login_id: String,
-    /// 氏名 (display name): 1–100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "田中 一郎")]
+    /// 氏名 (display name): 1–100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        example = "田中 一郎",
+        pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]{1,100}$"
+    )]
     display_name: String,
-    /// パスワード: at least 12 characters (a long sentence is best).
-    #[schema(format = Password, min_length = 12)]
+    /// パスワード: 12–256 characters (a long sentence is best).
+    #[schema(format = Password, min_length = 12, max_length = 256)]
     password: String,
-    /// Role names (`system_admin`, `business_staff`); parsed here so an unknown one gets a
-    /// clear `invalid-roles`.
-    #[schema(example = json!(["business_staff"]))]
+    /// Role names: one or more of `system_admin`, `business_staff`.
+    #[schema(min_items = 1, inline, value_type = Vec<UserRole>, example = json!(["business_staff"]))]
     roles: Vec<String>,
-    /// 所属 (department): 1–100 characters.
+    /// 所属 (department): 1–100 characters, not blank, no control characters.
+    #[schema(pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]{1,100}$")]
     department: Option<String>,
     /// 有効期間の開始日; today (Japan) if omitted, never in the past.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     valid_from: Option<NaiveDate>,
     /// 有効期間の終了日 (inclusive); open-ended if omitted.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     valid_to: Option<NaiveDate>,
+}
+
+/// The roles a staff user may hold (a business system is a client, not a user).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    SystemAdmin,
+    BusinessStaff,
 }
 
 fn check_department(department: Option<&str>) -> Result<(), AdminError> {
     match department {
-        Some(d) if d.trim().is_empty() || d.chars().count() > 100 => {
+        Some(d)
+            if d.trim().is_empty()
+                || d.chars().count() > 100
+                || d.chars().any(char::is_control) =>
+        {
             Err(AdminError::InvalidField {
                 field: "department",
-                detail_ja: "所属は1文字以上100文字以内で指定してください。",
+                detail_ja: "所属は制御文字を含まない1文字以上100文字以内で指定してください。",
             })
         }
         _ => Ok(()),
@@ -886,6 +931,7 @@ async fn unlock_user(
 #[serde(deny_unknown_fields)]
 pub struct ValidToRequest {
     /// Last valid day (inclusive), Japan date.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     valid_to: NaiveDate,
 }
 
@@ -961,11 +1007,19 @@ async fn set_valid_to(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClientRequest {
-    /// クライアント名: 1–100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "住民記録システム")]
+    /// クライアント名: 1–100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        example = "住民記録システム",
+        pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]{1,100}$"
+    )]
     name: String,
-    /// 部署コード the system works for: its tokens carry it, and inquiries made with them are
-    /// limited by that department's 対象外事務手続コード.
+    /// 部署コード the system works for (1–20 characters, no blanks): its tokens carry it, and
+    /// inquiries made with them are limited by that department's 対象外事務手続コード.
+    #[schema(
+        pattern = "^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]{1,20}$"
+    )]
     department: Option<String>,
 }
 
@@ -1017,11 +1071,13 @@ async fn create_client(
     caller: Caller,
     body: web::Json<CreateClientRequest>,
 ) -> ApiResult {
+    // Counted as sent (not trimmed): the document's maxLength says the same.
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || body.name.chars().count() > 100 || body.name.chars().any(char::is_control)
+    {
         return Err(AdminError::InvalidField {
             field: "name",
-            detail_ja: "クライアント名は1文字以上100文字以内で指定してください。",
+            detail_ja: "クライアント名は制御文字を含まない1文字以上100文字以内で指定してください。",
         });
     }
     if let Some(department) = &body.department {

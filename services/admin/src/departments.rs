@@ -62,25 +62,40 @@ pub struct Department {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepartmentRequest {
-    /// 部署名: 1–100 characters.
+    /// 部署名: 1–100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]{1,100}$"
+    )]
     pub name: String,
-    /// 対象外事務手続コード; replaces the list from `valid_from` on. At most 480.
+    /// 対象外事務手続コード (JT + 14 digits; blanks around a code are ignored); replaces the list
+    /// from `valid_from` on. At most 480.
     #[serde(default)]
+    #[schema(max_items = 480, inline, value_type = Vec<ExcludedProcedure>)]
     pub excluded_procedures: Vec<String>,
     /// First day of this version (Japan date), today or later; default today. The version
     /// before it ends the day before; versions planned from this day on are replaced.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub valid_from: Option<NaiveDate>,
     /// Last day of this version (inclusive); default open-ended.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub valid_to: Option<NaiveDate>,
 }
+
+/// One 対象外事務手続コード as sent: JT + 14 digits, blanks around it ignored.
+#[derive(ToSchema)]
+#[schema(pattern = "^\\s*JT[0-9]{14}\\s*$")]
+pub struct ExcludedProcedure(#[allow(dead_code)] String);
 
 /// `POST /v1/departments/{code}/valid-to` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepartmentEnd {
     /// The department's last valid day (Japan date), today or later.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub valid_to: NaiveDate,
 }
 
@@ -110,11 +125,12 @@ pub struct NewPeriod {
 
 /// Validates a request against `today` (Japan date): no version may start in the past.
 pub fn check_request(req: &DepartmentRequest, today: NaiveDate) -> Result<NewPeriod, AdminError> {
+    // Counted as sent (not trimmed): the document's maxLength says the same.
     let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || req.name.chars().count() > 100 || req.name.chars().any(char::is_control) {
         return Err(AdminError::InvalidField {
             field: "name",
-            detail_ja: "部署名は1文字以上100文字以内で指定してください。",
+            detail_ja: "部署名は制御文字を含まない1文字以上100文字以内で指定してください。",
         });
     }
     if req.excluded_procedures.len() > MAX_EXCLUDED {
@@ -450,7 +466,7 @@ fn tenant_of(caller: &Caller) -> Result<OrgCode, AdminError> {
     description = "部署と対象外事務手続コード (480件まで) を、valid_from（既定は本日）から有効な新しい版として登録します (システム管理者のみ)。\
 過去に遡る変更はできません: 前の版は valid_from の前日で終了し、valid_from 以降に予定されていた版は置き換えられます。\
 変更は照会サービスへ直ちに通知され、照会する日に有効な版が適用されます。",
-    params(("code" = String, Path, description = "部署コード (空白を含まない1〜20文字)")),
+    params(("code" = String, Path, description = "部署コード (空白を含まない1〜20文字)", pattern = "^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]{1,20}$")),
     request_body(content = DepartmentRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "登録しました (the department as it is now, with its history)", body = Department),

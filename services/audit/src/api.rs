@@ -85,6 +85,8 @@ async fn pooled(state: &AuditState) -> Result<chukan_db::PooledClient, Problem> 
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
 pub struct RecordQuery {
     /// 団体内統合宛名番号 (looked up by blind index).
+    #[param(value_type = Option<chukan_core::ids::AddresseeNo>)]
+    #[schema(value_type = Option<chukan_core::ids::AddresseeNo>)]
     pub addressee: Option<String>,
     /// Records at or after this time (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -97,8 +99,10 @@ pub struct RecordQuery {
     /// 特定個人情報名コード.
     pub info_code: Option<String>,
     /// 1..=500 (default 100).
+    #[serde(default, deserialize_with = "chukan_core::json_int::option_i64")]
     pub limit: Option<i64>,
     /// The last `seq` of the previous page.
+    #[serde(default, deserialize_with = "chukan_core::json_int::option_i64")]
     pub after: Option<i64>,
 }
 
@@ -438,7 +442,8 @@ fn stored_item(found: &store::Found, integrity: String) -> RecordItem {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ProofQuery {
-    /// Tree size to prove against; default: the latest signed tree head.
+    /// Tree size to prove against (1 to the log's size); default: the latest signed tree head.
+    #[param(minimum = 1)]
     pub tree_size: Option<i64>,
 }
 
@@ -563,8 +568,10 @@ async fn tree_head(caller: Caller, state: web::Data<AuditState>) -> Result<HttpR
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ConsistencyQuery {
     /// The older tree size (≥ 1).
+    #[param(minimum = 1)]
     pub from: i64,
-    /// The newer tree size (≤ the log's size).
+    /// The newer tree size (≥ from, ≤ the log's size).
+    #[param(minimum = 1)]
     pub to: i64,
 }
 

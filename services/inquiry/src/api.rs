@@ -16,9 +16,10 @@ use crate::{
     InquiryState,
     bulk_file::{self, LINE_BYTES_WITH_END},
     domain::{
-        Batch, BatchAccepted, ConfirmationInput, ConfirmationOutcome, Inquiry, InquiryAccepted,
-        InquiryInput, InquiryPage, InquiryQuery, InquiryStatus, LineError, LineErrorPage,
-        LineErrorQuery, NewInquiry, Period, ResultRecord, aad, condition_of, format_serial,
+        Batch, BatchAccepted, ConfirmationBody, ConfirmationInput, ConfirmationOutcome, Inquiry,
+        InquiryAccepted, InquiryBody, InquiryInput, InquiryPage, InquiryQuery, InquiryStatus,
+        LineError, LineErrorPage, LineErrorQuery, NewInquiry, Period, ResultRecord, aad,
+        condition_of, format_serial,
     },
     metrics, outgoing, store,
 };
@@ -38,6 +39,7 @@ use crate::{
     ),
     components(schemas(
         InquiryInput,
+        InquiryBody,
         Period,
         InquiryAccepted,
         Inquiry,
@@ -45,6 +47,7 @@ use crate::{
         ResultRecord,
         InquiryPage,
         ConfirmationInput,
+        ConfirmationBody,
         ConfirmationOutcome,
         BatchAccepted,
         Batch,
@@ -70,7 +73,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<InquiryState>) {
         .route("/v1/inquiries", web::post().to(create_inquiry))
         .route("/v1/inquiries", web::get().to(list_inquiries))
         .route("/v1/inquiries/{id}", web::get().to(get_inquiry))
-        .route("/v1/inquiry-confirmations", web::post().to(confirm_results))
+        .service(
+            web::resource("/v1/inquiry-confirmations")
+                // Up to inquiry.confirm_max (10,000) ids: more than the server-wide JSON limit.
+                .app_data(chukan_core::problem::json_config(CONFIRMATIONS_JSON_LIMIT))
+                .route(web::post().to(confirm_results)),
+        )
         .route("/v1/inquiry-batches", web::post().to(upload_batch))
         .route("/v1/inquiry-batches/{id}", web::get().to(get_batch))
         .route(
@@ -154,7 +162,7 @@ fn expires(requested_at: DateTime<Utc>) -> DateTime<Utc> {
     description = "住民（団体内統合宛名番号）の特定個人情報を提供者機関に照会します。照会条件は as_of（時点）か period（期間）のどちらか一方です。\
 受け付けると処理通番・枝番を採番し、NWS への照会要求と監査記録を1トランザクションで登録して 202 を返します。\
 住民に不開示該当フラグがあれば照会側不開示コードを自動で設定します。照会は30日間有効です。",
-    request_body(content = InquiryInput, content_type = "application/json"),
+    request_body(content = InquiryBody, content_type = "application/json"),
     responses(
         (status = 202, description = "受け付けました", body = InquiryAccepted,
             headers(("Location" = String, description = "/v1/inquiries/{id}"))),
@@ -438,7 +446,7 @@ async fn list_inquiries(
     summary = "照会結果の一括確認 (confirm results)",
     description = "ids で指定した照会、又は処理通番 (serial_no) の全ての照会（一括照会の結果の一括確認）の結果を確認済みにします。\
 結果が届いていない照会は確認できず、not_answered に数えます。一度に確認できる件数は設定 inquiry.confirm_max までです。",
-    request_body(content = ConfirmationInput, content_type = "application/json"),
+    request_body(content = ConfirmationBody, content_type = "application/json"),
     responses(
         (status = 200, description = "確認の結果", body = ConfirmationOutcome),
         (status = 400, description = "ids と serial_no のどちらか一方を指定してください (invalid-field)", body = Problem, content_type = "application/problem+json"),
@@ -545,6 +553,9 @@ async fn read_capped(
     Ok(buf)
 }
 
+/// Largest `POST /v1/inquiry-confirmations` body: 10,000 ids of 39 bytes with room to spare.
+const CONFIRMATIONS_JSON_LIMIT: usize = 1024 * 1024;
+
 /// `POST /v1/inquiry-batches` → 202: the bulk file's good lines will be sent.
 #[utoipa::path(
     post,
@@ -554,7 +565,13 @@ async fn read_capped(
     summary = "一括照会ファイルの登録 (upload a bulk inquiry file)",
     description = "DOMAIN §6 の18項目・1行220バイトの固定長ファイル（文字コードは設定 inquiry.bulk_encoding）を受け取り、各行を単件の照会と同じ規則で検査します。\
 不備のある行は行番号と項目名で報告し、他の行は受け付けます。ファイル全体で1つの処理通番を採番し、枝番は行番号です。受け付けた行は順次 NWS へ送信します。",
-    request_body(content = String, content_type = "text/plain", description = "一括照会ファイル（application/octet-stream も可）"),
+    request_body(
+        content(
+            (String = "text/plain"),
+            (String = "application/octet-stream"),
+        ),
+        description = "一括照会ファイル（1行220バイト、1行以上）",
+    ),
     responses(
         (status = 202, description = "受け付けました", body = BatchAccepted,
             headers(("Location" = String, description = "/v1/inquiry-batches/{id}"))),

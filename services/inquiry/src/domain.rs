@@ -11,8 +11,10 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct Period {
     /// 照会開始日付 (YYYY-MM-DD).
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub from: NaiveDate,
     /// 照会終了日付 (YYYY-MM-DD), not before `from`.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub to: NaiveDate,
 }
 
@@ -32,15 +34,25 @@ pub struct InquiryInput {
     pub provider_org: OrgCode,
     /// 照会条件区分「1」: the point in time (YYYY-MM-DD).
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub as_of: Option<NaiveDate>,
     /// 照会条件区分「2」: the period.
     #[serde(default)]
     pub period: Option<Period>,
-    /// 照会年度区分: "0" none, "1" fiscal year (年度), "2" calendar year (年).
+    /// 照会年度区分: "0" none, "1" fiscal year (年度), "2" calendar year (年); empty or
+    /// absent: none.
     #[serde(default)]
-    #[schema(pattern = "^[012]$")]
+    #[schema(pattern = "^[012]?$")]
     pub year_kind: Option<String>,
 }
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/inquiries`: exactly one of `as_of` (時点) and `period` (期間).
+    InquiryBody = "InquiryInput" + chukan_core::schema::exactly_one_of(
+        ("as_of", serde_json::json!({"type": "string"})),
+        ("period", serde_json::json!({"type": "object"})),
+    )
+);
 
 /// 照会条件 (what point in time or period is asked about), checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +291,7 @@ pub struct InquiryQuery {
     /// 処理通番.
     pub serial_no: Option<String>,
     /// sent | provided | refused | not-permitted | unknown-code | unknown-provider | expired.
+    #[param(inline, value_type = Option<InquiryStatus>)]
     pub status: Option<String>,
     /// `false`: only unconfirmed; `true`: only confirmed.
     pub confirmed: Option<bool>,
@@ -292,11 +305,21 @@ pub struct InquiryQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmationInput {
+    /// The inquiries to confirm (1 to `inquiry.confirm_max`, default 10,000).
     #[serde(default)]
     pub ids: Option<Vec<Uuid>>,
+    /// Every result of one 処理通番.
     #[serde(default)]
     pub serial_no: Option<String>,
 }
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/inquiry-confirmations`: exactly one of `ids` and `serial_no`.
+    ConfirmationBody = "ConfirmationInput" + chukan_core::schema::exactly_one_of(
+        ("ids", serde_json::json!({"type": "array", "minItems": 1, "maxItems": 10000})),
+        ("serial_no", serde_json::json!({"type": "string", "minLength": 1})),
+    )
+);
 
 /// What a confirmation did.
 #[derive(Debug, Serialize, ToSchema)]

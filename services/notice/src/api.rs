@@ -18,9 +18,9 @@ use crate::{
     dispatch::{Dispatch, dispatch},
     domain::{
         AttachmentInput, AttachmentView, CheckState, CheckedNotice, MAX_CHECK_NOTICES,
-        MAX_SCHEDULE_DAYS, NOTICE_JSON_LIMIT, Notice, NoticeAccepted, NoticeInput, NoticePage,
-        NoticeQuery, NoticeStatus, StatusCheck, StatusCheckAccepted, StatusCheckInput, aad,
-        content_of,
+        MAX_SCHEDULE_DAYS, NOTICE_JSON_LIMIT, Notice, NoticeAccepted, NoticeBody, NoticeInput,
+        NoticePage, NoticeQuery, NoticeStatus, ReplyChoice, StatusCheck, StatusCheckAccepted,
+        StatusCheckBody, StatusCheckInput, aad, content_of,
     },
     metrics, outgoing, store,
 };
@@ -40,6 +40,7 @@ use crate::{
     ),
     components(schemas(
         NoticeInput,
+        NoticeBody,
         NoticeQuery,
         AttachmentInput,
         NoticeAccepted,
@@ -48,6 +49,8 @@ use crate::{
         AttachmentView,
         NoticePage,
         StatusCheckInput,
+        StatusCheckBody,
+        ReplyChoice,
         StatusCheckAccepted,
         StatusCheck,
         CheckState,
@@ -151,7 +154,7 @@ fn open_text(keys: &TenantKeys, sealed: &[u8], aad: &[u8]) -> anyhow::Result<Str
     summary = "お知らせの送信 (send a notice)",
     description = "住民（団体内統合宛名番号）のマイナポータルへお知らせを送ります。件名は100文字、本文は4000文字まで、添付ファイルは5個・合計512KiB（base64で送信）まで、回答選択肢は10個（各50文字）までです。\
 deliver_at を指定するとその日時に送信します（366日先まで）。受け付けると、お知らせ・NWSへの送信要求・監査記録を1トランザクションで登録して 202 を返します。符号が未取得の住民には送れません (422)。",
-    request_body(content = NoticeInput, content_type = "application/json"),
+    request_body(content = NoticeBody, content_type = "application/json"),
     responses(
         (status = 202, description = "受け付けました", body = NoticeAccepted,
             headers(("Location" = String, description = "/v1/notices/{id}"))),
@@ -481,7 +484,7 @@ async fn list(
     summary = "状況確認要求 (ask the NWS how far notices got)",
     description = "指定したお知らせ（notice_ids, 1000件まで）又は未完了の全お知らせ（all_pending: 送信済みで回答・配信不能になっていないもの、古い順に1000件まで）について、\
 配信・既読・回答の状況を NWS に問い合わせます。結果は届き次第お知らせの状態に反映され、GET /v1/notice-status-checks/{id} で確認できます。",
-    request_body(content = StatusCheckInput, content_type = "application/json"),
+    request_body(content = StatusCheckBody, content_type = "application/json"),
     responses(
         (status = 202, description = "受け付けました", body = StatusCheckAccepted,
             headers(("Location" = String, description = "/v1/notice-status-checks/{id}"))),

@@ -34,11 +34,22 @@ pub const MAX_CHECK_NOTICES: usize = 1000;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentInput {
-    /// File name shown to the resident (no path separators).
+    /// File name shown to the resident (no path separators, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^(?=.*[^\\s])[^/\\\\\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub file_name: String,
     /// Media type, e.g. `application/pdf`.
+    #[schema(pattern = "^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")]
     pub media_type: String,
-    /// The file, base64 (standard alphabet, padded).
+    /// The file, base64 (standard alphabet, padded), not empty; 512 KiB decoded at most.
+    #[schema(
+        min_length = 4,
+        max_length = 699052,
+        pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+    )]
     pub content_base64: String,
 }
 
@@ -48,20 +59,43 @@ pub struct AttachmentInput {
 pub struct NoticeInput {
     /// 団体内統合宛名番号 of the resident.
     pub addressee: AddresseeNo,
-    /// 件名 (1..=100 characters).
+    /// 件名 (1..=100 characters, not blank, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub title: String,
-    /// 本文 (1..=4000 characters).
+    /// 本文 (1..=4000 characters, not blank).
+    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
     pub body: String,
     /// Up to 5 files, 512 KiB decoded in total.
     #[serde(default)]
+    #[schema(max_items = 5)]
     pub attachments: Vec<AttachmentInput>,
-    /// 回答選択肢: 0..=10 distinct choices of 1..=50 characters; the resident picks one.
+    /// 回答選択肢: 0..=10 distinct choices of 1..=50 characters (not blank, no control
+    /// characters); the resident picks one.
     #[serde(default)]
+    #[schema(max_items = 10, value_type = Vec<ReplyChoice>)]
     pub reply_choices: Vec<String>,
     /// 配信日時: send at this time instead of at once (at most 366 days ahead).
     #[serde(default)]
     pub deliver_at: Option<DateTime<Utc>>,
 }
+
+/// 回答選択肢 (one reply choice), as documented: 1..=50 characters, not blank, no control
+/// characters.
+#[derive(ToSchema)]
+#[schema(pattern = "^(?=.*[^\\s])[^\\u0000-\\u001F\\u007F-\\u009F]{1,50}$")]
+pub struct ReplyChoice(#[allow(dead_code)] String);
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/notices`: reply choices are distinct.
+    NoticeBody = "NoticeInput" + serde_json::json!({
+        "type": "object",
+        "properties": {"reply_choices": {"type": "array", "uniqueItems": true}}
+    })
+);
 
 /// Why a notice is not acceptable: HTTP status, stable code, Japanese detail (no values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,10 +353,15 @@ pub struct NoticePage {
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
 pub struct NoticeQuery {
     /// 団体内統合宛名番号: only this resident's notices.
+    #[param(value_type = Option<AddresseeNo>)]
+    #[schema(value_type = Option<AddresseeNo>)]
     pub addressee: Option<String>,
     /// accepted | sent | delivered | read | replied | undeliverable.
+    #[param(inline, value_type = Option<NoticeStatus>)]
+    #[schema(inline, value_type = Option<NoticeStatus>)]
     pub state: Option<String>,
     /// 1..=500 (default 100).
+    #[serde(default, deserialize_with = "chukan_core::json_int::option_i64")]
     pub limit: Option<i64>,
     /// The last notice_id of the previous page.
     pub after: Option<Uuid>,
@@ -339,6 +378,21 @@ pub struct StatusCheckInput {
     #[serde(default)]
     pub all_pending: Option<bool>,
 }
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/notice-status-checks`: `notice_ids` (1–1000) or
+    /// `all_pending: true`, not both.
+    StatusCheckBody = "StatusCheckInput" + serde_json::json!({
+        "oneOf": [
+            {"type": "object", "required": ["notice_ids"], "properties": {
+                "notice_ids": {"type": "array", "minItems": 1, "maxItems": 1000},
+                "all_pending": {"enum": [false, null]}}},
+            {"type": "object", "required": ["all_pending"], "properties": {
+                "all_pending": {"const": true},
+                "notice_ids": {"type": "null"}}}
+        ]
+    })
+);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusCheckAccepted {

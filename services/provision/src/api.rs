@@ -45,14 +45,15 @@ use crate::{
     ),
     components(schemas(
         UploadAccepted, UploadReport, Rejection, RecordsRequest, RecordInput, ItemInput,
-        RecordOperation, ReplicaQuery, ReplicaAnswer, ReplicaEntry, BulkDeleteRequest,
+        RecordOperation, ReplicaQuery, ReplicaQueryBody, ReplicaAnswer, ReplicaEntry, BulkDeleteRequest,
         BulkDeleteResult, ReconciliationRequest, Reconciliation, QuotaStatus, DailyQuota,
         Remaining, SlotStatus, SlotView, ReplicaCount, Problem,
         crate::exchange_api::FlagsView, crate::exchange_api::FlagsUpdate,
         crate::exchange_api::FlagsQuery, crate::exchange_api::ResidentFlagsUpdate,
         crate::exchange_api::ProhibitionInput, crate::flags::Prohibition,
         crate::exchange_api::ProvisionView, crate::exchange_api::AnswerRequest,
-        crate::exchange_api::DecisionKind
+        crate::exchange_api::DecisionKind, crate::exchange_api::AnswerBody,
+        crate::exchange_api::ProvisionStatus
     )),
     tags((
         name = "provision",
@@ -75,7 +76,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
             "/v1/replica-uploads/{id}/rejections",
             web::get().to(get_rejections),
         )
-        .route("/v1/replicas", web::post().to(register_records))
+        .service(
+            web::resource("/v1/replicas")
+                // Up to provision.rest_max_records records: more than the server-wide JSON limit.
+                .app_data(chukan_core::problem::json_config(REPLICAS_JSON_LIMIT))
+                .route(web::post().to(register_records)),
+        )
         .route("/v1/replica-queries", web::post().to(query_replicas))
         .route("/v1/replica-bulk-deletions", web::post().to(bulk_delete))
         .route(
@@ -494,19 +500,25 @@ pub enum RecordOperation {
 /// One data item of a payload.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct ItemInput {
-    /// Item code, e.g. `I0001`.
+    /// Item code, e.g. `I0001`: an XML element name.
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_.-]*$")]
     pub code: String,
-    /// The value; omit (or null) for an empty item and give `null_reason`.
+    /// The value; omit (or null) for an empty item and give `null_reason`. Text XML can carry
+    /// (no control characters but tab and line ends).
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$")]
     pub value: Option<String>,
     /// Version of the repeating group (`Version`).
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$")]
     pub version: Option<String>,
     /// Update date of the repeating group (`TimeAndDateOfUpdate`).
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub updated: Option<NaiveDate>,
     /// Reason for null (`ReasonOfNull`).
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$")]
     pub null_reason: Option<String>,
 }
 
@@ -538,23 +550,33 @@ impl From<&ItemValue> for ItemInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RecordInput {
     pub operation: RecordOperation,
-    /// レコード識別番号 (unique).
+    /// レコード識別番号 (unique). The identifiers carry no control characters (422 for the
+    /// whole request); what else is wrong with a record is reported for that record.
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub record_id: String,
     /// 団体内統合宛名番号.
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub integrated_addressee_number: String,
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub info_code: String,
     /// データセット識別項目コード.
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub dataset: String,
     /// データセットレコードキー (same key again = overwrite).
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub record_key: String,
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub major_version: String,
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub parent_record_key: Option<String>,
     /// 公開開始日.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub public_start: Option<NaiveDate>,
     /// 公開終了日.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub public_end: Option<NaiveDate>,
     #[serde(default)]
     pub items: Vec<ItemInput>,
@@ -562,8 +584,14 @@ pub struct RecordInput {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RecordsRequest {
+    /// 1 to `provision.rest_max_records` (default 1000) records.
+    #[schema(min_items = 1, max_items = 1000)]
     pub records: Vec<RecordInput>,
 }
+
+/// Largest `POST /v1/replicas` body: 1,000 records of about 1 KiB with room to spare (the
+/// edge screens JSON bodies up to the same size).
+pub const REPLICAS_JSON_LIMIT: usize = chukan_runtime::LARGEST_JSON_BODY;
 
 /// `POST /v1/replicas`: daily changes (register / overwrite / delete), applied now.
 #[utoipa::path(
@@ -732,13 +760,31 @@ pub struct ReplicaQuery {
     pub dataset: Option<String>,
     /// A date: the entries valid that day (latest of each group on a same-day switch).
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub on: Option<NaiveDate>,
-    /// A period: every entry valid on some day of it.
+    /// A period: every entry valid on some day of it (with `to`, not before `from`).
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub from: Option<NaiveDate>,
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub to: Option<NaiveDate>,
 }
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/replica-queries`: today (none of `on`, `from`, `to`), a date
+    /// (`on` alone) or a period (`from` and `to` together).
+    ReplicaQueryBody = "ReplicaQuery" + serde_json::json!({
+        "oneOf": [
+            {"type": "object", "properties": {
+                "on": {"type": "null"}, "from": {"type": "null"}, "to": {"type": "null"}}},
+            {"type": "object", "required": ["on"], "properties": {
+                "on": {"type": "string"}, "from": {"type": "null"}, "to": {"type": "null"}}},
+            {"type": "object", "required": ["from", "to"], "properties": {
+                "on": {"type": "null"}, "from": {"type": "string"}, "to": {"type": "string"}}}
+        ]
+    })
+);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplicaEntry {
@@ -766,7 +812,7 @@ pub struct ReplicaAnswer {
     summary = "副本の時点指定参照 (point-in-time read)",
     description = "宛名番号・特定個人情報名 (・データセット) と日付又は期間を指定し、その時点で有効な副本を返します。\
 同日に履歴が切り替わる場合は各グループの最新の履歴を返します。公開開始日前・公開終了日後の副本は返しません。",
-    request_body(content = ReplicaQuery, content_type = "application/json"),
+    request_body(content = ReplicaQueryBody, content_type = "application/json"),
     responses(
         (status = 200, body = ReplicaAnswer),
         (status = 400, description = "invalid-field / invalid-period", body = Problem, content_type = "application/problem+json"),
@@ -842,7 +888,11 @@ async fn query_replicas(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BulkDeleteRequest {
     pub info_code: InfoCode,
+    /// 4 digits.
+    #[schema(pattern = "^[0-9]{4}$", example = "0002")]
     pub major_version: String,
+    /// データセット識別項目コード, 4 digits.
+    #[schema(pattern = "^[0-9]{4}$", example = "0101")]
     pub dataset: String,
 }
 
@@ -897,9 +947,13 @@ async fn bulk_delete(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReconciliationRequest {
     pub info_code: InfoCode,
+    /// 4 digits; null = every version.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}$")]
     pub major_version: Option<String>,
+    /// 4 digits; null = every dataset.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}$")]
     pub dataset: Option<String>,
 }
 

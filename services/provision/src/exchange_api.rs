@@ -74,6 +74,7 @@ pub struct ProhibitionInput {
     pub info_code: InfoCode,
     /// 4 digits; null = the whole item.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}$")]
     pub dataset: Option<String>,
 }
 
@@ -83,6 +84,7 @@ pub struct FlagsUpdate {
     pub non_disclosure: bool,
     pub self_info_prohibited: bool,
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub auto_response_prohibited: Vec<ProhibitionInput>,
 }
 
@@ -104,6 +106,7 @@ pub struct ResidentFlagsUpdate {
     pub non_disclosure: bool,
     pub self_info_prohibited: bool,
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub auto_response_prohibited: Vec<ProhibitionInput>,
 }
 
@@ -429,6 +432,7 @@ fn view(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ProvisionListParams {
     /// answered | waiting | refused | expired (default: every state).
+    #[param(inline, value_type = Option<ProvisionStatus>)]
     pub state: Option<String>,
     /// Paging: the permit id of the last provision of the previous page.
     pub before: Option<String>,
@@ -524,6 +528,16 @@ pub(crate) async fn get_provision(
     Ok(HttpResponse::Ok().json(view(&keys, tenant, row)?))
 }
 
+/// 情報提供の状態 (state of a provision), as `GET /v1/provisions?state=` filters it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionStatus {
+    Answered,
+    Waiting,
+    Refused,
+    Expired,
+}
+
 /// provide | refuse
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -536,10 +550,24 @@ pub enum DecisionKind {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AnswerRequest {
     pub decision: DecisionKind,
-    /// Required when refusing: the reason sent to the inquirer (Japanese, no personal data).
+    /// Required when refusing: the reason sent to the inquirer (Japanese, no personal data),
+    /// 1–400 characters, not blank.
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+chukan_core::body_schema!(
+    /// The body of `POST /v1/provisions/{permit_id}/answer`: `provide`, or `refuse` with a
+    /// reason.
+    AnswerBody = "AnswerRequest" + serde_json::json!({
+        "oneOf": [
+            {"type": "object", "properties": {"decision": {"const": "provide"}}},
+            {"type": "object", "required": ["reason"], "properties": {
+                "decision": {"const": "refuse"},
+                "reason": {"type": "string", "maxLength": 400, "pattern": "\\S"}}}
+        ]
+    })
+);
 
 /// `POST /v1/provisions/{permit_id}/answer`: answer a waiting provision by hand.
 #[utoipa::path(
@@ -548,7 +576,7 @@ pub struct AnswerRequest {
     description = "自動応答不可で待機中の情報提供に応答します。provide は現時点の副本から照会条件の時点で提供し、refuse は理由を付けて提供しません。\
 有効期限を過ぎたものは期限切れとして NWS に通知され、409 を返します。",
     params(("permit_id" = String, Path, description = "情報提供許可証番号")),
-    request_body(content = AnswerRequest, content_type = "application/json"),
+    request_body(content = AnswerBody, content_type = "application/json"),
     responses(
         (status = 200, body = ProvisionView),
         (status = 400, description = "reason-required / invalid-field", body = Problem, content_type = "application/problem+json"),

@@ -216,10 +216,10 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
     description = "特定個人情報名ごとの自己情報提供用添付ファイルを登録します。本文がファイルそのもので、Content-Type はそのまま保存され回答に付きます。\
 同じ名前のファイルは置き換えます。この項目の自己情報提供の回答すべてに添付されます。",
     params(
-        ("info_code" = String, Path, description = "特定個人情報名コード (TM + 14桁)"),
-        ("file_name" = String, Path, description = "ファイル名（200文字以内、/ \\ \" と制御文字は不可）"),
+        ("info_code" = InfoCode, Path, description = "特定個人情報名コード (TM + 14桁)、データ標準レイアウトにあるもの"),
+        ("file_name" = String, Path, description = "ファイル名（200文字以内、/ \\ \" と制御文字は不可）", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "ファイルの内容"),
+    request_body(content = chukan_core::schema::NonEmptyBinary, content_type = "application/octet-stream", description = "ファイルの内容。Content-Type（例: application/pdf）はそのまま保存され、ダウンロードと回答に付きます。"),
     responses(
         (status = 201, description = "登録しました", body = SelfInfoFile),
         (status = 200, description = "置き換えました", body = SelfInfoFile),
@@ -294,6 +294,7 @@ async fn put_attachment(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AttachmentQuery {
     /// Only this item's files.
+    #[param(value_type = Option<InfoCode>)]
     pub info_code: Option<String>,
 }
 
@@ -342,11 +343,11 @@ async fn list_attachments(
     summary = "添付ファイルの内容 (download an attachment)",
     description = "登録した添付ファイルの内容を、登録時の Content-Type で、ダウンロード（Content-Disposition: attachment）として返します。",
     params(
-        ("info_code" = String, Path, description = "特定個人情報名コード"),
-        ("file_name" = String, Path, description = "ファイル名"),
+        ("info_code" = InfoCode, Path, description = "特定個人情報名コード"),
+        ("file_name" = String, Path, description = "ファイル名", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
     ),
     responses(
-        (status = 200, description = "ファイルの内容", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 200, description = "ファイルの内容（登録時の Content-Type、Content-Disposition: attachment）", body = chukan_core::schema::Binary, content_type = "*/*"),
         (status = 400, description = "項目の形式が不正です (invalid-field)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "添付ファイルがありません (not-found)", body = Problem, content_type = "application/problem+json"),
@@ -388,8 +389,8 @@ async fn get_attachment(
     summary = "添付ファイルの削除 (delete an attachment)",
     description = "添付ファイルを削除します。以後の回答には添付されません（送信済みの回答は変わりません）。",
     params(
-        ("info_code" = String, Path, description = "特定個人情報名コード"),
-        ("file_name" = String, Path, description = "ファイル名"),
+        ("info_code" = InfoCode, Path, description = "特定個人情報名コード"),
+        ("file_name" = String, Path, description = "ファイル名", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
     ),
     responses(
         (status = 204, description = "削除しました"),
@@ -472,9 +473,19 @@ pub struct SelfInfoRequestList {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RequestQuery {
     /// received | answered.
+    #[param(inline, value_type = Option<RequestStateFilter>)]
     pub state: Option<String>,
     /// 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+}
+
+/// 自己情報提供要求の状態 (what `GET /v1/selfinfo/requests?state=` filters by).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStateFilter {
+    Received,
+    Answered,
 }
 
 #[utoipa::path(
