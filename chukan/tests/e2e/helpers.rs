@@ -140,6 +140,26 @@ pub fn run_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+/// Waits until `url` answers 2xx: true, or false as soon as `proc` has exited (e.g. its port
+/// was taken). Panics after 60 s.
+pub async fn wait_ready(http: &reqwest::Client, url: &str, proc: &mut Proc) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if matches!(http.get(url).send().await, Ok(r) if r.status().is_success()) {
+            return true;
+        }
+        if matches!(proc.child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{} not ready at {url} within 60 s",
+            proc.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn wait_http(http: &reqwest::Client, url: &str, what: &str) {
     chukan_testkit::wait_until(Duration::from_secs(60), what, || async {
         matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
@@ -154,36 +174,51 @@ impl Stack {
     }
 
     /// Like [`Stack::start`], with extra `CHUKAN__…` settings for every process.
+    ///
+    /// Ports are picked free and released before the processes bind them, so another test
+    /// may take one in between: a process that exits before it is ready is started again on
+    /// fresh ports (a few times), instead of the test waiting for it in vain.
     pub async fn start_with(extra: &[(&str, &str)]) -> Stack {
         let settings = chukan_testkit::test_settings();
-        let ports = (free_port(), free_port(), free_port(), free_port());
-        let mut env = env_for(&settings, ports);
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let http = reqwest::Client::new();
-        run_json(&env, &["migrate"]);
-        let nws_sim = Proc {
-            name: "nws-sim",
-            child: chukan(&env, &["nws-sim"]).spawn().unwrap(),
-        };
-        let nws = format!("http://127.0.0.1:{}", ports.3);
-        wait_http(&http, &format!("{nws}/v1/keys"), "nws-sim up").await;
-        let chukan_proc = Proc {
-            name: "chukan",
-            child: chukan(&env, &["--target=all"]).spawn().unwrap(),
-        };
-        let ops = format!("http://127.0.0.1:{}", ports.1);
-        wait_http(&http, &format!("{ops}/readyz"), "chukan ready").await;
-        Stack {
-            settings,
-            env,
-            api: format!("http://127.0.0.1:{}", ports.0),
-            ops,
-            nws,
-            relay_in: format!("http://127.0.0.1:{}", ports.2),
-            nws_sim,
-            chukan: chukan_proc,
-            http,
+        let mut migrated = false;
+        for _attempt in 0..4 {
+            let ports = (free_port(), free_port(), free_port(), free_port());
+            let mut env = env_for(&settings, ports);
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            if !migrated {
+                run_json(&env, &["migrate"]);
+                migrated = true;
+            }
+            let mut nws_sim = Proc {
+                name: "nws-sim",
+                child: chukan(&env, &["nws-sim"]).spawn().unwrap(),
+            };
+            let nws = format!("http://127.0.0.1:{}", ports.3);
+            if !wait_ready(&http, &format!("{nws}/v1/keys"), &mut nws_sim).await {
+                continue;
+            }
+            let mut chukan_proc = Proc {
+                name: "chukan",
+                child: chukan(&env, &["--target=all"]).spawn().unwrap(),
+            };
+            let ops = format!("http://127.0.0.1:{}", ports.1);
+            if !wait_ready(&http, &format!("{ops}/readyz"), &mut chukan_proc).await {
+                continue;
+            }
+            return Stack {
+                settings,
+                env,
+                api: format!("http://127.0.0.1:{}", ports.0),
+                ops,
+                nws,
+                relay_in: format!("http://127.0.0.1:{}", ports.2),
+                nws_sim,
+                chukan: chukan_proc,
+                http,
+            };
         }
+        panic!("the stack did not start in four attempts (run with TEST_LOG=1 to see why)");
     }
 
     /// Starts nws-sim again (after a cut), on the same port and database.
