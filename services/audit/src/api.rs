@@ -264,9 +264,6 @@ async fn search_records(
     responses(
         (status = 200, description = "記録の一覧", body = RecordPage),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["system_admin", "business_staff"]))

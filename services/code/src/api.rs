@@ -103,8 +103,6 @@ fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
             headers(("Location" = String, description = "/v1/codes/acquisitions/{id}"))),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "権限がありません: business_staff 又は system_client が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))
@@ -208,7 +206,6 @@ fn accepted(id: Uuid, status: AcquisitionStatus, is_new_work: bool) -> HttpRespo
         (status = 200, description = "符号取得要求 (the request)", body = Acquisition),
         (status = 400, description = "id の形式が不正です (invalid-path)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "符号取得要求が見つかりません (not-found)", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "サービス時間外、又は一時的に利用できません (outside-service-hours, service-unavailable)", body = Problem, content_type = "application/problem+json"),
@@ -255,9 +252,6 @@ pub struct HoldingQuery {
     responses(
         (status = 200, description = "符号の取得状況 (whether the code is held)", body = CodeHolding),
         (status = 400, description = "団体内統合宛名番号の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))
@@ -283,7 +277,6 @@ async fn query_holding(
     responses(
         (status = 200, description = "符号の取得状況 (whether the code is held)", body = CodeHolding),
         (status = 400, description = "団体内統合宛名番号の形式が不正です (invalid-field)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))

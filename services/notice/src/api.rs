@@ -159,7 +159,6 @@ deliver_at を指定するとその日時に送信します（366日先まで）
         (status = 202, description = "受け付けました", body = NoticeAccepted,
             headers(("Location" = String, description = "/v1/notices/{id}"))),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "添付ファイル又は本文が大きすぎます (attachments-too-large, payload-too-large)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "符号が未取得です (no-code)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
@@ -393,7 +392,6 @@ async fn get_notice(
     responses(
         (status = 200, description = "お知らせの一覧", body = NoticePage),
         (status = 400, description = "クエリの形式が不正です (invalid-query, invalid-field)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))
@@ -421,9 +419,6 @@ async fn list_notices(
     responses(
         (status = 200, description = "お知らせの一覧", body = NoticePage),
         (status = 400, description = "項目の形式が不正です (invalid-field, malformed-json, invalid-character)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
     security(("bearer" = ["business_staff", "system_client"]))

@@ -120,9 +120,6 @@ pub struct ResidentFlagsUpdate {
     responses(
         (status = 200, body = FlagsView),
         (status = 400, description = "invalid-field, malformed-json, invalid-character", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
     security(("bearer" = ["business_staff", "system_client"]))
@@ -145,9 +142,6 @@ pub(crate) async fn query_flags(
     responses(
         (status = 200, body = FlagsView),
         (status = 400, description = "invalid-field / too-many-prohibitions / malformed-json / invalid-character", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "権限がありません (forbidden)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems
     ),
     security(("bearer" = ["business_staff", "system_client"]))
