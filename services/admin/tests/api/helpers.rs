@@ -213,34 +213,34 @@ impl TestApp {
         username: &str,
         password: &str,
     ) -> Response {
-        self.api
-            .http
-            .post(self.url("/v1/auth/token"))
-            .header("x-forwarded-for", source)
-            .json(&json!({
-                "grant_type": "password",
-                "tenant": tenant,
-                "username": username,
-                "password": password,
-            }))
-            .send()
+        self.login_via(Some(source), tenant, username, password)
             .await
-            .unwrap()
     }
 
     pub async fn login(&self, tenant: &str, username: &str, password: &str) -> Response {
-        self.api
-            .http
-            .post(self.url("/v1/auth/token"))
-            .json(&json!({
-                "grant_type": "password",
-                "tenant": tenant,
-                "username": username,
-                "password": password,
-            }))
-            .send()
-            .await
-            .unwrap()
+        self.login_via(None, tenant, username, password).await
+    }
+
+    async fn login_via(
+        &self,
+        source: Option<&str>,
+        tenant: &str,
+        username: &str,
+        password: &str,
+    ) -> Response {
+        let mut req = self.api.http.post(self.url("/v1/auth/token"));
+        if let Some(source) = source {
+            req = req.header("x-forwarded-for", source);
+        }
+        req.json(&json!({
+            "grant_type": "password",
+            "tenant": tenant,
+            "username": username,
+            "password": password,
+        }))
+        .send()
+        .await
+        .unwrap()
     }
 
     /// A token from a successful login; panics with the problem if it fails.
