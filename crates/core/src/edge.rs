@@ -310,14 +310,8 @@ impl KnownRoutes {
         }
     }
 
-    /// Every operation of an OpenAPI document, with the roles its bearer requirement names.
-    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
-        serde_json::to_value(doc)
-            .map(|doc| Self::from_openapi_json(&doc))
-            .unwrap_or_default()
-    }
-
-    /// As [`KnownRoutes::from_openapi`], from the serialised document.
+    /// Every operation of a (serialised) OpenAPI document, with the roles its bearer
+    /// requirement names.
     pub fn from_openapi_json(doc: &serde_json::Value) -> Self {
         let mut known = KnownRoutes::default();
         let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) else {

@@ -311,6 +311,23 @@ async fn lock_and_bump(
     Ok((row.get(0), row.get(1)))
 }
 
+/// As [`lock_and_bump`], for a department that must exist already (None if it does not).
+async fn lock_and_bump_existing(
+    tx: &Transaction<'_>,
+    code: &str,
+) -> Result<Option<(i64, DateTime<Utc>)>, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE admin.departments SET revision = revision + 1, updated_at = now()
+             WHERE code = $1 RETURNING revision, updated_at",
+        )
+        .await?;
+    Ok(tx
+        .query_opt(&stmt, &[&code])
+        .await?
+        .map(|row| (row.get(0), row.get(1))))
+}
+
 fn shown(
     code: &str,
     history: Vec<DepartmentPeriod>,
@@ -539,10 +556,10 @@ pub async fn end_department(
     let tenant = tenant_of(&caller)?;
     let mut client = state.db.get().await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant.as_str()).await?;
-    if one(&tx, &code, today).await?.is_none() {
+    // Locks and bumps an existing department only: an unknown code is a 404, not a new row.
+    let Some(revision) = lock_and_bump_existing(&tx, &code).await? else {
         return Err(AdminError::NotFound("部署"));
-    }
-    let revision = lock_and_bump(&tx, &tenant, &code).await?;
+    };
     let before = periods(&tx, &code).await?;
     // The department starts after the day asked: it cannot end before it begins.
     if before.first().is_some_and(|p| p.valid_from > body.valid_to) {

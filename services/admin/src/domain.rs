@@ -376,10 +376,7 @@ pub fn role_from_name(name: &str) -> Option<Role> {
 
 /// Today in Japan (every validity date is a Japan date).
 pub fn japan_today(clock: &dyn Clock) -> NaiveDate {
-    clock
-        .now()
-        .with_timezone(&chrono_tz::Asia::Tokyo)
-        .date_naive()
+    chukan_core::calendar::japan_date(clock.now())
 }
 
 /// A login id: 1–64 visible characters, no spaces or control characters.

@@ -283,24 +283,23 @@ async fn search(
     q: RecordQuery,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
+    if q.addressee
+        .as_deref()
+        .is_some_and(|a| chukan_core::ids::AddresseeNo::parse(a).is_err())
+    {
+        return Err(invalid(
+            "addressee は15桁以内の数字（団体内統合宛名番号）です。",
+            "addressee の値を確認してください。",
+        ));
+    }
     let mut client = pooled(state).await?;
-    let bidx = match q.addressee.as_deref() {
-        Some(a) => {
-            if chukan_core::ids::AddresseeNo::parse(a).is_err() {
-                return Err(invalid(
-                    "addressee は15桁以内の数字（団体内統合宛名番号）です。",
-                    "addressee の値を確認してください。",
-                ));
-            }
-            let keys = state
-                .vault
-                .keys(&**client, tenant)
-                .await
-                .map_err(|e| internal("keys", e))?;
-            Some(keys.blind_index(a))
-        }
-        None => None,
-    };
+    // One set of keys for the blind index and for opening the hits' leaves.
+    let keys = state
+        .vault
+        .keys(&**client, tenant)
+        .await
+        .map_err(|e| internal("keys", e))?;
+    let bidx = q.addressee.as_deref().map(|a| keys.blind_index(a));
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let search = store::Search {
         addressee_bidx: bidx.as_deref(),
@@ -319,11 +318,6 @@ async fn search(
         .await
         .map_err(|e| internal("search", e))?;
     tx.commit().await.map_err(|e| internal("commit", e))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
-        .await
-        .map_err(|e| internal("keys", e))?;
     let items: Vec<RecordItem> = found
         .iter()
         .map(|f| record_item(&keys, tenant, f))

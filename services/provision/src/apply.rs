@@ -18,7 +18,6 @@ use std::{collections::HashMap, collections::HashSet, sync::Arc};
 
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Asia::Tokyo;
 use chukan_core::{
     Clock,
     ids::{AddresseeNo, InfoCode},
@@ -91,7 +90,7 @@ pub struct UploadOutcome {
 
 /// The Japan date a run counts its quota on.
 pub fn quota_day(at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&Tokyo).date_naive()
+    chukan_core::calendar::japan_date(at)
 }
 
 /// One entry ready for the database.
