@@ -129,6 +129,8 @@ pub async fn gate(
     let refusal = match verified {
         Err(problem) => problem,
         Ok(claims) if claims.has_any(&required) => {
+            // The request boundary's span shows which organisation called (never who).
+            tracing::Span::current().record("tenant", claims.tenant.as_str());
             req.extensions_mut().insert(Caller(claims));
             return Ok(next.call(req).await?.map_into_left_body());
         }

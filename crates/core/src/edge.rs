@@ -23,6 +23,42 @@ use actix_web::{
 };
 use futures_util::{Stream, StreamExt as _};
 
+/// Why a request body could not be read whole (see [`read_capped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Larger than the route takes (announced by `Content-Length`, or found while reading).
+    TooLarge,
+    /// The client stopped sending before the end.
+    BrokeOff,
+}
+
+/// The one capped body reader of every raw-body route (files, attachments, envelopes): an
+/// announced oversize body is refused before any of it is read, and reading stops at `cap`
+/// bytes. Each route words its own 413 and 400 from the [`BodyRefusal`].
+pub async fn read_capped(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    cap: usize,
+) -> Result<Vec<u8>, BodyRefusal> {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > cap) {
+        return Err(BodyRefusal::TooLarge);
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| BodyRefusal::BrokeOff)?;
+        if body.len() + chunk.len() > cap {
+            return Err(BodyRefusal::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A request body as actix streams it.
 type BodyStream = Pin<Box<dyn Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>>;
 

@@ -132,6 +132,36 @@ fn prefixed(s: &str, prefix: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The most characters an attachment's file name may have.
+pub const MAX_FILE_NAME_CHARS: usize = 200;
+
+/// A file name a resident's browser can be handed as it is: not blank, not `.` or `..`, no
+/// path separator, no `"` (it ends a `Content-Disposition` parameter), no control character.
+fn file_name_rule(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err("wrong length");
+    }
+    if s.trim().is_empty() || s == "." || s == ".." {
+        return Err("not a name");
+    }
+    if s.chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | '"'))
+    {
+        return Err("forbidden character");
+    }
+    Ok(())
+}
+
+identifier!(
+    /// 添付ファイル名 (an attachment's file name), the same rule for notices (お知らせ) and
+    /// self-information (自己情報提供) attachments.
+    FileName, "file_name", "添付ファイル名",
+    "200文字以内で、/ \\ \" や制御文字を含まない名前",
+    pattern = "^(?=.*\\S)(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$",
+    example = "通知書.pdf",
+    |s| file_name_rule(s)
+);
+
 identifier!(
     /// 機関コード (organisation code): 16 digits. Also the tenant id.
     OrgCode, "org_code", "機関コード", "16桁の数字",
@@ -213,6 +243,28 @@ plain_debug!(OrgCode, InfoCode, ProcedureCode, AffairCode);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_are_one_rule_for_notices_and_self_information() {
+        for good in ["通知書.pdf", "a", "課税 証明.PDF", &"あ".repeat(200)] {
+            assert!(FileName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            " ",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "say\"hi\".pdf",
+            "tab\there",
+            "nul\0",
+            "c1\u{85}",
+            &"あ".repeat(201),
+        ] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn org_code_is_exactly_sixteen_digits() {

@@ -13,4 +13,4 @@ pub mod worker;
 
 pub use calendar::{ServiceCalendar, ServiceState};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use problem::Problem;
+pub use problem::{Cause, Problem};

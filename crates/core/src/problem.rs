@@ -3,7 +3,7 @@
 //!
 //! A `Problem` never carries personal data or internal causes: those go to the log.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
@@ -50,7 +50,41 @@ pub struct Problem {
     /// When the refused call can be made again, RFC 3339 (e.g. next opening time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_at: Option<String>,
+    /// 問い合わせ番号 (support id): the request's trace id, also in the server's log of the
+    /// request, so the help desk can find what happened without any personal data. Set by
+    /// the request boundary on every problem answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support_id: Option<String>,
+    /// Why a 5xx happened, for the log line the request boundary writes; never serialised.
+    #[serde(skip)]
+    pub cause: Option<Cause>,
 }
+
+/// The internal cause of a failure: which step failed and the error chain. It travels with
+/// the [`Problem`] to the request boundary, which logs it once inside the request's span;
+/// it is never part of the answer.
+#[derive(Clone)]
+pub struct Cause {
+    /// The step that failed (`"keys"`, `"search"`, …): stable text, no values.
+    pub context: &'static str,
+    pub error: Arc<anyhow::Error>,
+    /// True when a dependency (database, bus) did not answer: logged as a warning, 503.
+    pub unavailable: bool,
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:#}", self.context, self.error)
+    }
+}
+
+// Two problems are the same answer whatever their causes were.
+impl PartialEq for Cause {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Cause {}
 
 impl Problem {
     pub fn new(
@@ -69,7 +103,38 @@ impl Problem {
             action: action.into(),
             retry_after: None,
             available_at: None,
+            support_id: None,
+            cause: None,
         }
+    }
+
+    /// 400 `invalid-field` with what is wrong and what to send instead.
+    pub fn invalid(detail: impl Into<String>, action: impl Into<String>) -> Self {
+        Self::new(400, "invalid-field", "Invalid field", detail, action)
+    }
+
+    /// 500 for `error`, which the request boundary logs (with `context`) and never shows.
+    pub fn internal_because(context: &'static str, error: impl Into<anyhow::Error>) -> Self {
+        Self::internal().with_cause(context, error.into(), false)
+    }
+
+    /// 503 (with `Retry-After`) for a dependency that did not answer; `error` is logged.
+    pub fn unavailable_because(context: &'static str, error: impl Into<anyhow::Error>) -> Self {
+        Self::unavailable().with_cause(context, error.into(), true)
+    }
+
+    fn with_cause(
+        mut self,
+        context: &'static str,
+        error: anyhow::Error,
+        unavailable: bool,
+    ) -> Self {
+        self.cause = Some(Cause {
+            context,
+            error: Arc::new(error),
+            unavailable,
+        });
+        self
     }
 
     pub fn with_retry_after(mut self, secs: u64, available_at: Option<String>) -> Self {
@@ -176,7 +241,12 @@ impl ResponseError for Problem {
         if self.status == 401 {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        res.json(self)
+        let mut res = res.json(self);
+        // The boundary finds the cause here whichever error type carried the problem.
+        if let Some(cause) = &self.cause {
+            res.extensions_mut().insert(cause.clone());
+        }
+        res
     }
 }
 

@@ -9,7 +9,10 @@ use std::{str::FromStr, time::Duration};
 use anyhow::Context as _;
 use chukan_config::DatabaseSettings;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+mod failure;
+
 pub use deadpool_postgres::{Object as PooledClient, Pool, Transaction};
+pub use failure::{OrProblem, is_unavailable, problem_of};
 use secrecy::ExposeSecret as _;
 use tokio_postgres::{Client, Config, NoTls};
 

@@ -180,6 +180,8 @@ pub fn http_server(
             .wrap(middleware::from_fn(edge::screen))
             .wrap(chukan_telemetry::http_metrics(metrics_label))
             .wrap(edge::security_headers())
+            // Outermost: the request's span, its support id and its one log line.
+            .wrap(middleware::from_fn(chukan_telemetry::boundary))
             .app_data(screen_limit.clone())
             .app_data(known.clone())
             .app_data(hours.clone())

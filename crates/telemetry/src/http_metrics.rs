@@ -124,7 +124,7 @@ where
 }
 
 /// Known methods by name; anything else folds into one label so clients cannot mint series.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -289,8 +289,12 @@ impl AdminError {
             ),
             Self::NotFound(what_ja) => Problem::not_found(what_ja),
             Self::Refused(p) => (**p).clone(),
-            Self::Unavailable(_) => Problem::unavailable(),
-            Self::Internal(_) => Problem::internal(),
+            // The cause travels (as text) with the problem to the request boundary's log line.
+            Self::Unavailable(e) => Problem::unavailable_because("pool", anyhow::anyhow!("{e}")),
+            Self::Internal(e) if chukan_db::is_unavailable(e) => {
+                Problem::unavailable_because("admin", anyhow::anyhow!("{e:#}"))
+            }
+            Self::Internal(e) => Problem::internal_because("admin", anyhow::anyhow!("{e:#}")),
         }
     }
 }
@@ -300,13 +304,8 @@ impl ResponseError for AdminError {
         StatusCode::from_u16(self.problem().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    // Logged once by the request boundary (the cause never holds a password: none reaches SQL).
     fn error_response(&self) -> HttpResponse {
-        match self {
-            // The cause stays in the log (it never holds a password: none reaches SQL).
-            Self::Internal(e) => tracing::error!(error = ?e, "admin request failed"),
-            Self::Unavailable(e) => tracing::warn!(error = %e, "database pool unavailable"),
-            _ => {}
-        }
         self.problem().error_response()
     }
 }

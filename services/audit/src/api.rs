@@ -6,6 +6,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use chukan_auth::Caller;
 use chukan_core::{Problem, problem::ProtectedRouteProblems};
+use chukan_db::OrProblem as _;
 use chukan_merkle::{Hash, Proof};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -46,16 +47,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuditState>) {
         );
 }
 
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    // The cause goes to the log; it names tables and steps, never personal data.
-    tracing::error!(%err, context, "audit service failure");
-    Problem::internal()
-}
-
-fn invalid(detail: &str, action: &str) -> Problem {
-    Problem::new(400, "invalid-field", "Invalid field", detail, action)
-}
-
 fn no_tree_head() -> Problem {
     Problem::new(
         409,
@@ -74,10 +65,6 @@ fn size_out_of_range() -> Problem {
         "指定されたツリーサイズはログの範囲外です。",
         "tree_size（from, to）は 1 以上、現在のログの件数以下で指定してください。",
     )
-}
-
-async fn pooled(state: &AuditState) -> Result<chukan_db::PooledClient, Problem> {
-    state.db.get().await.map_err(|e| internal("pool", e))
 }
 
 /// Search filters: as a query string (deprecated, the addressee would be in the URL) or as the
@@ -287,18 +274,18 @@ async fn search(
         .as_deref()
         .is_some_and(|a| chukan_core::ids::AddresseeNo::parse(a).is_err())
     {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "addressee は15桁以内の数字（団体内統合宛名番号）です。",
             "addressee の値を確認してください。",
         ));
     }
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     // One set of keys for the blind index and for opening the hits' leaves.
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("keys")?;
     let bidx = q.addressee.as_deref().map(|a| keys.blind_index(a));
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let search = store::Search {
@@ -313,11 +300,9 @@ async fn search(
     };
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("begin", e))?;
-    let found = store::search(&tx, &search)
-        .await
-        .map_err(|e| internal("search", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("begin")?;
+    let found = store::search(&tx, &search).await.or_problem("search")?;
+    tx.commit().await.or_problem("commit")?;
     let items: Vec<RecordItem> = found
         .iter()
         .map(|f| record_item(&keys, tenant, f))
@@ -443,12 +428,10 @@ async fn assemble(
     tx: &deadpool_postgres::Transaction<'_>,
     proof: &Proof,
 ) -> Result<Vec<String>, Problem> {
-    let nodes = store::nodes(tx, &proof.nodes())
-        .await
-        .map_err(|e| internal("nodes", e))?;
+    let nodes = store::nodes(tx, &proof.nodes()).await.or_problem("nodes")?;
     let hashes: Vec<Hash> = proof
         .assemble(|id| nodes.get(&id).copied())
-        .map_err(|e| internal("assemble", e))?;
+        .or_problem("assemble")?;
     Ok(hashes.iter().map(hex::encode).collect())
 }
 
@@ -478,10 +461,10 @@ async fn record_proof(
     query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, Problem> {
     let record_id = record_id.into_inner();
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("begin", e))?;
+        .or_problem("begin")?;
     // The leaf, the head and (when a size is asked for) the log size go out together:
     // tokio-postgres pipelines queries issued at once on one connection, one round trip.
     let (leaf, head, log) = futures_util::join!(
@@ -494,11 +477,11 @@ async fn record_proof(
             }
         },
     );
-    let Some((seq, leaf_hash)) = leaf.map_err(|e| internal("leaf", e))? else {
+    let Some((seq, leaf_hash)) = leaf.or_problem("leaf")? else {
         return Err(Problem::not_found("情報提供等記録"));
     };
-    let head = head.map_err(|e| internal("tree head", e))?;
-    let (size, head) = match (query.tree_size, log.map_err(|e| internal("size", e))?) {
+    let head = head.or_problem("tree head")?;
+    let (size, head) = match (query.tree_size, log.or_problem("size")?) {
         (Some(size), Some(log)) => {
             if size < 1 || size > log {
                 return Err(size_out_of_range());
@@ -516,7 +499,7 @@ async fn record_proof(
     )
     .map_err(|_| size_out_of_range())?;
     let path = assemble(&tx, &proof).await?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(InclusionProof {
         record_id,
         leaf_index: seq,
@@ -544,15 +527,15 @@ async fn record_proof(
 )]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 async fn tree_head(caller: Caller, state: web::Data<AuditState>) -> Result<HttpResponse, Problem> {
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("begin", e))?;
+        .or_problem("begin")?;
     let head = store::tree_head(&tx, None)
         .await
-        .map_err(|e| internal("tree head", e))?
+        .or_problem("tree head")?
         .ok_or_else(no_tree_head)?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(TreeHead::from(head)))
 }
 
@@ -590,19 +573,17 @@ async fn consistency(
     query: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, Problem> {
     let ConsistencyQuery { from, to } = query.into_inner();
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("begin", e))?;
-    let log = store::log_size(&tx)
-        .await
-        .map_err(|e| internal("size", e))?;
+        .or_problem("begin")?;
+    let log = store::log_size(&tx).await.or_problem("size")?;
     if from < 1 || from > to || to > log {
         return Err(size_out_of_range());
     }
     let start = store::checkpoint(&tx)
         .await
-        .map_err(|e| internal("checkpoint", e))?
+        .or_problem("checkpoint")?
         .map_or(0, |c| c.size);
     if from < start {
         return Err(Problem::new(
@@ -621,11 +602,11 @@ async fn consistency(
     let hashes = assemble(&tx, &proof).await?;
     let from_head = store::tree_head(&tx, Some(from))
         .await
-        .map_err(|e| internal("tree head", e))?;
+        .or_problem("tree head")?;
     let to_head = store::tree_head(&tx, Some(to))
         .await
-        .map_err(|e| internal("tree head", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("tree head")?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(ConsistencyProof {
         from,
         to,
@@ -694,6 +675,6 @@ async fn change_disclosure(
             "この記録は封印された内容と一致しないため、変更できません（データベースが直接変更された可能性があります）。",
             "運用窓口に連絡し、chukan audit verify で記録を検証してください（個人情報は送らないでください）。",
         )),
-        Err(ChangeError::Internal(e)) => Err(internal("disclosure change", e)),
+        Err(ChangeError::Internal(e)) => Err(Problem::internal_because("disclosure change", e)),
     }
 }

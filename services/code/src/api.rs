@@ -10,6 +10,7 @@ use chukan_core::{
     ids::{AddresseeNo, ResidentRecordCode},
     problem::ProtectedRouteProblems,
 };
+use chukan_db::OrProblem as _;
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{CodeAcquireRequest, Message, NwsOutbound};
 use prometheus::{IntCounterVec, register_int_counter_vec};
@@ -77,12 +78,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<CodeState>) {
         .route("/v1/codes/{addressee}", web::get().to(get_holding));
 }
 
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    // The cause goes to the log (no personal data in it: values are sealed or hashed).
-    tracing::error!(%err, context, "code service failure");
-    Problem::internal()
-}
-
 /// `POST /v1/codes/acquisitions` → 202 with the request's id, or 200 when the code is
 /// already held. Repeating a request for the same resident returns the same id.
 #[utoipa::path(
@@ -115,21 +110,15 @@ async fn request_acquisition(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant().to_owned();
     let req = body.into_inner();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, &tenant)
         .await
-        .map_err(|e| internal("begin", e))?;
-    let keys = state
-        .vault
-        .keys(&*tx, &tenant)
-        .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("begin")?;
+    let keys = state.vault.keys(&*tx, &tenant).await.or_problem("keys")?;
     let addressee = req.integrated_addressee_number.as_str();
     let bidx = keys.blind_index(addressee);
 
-    let (held, pending) = store::standing(&tx, &bidx)
-        .await
-        .map_err(|e| internal("standing", e))?;
+    let (held, pending) = store::standing(&tx, &bidx).await.or_problem("standing")?;
     if let Some(id) = held {
         REQUESTS.with_label_values(&["already_held"]).inc();
         return Ok(accepted(id, AcquisitionStatus::Done, false));
@@ -157,22 +146,24 @@ async fn request_acquisition(
         store::insert_pending(&tx, &tenant, id, &bidx, &sealed),
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &msg),
     );
-    queued.map_err(|e| internal("outbox", e))?;
-    if !inserted.map_err(|e| internal("insert", e))? {
+    queued.or_problem("outbox")?;
+    if !inserted.or_problem("insert")? {
         // A concurrent request for the same resident committed first: drop ours (and its
         // outbox row) and join that one.
         drop(tx);
         let tx = chukan_db::tenant_tx(&mut client, &tenant)
             .await
-            .map_err(|e| internal("begin", e))?;
+            .or_problem("begin")?;
         let id = store::pending_acquisition(&tx, &bidx)
             .await
-            .map_err(|e| internal("pending", e))?
-            .ok_or_else(|| internal("race", "pending request vanished"))?;
+            .or_problem("pending")?
+            .ok_or_else(|| {
+                Problem::internal_because("race", anyhow::anyhow!("pending request vanished"))
+            })?;
         REQUESTS.with_label_values(&["joined_pending"]).inc();
         return Ok(accepted(id, AcquisitionStatus::Pending, true));
     }
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    tx.commit().await.or_problem("commit")?;
     state.outbox.wake();
     REQUESTS.with_label_values(&["accepted"]).inc();
     Ok(accepted(id, AcquisitionStatus::Pending, true))
@@ -217,13 +208,13 @@ async fn get_acquisition(
     state: web::Data<CodeState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("begin", e))?;
+        .or_problem("begin")?;
     match store::acquisition(&tx, id.into_inner())
         .await
-        .map_err(|e| internal("select", e))?
+        .or_problem("select")?
     {
         Some(a) => Ok(HttpResponse::Ok().json(a)),
         None => Err(Problem::not_found("符号取得要求")),
@@ -298,19 +289,15 @@ async fn holding(
     addressee: &AddresseeNo,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.map_err(|e| internal("pool", e))?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("begin", e))?;
-    let keys = state
-        .vault
-        .keys(&*tx, tenant)
-        .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("begin")?;
+    let keys = state.vault.keys(&*tx, tenant).await.or_problem("keys")?;
     let held = store::held_code(&tx, &keys.blind_index(addressee.as_str()))
         .await
-        .map_err(|e| internal("held", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("held")?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(CodeHolding {
         held: held.is_some(),
         obtained_at: held.map(|(_, at)| at),

@@ -7,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
 use chukan_auth::Caller;
 use chukan_core::{Problem, edge, problem::ProtectedRouteProblems};
+use chukan_db::OrProblem as _;
 use chukan_proto::{InquiryResult, Message};
-use futures_util::StreamExt;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -91,34 +91,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<InquiryState>) {
         );
 }
 
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    // The cause goes to the log; values in it are sealed or hashed, never personal data.
-    tracing::error!(%err, context, "inquiry service failure");
-    Problem::internal()
-}
-
-/// A pooled connection, or 500.
-async fn pooled(state: &InquiryState) -> Result<chukan_db::PooledClient, Problem> {
-    state.db.get().await.map_err(|e| internal("pool", e))
-}
-
-/// A transaction scoped to `tenant` (row-level security), or 500.
-async fn begin<'a>(
-    client: &'a mut chukan_db::PooledClient,
-    tenant: &str,
-) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
-    chukan_db::tenant_tx(client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))
-}
-
 fn refused(problem: Problem) -> Problem {
     metrics::request(&problem.code);
     problem
-}
-
-fn invalid(detail: &str, action: &str) -> Problem {
-    Problem::new(400, "invalid-field", "Invalid field", detail, action)
 }
 
 fn excluded_problem(procedure: &str) -> Problem {
@@ -184,7 +159,7 @@ async fn create_inquiry(
     let tenant = caller.tenant().to_owned();
     let input = body.into_inner();
     let condition = condition_of(&input).map_err(|d| {
-        refused(invalid(
+        refused(Problem::invalid(
             d,
             "照会条件（as_of 又は period、year_kind）を確認して再度送信してください。",
         ))
@@ -199,19 +174,21 @@ async fn create_inquiry(
         non_disclosure: false,
     };
 
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     // Keys before the transaction: a key row created now must survive a refusal below.
     let keys = state
         .vault
         .keys(&**client, &tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, &tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .or_problem("begin")?;
     if let Some(dept) = caller.claims().dept.as_deref() {
         let today = chukan_core::calendar::japan_date(state.clock.now());
         match store::department_on(&tx, dept, today)
             .await
-            .map_err(|e| internal("department", e))?
+            .or_problem("department")?
         {
             store::DepartmentOn::NotValid => {
                 return Err(refused(department_not_valid_problem()));
@@ -227,13 +204,13 @@ async fn create_inquiry(
     let bidx = keys.blind_index(&inquiry.addressee);
     let held = store::codes_and_flags(&tx, std::slice::from_ref(&bidx))
         .await
-        .map_err(|e| internal("code", e))?;
+        .or_problem("code")?;
     let Some((Some(code_enc), flagged)) = held.get(&bidx).cloned() else {
         return Err(refused(no_code_problem(&inquiry.addressee)));
     };
     let code = keys
         .decrypt(&code_enc, &aad(&tenant, "code", &bidx))
-        .map_err(|e| internal("code seal", e))?;
+        .or_problem("code seal")?;
     let code = String::from_utf8_lossy(&code).into_owned();
 
     let id = Uuid::now_v7();
@@ -243,7 +220,7 @@ async fn create_inquiry(
     let non_disclosure = flagged;
     let serial = store::next_serial(&tx, &tenant)
         .await
-        .map_err(|e| internal("serial", e))?;
+        .or_problem("serial")?;
     let serial_no = format_serial(serial);
     let addressee_enc = keys.encrypt(
         inquiry.addressee.as_bytes(),
@@ -303,11 +280,11 @@ async fn create_inquiry(
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit),
         store::mark_tenant_active(&tx, &tenant),
     );
-    inserted.map_err(|e| internal("insert", e))?;
-    sent.map_err(|e| internal("outbox", e))?;
-    audited.map_err(|e| internal("outbox", e))?;
-    marked.map_err(|e| internal("tenant", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    inserted.or_problem("insert")?;
+    sent.or_problem("outbox")?;
+    audited.or_problem("outbox")?;
+    marked.or_problem("tenant")?;
+    tx.commit().await.or_problem("commit")?;
     state.outbox.wake();
     metrics::request("accepted");
     Ok(HttpResponse::Accepted()
@@ -348,26 +325,27 @@ async fn get_inquiry(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
     let id = id.into_inner();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let Some((mut inquiry, sealed)) = store::inquiry(&tx, id, state.clock.now())
         .await
-        .map_err(|e| internal("select", e))?
+        .or_problem("select")?
     else {
         return Err(Problem::not_found("照会"));
     };
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    tx.commit().await.or_problem("commit")?;
     if let (InquiryStatus::Provided, Some(sealed)) = (inquiry.status, sealed) {
         let keys = state
             .vault
             .keys(&**client, tenant)
             .await
-            .map_err(|e| internal("keys", e))?;
+            .or_problem("keys")?;
         let plain = keys
             .decrypt(&sealed, &aad(tenant, "result", id.as_bytes()))
-            .map_err(|e| internal("result seal", e))?;
-        let result =
-            InquiryResult::decode(plain.as_slice()).map_err(|e| internal("result decode", e))?;
+            .or_problem("result seal")?;
+        let result = InquiryResult::decode(plain.as_slice()).or_problem("result decode")?;
         let opt = |s: String| (!s.is_empty()).then_some(s);
         inquiry.records = Some(
             result
@@ -411,14 +389,16 @@ async fn list_inquiries(
     if let Some(s) = q.status.as_deref()
         && InquiryStatus::parse(s).is_none()
     {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "status は sent, provided, refused, not-permitted, unknown-code, unknown-provider, expired のいずれかです。",
             "status の値を確認してください。",
         ));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let items = store::list(
         &tx,
         q.serial_no.as_deref(),
@@ -429,8 +409,8 @@ async fn list_inquiries(
         state.clock.now(),
     )
     .await
-    .map_err(|e| internal("list", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    .or_problem("list")?;
+    tx.commit().await.or_problem("commit")?;
     let next_after = (items.len() as i64 == limit)
         .then(|| items.last().map(|i| i.id))
         .flatten();
@@ -483,26 +463,26 @@ async fn confirm_results(
         }
         (None, Some(s)) if !s.is_empty() => (Vec::new(), Some(s)),
         _ => {
-            return Err(invalid(
+            return Err(Problem::invalid(
                 "ids（照会の id の配列）か serial_no（処理通番）のどちらか一方を指定してください。",
                 "確認する照会を指定して再度送信してください。",
             ));
         }
     };
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     if let Some(s) = serial_no.as_deref() {
-        let n = store::count_serial(&tx, s)
-            .await
-            .map_err(|e| internal("count", e))?;
+        let n = store::count_serial(&tx, s).await.or_problem("count")?;
         if usize::try_from(n).unwrap_or(usize::MAX) > max {
             return Err(too_many());
         }
     }
     let done = store::confirm(&tx, &ids, serial_no.as_deref(), state.clock.now())
         .await
-        .map_err(|e| internal("confirm", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("confirm")?;
+    tx.commit().await.or_problem("commit")?;
     let not_found = if serial_no.is_some() {
         0
     } else {
@@ -525,32 +505,6 @@ fn file_too_large(max_lines: usize) -> Problem {
         format!("一括照会ファイルが大きすぎます（上限{max_lines}行）。"),
         "ファイルを分割して送信してください。",
     )
-}
-
-/// Reads the request body up to `cap` bytes.
-async fn read_capped(
-    mut body: web::Payload,
-    cap: usize,
-    max_lines: usize,
-) -> Result<Vec<u8>, Problem> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            tracing::info!(error = %e, "bulk file upload interrupted");
-            Problem::new(
-                400,
-                "incomplete-body",
-                "Incomplete body",
-                "一括照会ファイルを最後まで受信できませんでした。",
-                "ファイルを再度送信してください。",
-            )
-        })?;
-        if buf.len() + chunk.len() > cap {
-            return Err(file_too_large(max_lines));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
 }
 
 /// Largest `POST /v1/inquiry-confirmations` body: 10,000 ids of 39 bytes with room to spare.
@@ -609,12 +563,18 @@ async fn upload_batch(
     }
     let tenant = caller.tenant().to_owned();
     let max_lines = state.settings.bulk_max_lines;
-    let raw = read_capped(
-        body,
-        max_lines.saturating_mul(LINE_BYTES_WITH_END),
-        max_lines,
-    )
-    .await?;
+    let raw = edge::read_capped(&req, body, max_lines.saturating_mul(LINE_BYTES_WITH_END))
+        .await
+        .map_err(|refusal| match refusal {
+            edge::BodyRefusal::TooLarge => file_too_large(max_lines),
+            edge::BodyRefusal::BrokeOff => Problem::new(
+                400,
+                "incomplete-body",
+                "Incomplete body",
+                "一括照会ファイルを最後まで受信できませんでした。",
+                "ファイルを再度送信してください。",
+            ),
+        })?;
     let dept = caller.claims().dept.clone();
     let encoding = state.encoding;
     let parse_tenant = tenant.clone();
@@ -623,7 +583,7 @@ async fn upload_batch(
         bulk_file::parse(&raw, encoding, &parse_tenant, dept.as_deref())
     })
     .await
-    .map_err(|e| internal("parse", e))?;
+    .or_problem("parse")?;
     if parsed.lines == 0 {
         return Err(Problem::new(
             422,
@@ -638,13 +598,15 @@ async fn upload_batch(
     }
     let mut errors = parsed.errors;
 
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, &tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, &tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .or_problem("begin")?;
 
     // 対象外事務手続 of each department named in the file, as its period valid today says
     // (None: the department is not valid today).
@@ -654,7 +616,7 @@ async fn upload_batch(
         if !exclusions.contains_key(dept) {
             let on = store::department_on(&tx, dept, today)
                 .await
-                .map_err(|e| internal("department", e))?;
+                .or_problem("department")?;
             let list = match on {
                 store::DepartmentOn::Unknown => Some(HashSet::new()),
                 store::DepartmentOn::NotValid => None,
@@ -697,7 +659,7 @@ async fn upload_batch(
         held.extend(
             store::codes_and_flags(&tx, &bidxs)
                 .await
-                .map_err(|e| internal("codes", e))?,
+                .or_problem("codes")?,
         );
     }
     let mut accepted = Vec::with_capacity(lines.len());
@@ -728,7 +690,7 @@ async fn upload_batch(
     let expires_at = expires(now);
     let serial = store::next_serial(&tx, &tenant)
         .await
-        .map_err(|e| internal("serial", e))?;
+        .or_problem("serial")?;
     let serial_no = format_serial(serial);
     let n_accepted = i32::try_from(accepted.len()).unwrap_or(i32::MAX);
     let n_rejected = i32::try_from(rejected_lines).unwrap_or(i32::MAX);
@@ -745,10 +707,10 @@ async fn upload_batch(
         },
     )
     .await
-    .map_err(|e| internal("batch", e))?;
+    .or_problem("batch")?;
     store::insert_line_errors(&tx, &tenant, batch_id, &errors)
         .await
-        .map_err(|e| internal("line errors", e))?;
+        .or_problem("line errors")?;
     let dept = caller.claims().dept.clone();
     let prepared: Vec<(Uuid, Vec<u8>)> = accepted
         .iter()
@@ -787,18 +749,18 @@ async fn upload_batch(
             futures_util::future::join_all(chunk.iter().map(|r| store::insert_inquiry(&tx, r)))
                 .await;
         for r in results {
-            r.map_err(|e| internal("insert", e))?;
+            r.or_problem("insert")?;
         }
     }
     if n_accepted > 0 {
         store::queue_batch(&tx, &tenant, batch_id)
             .await
-            .map_err(|e| internal("queue", e))?;
+            .or_problem("queue")?;
     }
     store::mark_tenant_active(&tx, &tenant)
         .await
-        .map_err(|e| internal("tenant", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("tenant")?;
+    tx.commit().await.or_problem("commit")?;
     state.batches.notify_one();
     metrics::requests_n("accepted", u64::try_from(n_accepted).unwrap_or(0));
     // One count per refused line, under its first error's code.
@@ -845,19 +807,19 @@ async fn get_batch(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
     let id = id.into_inner();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let Some((serial_no, lines, accepted, rejected, created_at, dispatched_at)) =
-        store::batch(&tx, id)
-            .await
-            .map_err(|e| internal("batch", e))?
+        store::batch(&tx, id).await.or_problem("batch")?
     else {
         return Err(Problem::not_found("一括照会"));
     };
     let counts = store::batch_counts(&tx, id, state.clock.now())
         .await
-        .map_err(|e| internal("counts", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("counts")?;
+    tx.commit().await.or_problem("commit")?;
     let mut by_status = std::collections::BTreeMap::new();
     let (mut confirmed, mut waiting) = (0, 0);
     for (status, n, c, w) in counts {
@@ -903,19 +865,17 @@ async fn get_batch_errors(
 ) -> Result<HttpResponse, Problem> {
     let id = id.into_inner();
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
-    if store::batch(&tx, id)
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("batch", e))?
-        .is_none()
-    {
+        .or_problem("begin")?;
+    if store::batch(&tx, id).await.or_problem("batch")?.is_none() {
         return Err(Problem::not_found("一括照会"));
     }
     let items = store::line_errors(&tx, id, query.after_line.unwrap_or(0), limit)
         .await
-        .map_err(|e| internal("errors", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("errors")?;
+    tx.commit().await.or_problem("commit")?;
     let distinct_lines = {
         let mut l: Vec<i32> = items.iter().map(|e| e.line).collect();
         l.dedup();
@@ -953,18 +913,17 @@ async fn get_batch_results(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
     let id = id.into_inner();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
-    let Some((serial_no, ..)) = store::batch(&tx, id)
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
         .await
-        .map_err(|e| internal("batch", e))?
-    else {
+        .or_problem("begin")?;
+    let Some((serial_no, ..)) = store::batch(&tx, id).await.or_problem("batch")? else {
         return Err(Problem::not_found("一括照会"));
     };
     let lines = store::result_lines(&tx, id, state.clock.now())
         .await
-        .map_err(|e| internal("results", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("results")?;
+    tx.commit().await.or_problem("commit")?;
     let mut csv = String::from(
         "line_no,serial_no,branch_no,status,provided_at,inquirer_non_disclosure,provider_non_disclosure,record_count,reason_code\r\n",
     );

@@ -9,6 +9,7 @@ use chrono::Duration;
 use chukan_auth::Caller;
 use chukan_core::{Problem, edge, ids::AddresseeNo, problem::ProtectedRouteProblems};
 use chukan_crypto::TenantKeys;
+use chukan_db::OrProblem as _;
 use chukan_proto::{Message, NoticeContent};
 use utoipa::OpenApi;
 use uuid::Uuid;
@@ -91,25 +92,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<NoticeService>) {
         );
 }
 
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    // The cause goes to the log; values in it are sealed or hashed, never personal data.
-    tracing::error!(%err, context, "notice service failure");
-    Problem::internal()
-}
-
-async fn pooled(state: &NoticeService) -> Result<chukan_db::PooledClient, Problem> {
-    state.db.get().await.map_err(|e| internal("pool", e))
-}
-
-async fn begin<'a>(
-    client: &'a mut chukan_db::PooledClient,
-    tenant: &str,
-) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
-    chukan_db::tenant_tx(client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))
-}
-
 /// The tenant's keys, fetched before any transaction opens: a key row created now must
 /// survive a refusal below.
 async fn keys_of(
@@ -121,16 +103,12 @@ async fn keys_of(
         .vault
         .keys(&***client, tenant)
         .await
-        .map_err(|e| internal("keys", e))
+        .or_problem("keys")
 }
 
 fn refused(problem: Problem) -> Problem {
     metrics::request(&problem.code);
     problem
-}
-
-fn invalid(detail: &str, action: &str) -> Problem {
-    Problem::new(400, "invalid-field", "Invalid field", detail, action)
 }
 
 fn no_code_problem(addressee: &str) -> Problem {
@@ -192,7 +170,7 @@ async fn create_notice(
         .deliver_at
         .is_some_and(|t| t > now + Duration::days(MAX_SCHEDULE_DAYS))
     {
-        return Err(refused(invalid(
+        return Err(refused(Problem::invalid(
             "配信日時（deliver_at）は366日先までで指定してください。",
             "配信日時を確認して再度送信してください。",
         )));
@@ -201,14 +179,13 @@ async fn create_notice(
     let scheduled = input.deliver_at.filter(|t| *t > now);
     let addressee = input.addressee.as_str();
 
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = keys_of(&state, &client, &tenant).await?;
-    let tx = begin(&mut client, &tenant).await?;
-    let bidx = keys.blind_index(addressee);
-    let Some(code_enc) = store::code_of(&tx, &bidx)
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
         .await
-        .map_err(|e| internal("code", e))?
-    else {
+        .or_problem("begin")?;
+    let bidx = keys.blind_index(addressee);
+    let Some(code_enc) = store::code_of(&tx, &bidx).await.or_problem("code")? else {
         return Err(refused(no_code_problem(addressee)));
     };
 
@@ -235,19 +212,19 @@ async fn create_notice(
         },
     )
     .await
-    .map_err(|e| internal("insert", e))?;
+    .or_problem("insert")?;
     match scheduled {
         Some(at) => {
             store::schedule(&tx, id, &tenant, at)
                 .await
-                .map_err(|e| internal("schedule", e))?;
-            tx.commit().await.map_err(|e| internal("commit", e))?;
+                .or_problem("schedule")?;
+            tx.commit().await.or_problem("commit")?;
             state.scheduled.notify_one();
             metrics::request("scheduled");
         }
         None => {
             let code = open_text(&keys, &code_enc, &aad(&tenant, "code", &bidx))
-                .map_err(|e| internal("code seal", e))?;
+                .or_problem("code seal")?;
             dispatch(
                 &tx,
                 Dispatch {
@@ -261,8 +238,8 @@ async fn create_notice(
                 },
             )
             .await
-            .map_err(|e| internal("dispatch", e))?;
-            tx.commit().await.map_err(|e| internal("commit", e))?;
+            .or_problem("dispatch")?;
+            tx.commit().await.or_problem("commit")?;
             state.outbox.wake();
             metrics::request("accepted");
             metrics::dispatched("immediate");
@@ -357,26 +334,25 @@ async fn get_notice(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
     let id = id.into_inner();
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = keys_of(&state, &client, tenant).await?;
-    let tx = begin(&mut client, tenant).await?;
-    let Some(mut row) = store::notice(&tx, id)
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("select", e))?
-    else {
+        .or_problem("begin")?;
+    let Some(mut row) = store::notice(&tx, id).await.or_problem("select")? else {
         return Err(Problem::not_found("お知らせ"));
     };
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    tx.commit().await.or_problem("commit")?;
     let content = match row.content_enc.take() {
         Some(sealed) => Some(
             keys.decrypt(&sealed, &aad(tenant, "content", id.as_bytes()))
                 .map_err(anyhow::Error::from)
                 .and_then(|plain| Ok(NoticeContent::decode(plain.as_slice())?))
-                .map_err(|e| internal("content", e))?,
+                .or_problem("content")?,
         ),
         None => None,
     };
-    let notice = view(&keys, tenant, row, content).map_err(|e| internal("view", e))?;
+    let notice = view(&keys, tenant, row, content).or_problem("view")?;
     Ok(HttpResponse::Ok().json(notice))
 }
 
@@ -440,7 +416,7 @@ async fn list(
     if let Some(s) = q.state.as_deref()
         && NoticeStatus::parse(s).is_none()
     {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "state は accepted, sent, delivered, read, replied, undeliverable のいずれかです。",
             "state の値を確認してください。",
         ));
@@ -452,20 +428,22 @@ async fn list(
         .transpose()
         .map_err(|e| Problem::invalid_field(&e))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = keys_of(state, &client, tenant).await?;
     let bidx = addressee.map(|a| keys.blind_index(a.as_str()));
-    let tx = begin(&mut client, tenant).await?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let rows = store::list(&tx, bidx.as_deref(), q.state.as_deref(), q.after, limit)
         .await
-        .map_err(|e| internal("list", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("list")?;
+    tx.commit().await.or_problem("commit")?;
     let full = rows.len() as i64 == limit;
     let items = rows
         .into_iter()
         .map(|r| view(&keys, tenant, r, None))
         .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(|e| internal("view", e))?;
+        .or_problem("view")?;
     let next_after = full.then(|| items.last().map(|n| n.notice_id)).flatten();
     Ok(HttpResponse::Ok().json(NoticePage { items, next_after }))
 }
@@ -513,19 +491,19 @@ async fn create_status_check(
         }
         (None, true) => None,
         _ => {
-            return Err(refuse(invalid(
+            return Err(refuse(Problem::invalid(
                 "notice_ids（1〜1000件）か all_pending: true のどちらか一方だけを指定してください。",
                 "確認するお知らせの指定を見直して再度送信してください。",
             )));
         }
     };
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, &tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .or_problem("begin")?;
     let ids = match named {
         Some(ids) => {
-            let known = store::known_notices(&tx, &ids)
-                .await
-                .map_err(|e| internal("known", e))?;
+            let known = store::known_notices(&tx, &ids).await.or_problem("known")?;
             if known.len() != ids.len() {
                 return Err(refuse(Problem::not_found("お知らせ")));
             }
@@ -543,7 +521,7 @@ async fn create_status_check(
         None => {
             let ids = store::open_notices(&tx, MAX_CHECK_NOTICES as i64)
                 .await
-                .map_err(|e| internal("open", e))?;
+                .or_problem("open")?;
             if ids.is_empty() {
                 return Err(refuse(Problem::new(
                     422,
@@ -563,9 +541,9 @@ async fn create_status_check(
         store::insert_check(&tx, &tenant, check_id, &ids, now),
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &request),
     );
-    inserted.map_err(|e| internal("insert check", e))?;
-    queued.map_err(|e| internal("outbox", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    inserted.or_problem("insert check")?;
+    queued.or_problem("outbox")?;
+    tx.commit().await.or_problem("commit")?;
     state.outbox.wake();
     metrics::check("sent");
     Ok(HttpResponse::Accepted()
@@ -604,19 +582,18 @@ async fn get_status_check(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
     let id = id.into_inner();
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = keys_of(&state, &client, tenant).await?;
-    let tx = begin(&mut client, tenant).await?;
-    let Some(check) = store::check(&tx, id)
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("check", e))?
-    else {
+        .or_problem("begin")?;
+    let Some(check) = store::check(&tx, id).await.or_problem("check")? else {
         return Err(Problem::not_found("状況確認要求"));
     };
     let rows = store::checked(&tx, &check.notice_ids)
         .await
-        .map_err(|e| internal("checked", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("checked")?;
+    tx.commit().await.or_problem("commit")?;
     let notices = rows
         .into_iter()
         .map(|n| {
@@ -634,7 +611,7 @@ async fn get_status_check(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(|e| internal("reply seal", e))?;
+        .or_problem("reply seal")?;
     Ok(HttpResponse::Ok().json(StatusCheck {
         check_id: id,
         state: if check.answered_at.is_some() {

@@ -2,7 +2,7 @@
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
-use chukan_core::ids::AddresseeNo;
+use chukan_core::ids::{AddresseeNo, FileName};
 use chukan_proto::{NoticeAttachment, NoticeContent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,8 +18,6 @@ pub const MAX_ATTACHMENTS: usize = 5;
 /// in one signed envelope, and both the NWS and relay refuse envelopes over 1 MiB; half of
 /// that leaves room for the text and the envelope.
 pub const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
-/// File names: at most this many characters.
-pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// 回答選択肢: at most this many choices, each at most this many characters.
 pub const MAX_REPLY_CHOICES: usize = 10;
 pub const MAX_CHOICE_CHARS: usize = 50;
@@ -34,12 +32,8 @@ pub const MAX_CHECK_NOTICES: usize = 1000;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentInput {
-    /// File name shown to the resident (no path separators, no control characters).
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^(?=.*[^\\s])[^/\\\\\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
+    /// File name shown to the resident (the rule of [`FileName`], as for self-information).
+    #[schema(value_type = FileName)]
     pub file_name: String,
     /// Media type, e.g. `application/pdf`.
     #[schema(pattern = "^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")]
@@ -171,13 +165,9 @@ pub fn content_of(input: &NoticeInput) -> Result<NoticeContent, Refusal> {
     let mut attachments = Vec::with_capacity(input.attachments.len());
     let mut total = 0usize;
     for a in &input.attachments {
-        if blank(&a.file_name)
-            || a.file_name.chars().count() > MAX_FILE_NAME_CHARS
-            || has_control(&a.file_name)
-            || a.file_name.contains(['/', '\\'])
-        {
+        if FileName::parse(&a.file_name).is_err() {
             return Err(invalid(
-                "添付ファイル名（file_name）は255文字以内で、パス区切り文字・制御文字を含めずに指定してください。",
+                "添付ファイル名（file_name）は200文字以内で、/ \\ \" や制御文字を含まない名前を指定してください。",
             ));
         }
         if !media_type_ok(&a.media_type) {

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chukan_core::{
-    Clock, Problem,
+    Clock, Problem, edge,
     ids::{OrgCode, ResidentRecordCode},
 };
 use chukan_crypto::{Signer, Verifiers};
+use chukan_db::OrProblem as _;
 use chukan_proto::{CodeAcquireRequest, CodeAcquireResult, Envelope, Message as _, signing_bytes};
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -66,12 +66,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Logs the cause (never sent to the caller) and answers 500.
-pub(crate) fn internal(error: impl Into<anyhow::Error>) -> Problem {
-    let error = error.into();
-    tracing::error!(error = %format!("{error:#}"), "request failed");
-    Problem::internal()
-}
-
 pub(crate) fn refused(
     status: u16,
     code: &'static str,
@@ -123,12 +117,12 @@ async fn register_organisation(
         endpoint_url: body.endpoint_url,
         keys: body.keys,
     };
-    let mut client = state.pool.get().await.map_err(internal)?;
-    let tx = client.transaction().await.map_err(internal)?;
+    let mut client = state.pool.get().await.or_problem("nws-sim")?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let inserted = store::upsert_organisation(&tx, &org)
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     tracing::info!(org_code = %org.org_code, inserted, "organisation registered");
     Ok(if inserted {
         HttpResponse::Created().json(&org)
@@ -141,10 +135,10 @@ async fn get_organisation(
     state: web::Data<SimState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let client = state.pool.get().await.map_err(internal)?;
+    let client = state.pool.get().await.or_problem("nws-sim")?;
     match store::organisation(&client, &path)
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
     {
         Some(org) => Ok(HttpResponse::Ok().json(org)),
         None => Err(Problem::not_found("機関")),
@@ -171,31 +165,30 @@ async fn beppyo2(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(state.beppyo2.as_ref())
 }
 
-/// Reads the body up to `limit` bytes (problem+json 413 beyond it).
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            Problem::new(
-                400,
-                "malformed-envelope",
-                "Malformed envelope",
-                "メッセージ本文を受信できませんでした。",
-                "再度送信してください。",
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(Problem::new(
+/// Reads an envelope whole, up to `limit` bytes (problem+json 413 beyond it).
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, Problem> {
+    edge::read_capped(req, payload, limit)
+        .await
+        .map_err(|refusal| match refusal {
+            edge::BodyRefusal::TooLarge => Problem::new(
                 413,
                 "payload-too-large",
                 "Payload too large",
                 "メッセージが大きすぎます。",
                 "メッセージを小さくして再度送信してください。",
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+            ),
+            edge::BodyRefusal::BrokeOff => Problem::new(
+                400,
+                "malformed-envelope",
+                "Malformed envelope",
+                "メッセージ本文を受信できませんでした。",
+                "再度送信してください。",
+            ),
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -207,9 +200,10 @@ struct Accepted {
 #[tracing::instrument(skip_all, fields(sender, kind, message_id))]
 async fn receive_message(
     state: web::Data<SimState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let body = read_body(payload, MAX_ENVELOPE_BYTES).await?;
+    let body = read_body(&req, payload, MAX_ENVELOPE_BYTES).await?;
     let env = Envelope::decode(body.as_slice()).map_err(|_| {
         refused(
             400,
@@ -227,13 +221,13 @@ async fn receive_message(
     span.record("kind", env.kind.as_str());
     span.record("message_id", env.message_id.as_str());
 
-    let mut client = state.pool.get().await.map_err(internal)?;
+    let mut client = state.pool.get().await.or_problem("nws-sim")?;
     // Both look-ups in one pipelined round trip.
     let (exists, keys) = futures_util::join!(
         store::organisation_exists(&client, &env.sender),
         store::organisation_keys(&client, &env.sender),
     );
-    if !exists.map_err(internal)? {
+    if !exists.or_problem("nws-sim")? {
         return Err(refused(
             403,
             "unknown-sender",
@@ -242,12 +236,12 @@ async fn receive_message(
             "機関の登録内容を確認してください。",
         ));
     }
-    let keys = keys.map_err(internal)?;
+    let keys = keys.or_problem("nws-sim")?;
     let mut verifiers = Verifiers::default();
     for key in keys.iter().filter(|k| k.kid == env.kid) {
         verifiers
             .add_base64(&key.kid, &key.public_key)
-            .map_err(internal)?;
+            .or_problem("nws-sim")?;
     }
     if let Err(err) = verifiers.verify(&env.kid, &signing_bytes(&env), &env.signature) {
         let problem = Problem::from(err);
@@ -338,7 +332,7 @@ async fn acquire_code(
         &env.correlation_id,
         answer.body,
     );
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let record = async {
         match &answer.code {
             Some((code, person_id)) => store::record_code(&tx, &env.sender, code, person_id).await,
@@ -352,12 +346,12 @@ async fn acquire_code(
         record,
         store::insert_delivery(&tx, uuid::Uuid::now_v7(), &env.sender, &reply),
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    recorded.map_err(internal)?;
-    queued.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    recorded.or_problem("nws-sim")?;
+    queued.or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     Ok(())
 }
 
@@ -456,24 +450,24 @@ async fn convert_code(
     state: web::Data<SimState>,
     body: web::Json<ConvertCode>,
 ) -> Result<HttpResponse, Problem> {
-    let mut client = state.pool.get().await.map_err(internal)?;
+    let mut client = state.pool.get().await.or_problem("nws-sim")?;
     if !store::organisation_exists(&client, body.to_org.as_str())
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
     {
         return Err(Problem::not_found("変換先の機関"));
     }
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let Some(person_id) = store::person_of_code(&tx, body.from_org.as_str(), &body.code)
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
     else {
         return Err(Problem::not_found("符号"));
     };
     let code = state.secret.code_for(body.to_org.as_str(), &person_id);
     store::record_code(&tx, body.to_org.as_str(), &code, &person_id)
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     Ok(HttpResponse::Ok().json(ConvertedCode { code }))
 }

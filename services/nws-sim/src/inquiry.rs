@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use chukan_core::Problem;
+use chukan_db::OrProblem as _;
 use chukan_proto::{
     Envelope, InquiryRequest, InquiryResult, Message as _, ProvisionAnswer, ProvisionPermit,
     ProvisionRequest, REQUEST_VALIDITY_MS, SignedPermit, permit_signing_bytes,
@@ -15,7 +16,7 @@ use chukan_proto::{
 use uuid::Uuid;
 
 use crate::{
-    api::{SimState, internal, malformed_body, refused, replayed},
+    api::{SimState, malformed_body, refused, replayed},
     store::{self, PermitRow},
 };
 
@@ -70,7 +71,7 @@ pub(crate) async fn accept_request(
         &request.procedure_code,
         &request.info_code,
     );
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     // First round trip: the claim and both look-ups (cheap index probes, asked even for a
     // refused pair so the round trip count never depends on the answer).
     let (claimed, provider_known, person) = futures_util::join!(
@@ -78,11 +79,11 @@ pub(crate) async fn accept_request(
         store::organisation_exists(&tx, &request.provider_org),
         store::person_of_code(&tx, &env.sender, &request.inquirer_code),
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    let provider_known = provider_known.map_err(internal)?;
-    let person = person.map_err(internal)?;
+    let provider_known = provider_known.or_problem("nws-sim")?;
+    let person = person.or_problem("nws-sim")?;
 
     let refusal = if !permitted {
         Some(Refusal::NotPermitted)
@@ -110,8 +111,8 @@ pub(crate) async fn accept_request(
         );
         store::insert_delivery(&tx, Uuid::now_v7(), &env.sender, &reply)
             .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+            .or_problem("nws-sim")?;
+        tx.commit().await.or_problem("nws-sim")?;
         tracing::info!(
             status = refusal.status(),
             "inquiry answered without a permit"
@@ -171,10 +172,10 @@ pub(crate) async fn accept_request(
         store::insert_permit(&tx, &row),
         store::insert_delivery(&tx, Uuid::now_v7(), &request.provider_org, &envelope),
     );
-    recorded.map_err(internal)?;
-    stored.map_err(internal)?;
-    queued.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    recorded.or_problem("nws-sim")?;
+    stored.or_problem("nws-sim")?;
+    queued.or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     tracing::info!(%permit_id, "provision permit issued");
     Ok(())
 }
@@ -205,15 +206,15 @@ pub(crate) async fn accept_answer(
             "相関IDに許可証IDを指定して再度送信してください。",
         ));
     }
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let (claimed, permit) = futures_util::join!(
         store::claim_message(&tx, &env.message_id, &env.sender, &env.kind),
         store::permit_for_answer(&tx, permit_id),
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    let Some(permit) = permit.map_err(internal)? else {
+    let Some(permit) = permit.or_problem("nws-sim")? else {
         return Err(unknown_permit());
     };
     if permit.provider_org != env.sender {
@@ -228,7 +229,7 @@ pub(crate) async fn accept_answer(
     if permit.answered {
         // Answered exactly once: a second answer (a provider's retry with a new message id)
         // is taken so the provider stops retrying, and forwarded to nobody.
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.or_problem("nws-sim")?;
         tracing::info!(%permit_id, "answer for an answered permit accepted; nothing forwarded");
         return Ok(());
     }
@@ -254,9 +255,9 @@ pub(crate) async fn accept_answer(
         store::mark_permit_answered(&tx, permit_id, now),
         store::insert_delivery(&tx, Uuid::now_v7(), &permit.inquirer_org, &reply),
     );
-    marked.map_err(internal)?;
-    queued.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    marked.or_problem("nws-sim")?;
+    queued.or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     tracing::info!(%permit_id, "provision answer forwarded to the inquirer");
     Ok(())
 }

@@ -108,6 +108,7 @@ impl NwsSim {
             App::new()
                 .wrap(actix_web::middleware::from_fn(edge::screen))
                 .wrap(edge::security_headers())
+                .wrap(actix_web::middleware::from_fn(chukan_telemetry::boundary))
                 .app_data(state.clone())
                 .app_data(problem::json_config(JSON_LIMIT_BYTES))
                 .app_data(problem::path_config())

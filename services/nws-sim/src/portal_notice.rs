@@ -18,6 +18,7 @@ use chukan_core::{
     Problem,
     ids::{InvalidId, ResidentRecordCode},
 };
+use chukan_db::OrProblem as _;
 use chukan_proto::{
     Envelope, Message as _, NoticeContent, NoticeSend, NoticeState, NoticeStatusCheck,
     NoticeStatusReport,
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    api::{SimState, internal, malformed_body, replayed},
+    api::{SimState, malformed_body, replayed},
     store,
 };
 
@@ -64,15 +65,15 @@ pub(crate) async fn accept_send(
         return Err(malformed_body());
     };
     let now = state.clock.now();
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let (claimed, person) = futures_util::join!(
         store::claim_message(&tx, &env.message_id, &env.sender, &env.kind),
         store::person_of_code(&tx, &env.sender, &send.code),
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    let person = person.map_err(internal)?;
+    let person = person.or_problem("nws-sim")?;
     let undeliverable = person.is_none().then_some("unknown-code");
     // A second notice.send for the same notice id (a new message) delivers nothing new.
     tx.execute(
@@ -82,7 +83,7 @@ pub(crate) async fn accept_send(
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .await
-        .map_err(internal)?,
+        .or_problem("nws-sim")?,
         &[
             &env.sender,
             &env.correlation_id,
@@ -94,7 +95,7 @@ pub(crate) async fn accept_send(
         ],
     )
     .await
-    .map_err(internal)?;
+    .or_problem("nws-sim")?;
     if let Some(reason_code) = undeliverable {
         let report = NoticeStatusReport {
             check_id: String::new(),
@@ -115,9 +116,9 @@ pub(crate) async fn accept_send(
         );
         store::insert_delivery(&tx, Uuid::now_v7(), &env.sender, &answer)
             .await
-            .map_err(internal)?;
+            .or_problem("nws-sim")?;
     }
-    tx.commit().await.map_err(internal)?;
+    tx.commit().await.or_problem("nws-sim")?;
     tracing::info!(
         delivered = person.is_some(),
         "notice received for the portal"
@@ -145,7 +146,7 @@ pub(crate) async fn accept_status_check(
     if check.notice_ids.len() > MAX_CHECK_NOTICES {
         return Err(malformed_body());
     }
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let lookup = async {
         let stmt = tx
             .prepare_cached(
@@ -159,10 +160,10 @@ pub(crate) async fn accept_status_check(
         store::claim_message(&tx, &env.message_id, &env.sender, &env.kind),
         lookup,
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    let rows = rows.map_err(internal)?;
+    let rows = rows.or_problem("nws-sim")?;
     let notices = check
         .notice_ids
         .iter()
@@ -210,8 +211,8 @@ pub(crate) async fn accept_status_check(
     );
     store::insert_delivery(&tx, Uuid::now_v7(), &env.sender, &answer)
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     Ok(())
 }
 
@@ -261,7 +262,7 @@ async fn list_notices(
     rrc: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let person = person_of(&state, &rrc).map_err(|e| Problem::invalid_field(&e))?;
-    let client = state.pool.get().await.map_err(internal)?;
+    let client = state.pool.get().await.or_problem("nws-sim")?;
     let rows = client
         .query(
             &client
@@ -272,16 +273,16 @@ async fn list_notices(
                      WHERE n.person_id = $1 ORDER BY n.received_at, n.notice_id",
                 )
                 .await
-                .map_err(internal)?,
+                .or_problem("nws-sim")?,
             &[&person],
         )
         .await
-        .map_err(internal)?;
+        .or_problem("nws-sim")?;
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let sealed: Option<Vec<u8>> = r.get(3);
         let content =
-            NoticeContent::decode(sealed.unwrap_or_default().as_slice()).map_err(internal)?;
+            NoticeContent::decode(sealed.unwrap_or_default().as_slice()).or_problem("nws-sim")?;
         let read_at: Option<DateTime<Utc>> = r.get(5);
         let replied_at: Option<DateTime<Utc>> = r.get(7);
         items.push(PortalNotice {
@@ -334,7 +335,7 @@ async fn mark_read(
 ) -> Result<HttpResponse, Problem> {
     let (rrc, notice_id) = path.into_inner();
     let person = person_of(&state, &rrc).map_err(|e| Problem::invalid_field(&e))?;
-    let client = state.pool.get().await.map_err(internal)?;
+    let client = state.pool.get().await.or_problem("nws-sim")?;
     let row = client
         .query_opt(
             &client
@@ -344,11 +345,11 @@ async fn mark_read(
                      RETURNING read_at, reply_choice, replied_at",
                 )
                 .await
-                .map_err(internal)?,
+                .or_problem("nws-sim")?,
             &[&person, &notice_id, &state.clock.now()],
         )
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
         .ok_or_else(no_such_notice)?;
     let replied_at: Option<DateTime<Utc>> = row.get(2);
     Ok(HttpResponse::Ok().json(PortalState {
@@ -375,8 +376,8 @@ async fn reply(
 ) -> Result<HttpResponse, Problem> {
     let (rrc, notice_id) = path.into_inner();
     let person = person_of(&state, &rrc).map_err(|e| Problem::invalid_field(&e))?;
-    let mut client = state.pool.get().await.map_err(internal)?;
-    let tx = client.transaction().await.map_err(internal)?;
+    let mut client = state.pool.get().await.or_problem("nws-sim")?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let row = tx
         .query_opt(
             &tx.prepare_cached(
@@ -384,11 +385,11 @@ async fn reply(
                  WHERE person_id = $1 AND notice_id = $2 FOR UPDATE",
             )
             .await
-            .map_err(internal)?,
+            .or_problem("nws-sim")?,
             &[&person, &notice_id],
         )
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
         .ok_or_else(no_such_notice)?;
     let choices: Vec<String> = row.get(0);
     let answered: bool = row.get(1);
@@ -419,12 +420,12 @@ async fn reply(
                  WHERE person_id = $1 AND notice_id = $2 RETURNING read_at",
             )
             .await
-            .map_err(internal)?,
+            .or_problem("nws-sim")?,
             &[&person, &notice_id, &body.choice, &now],
         )
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     Ok(HttpResponse::Ok().json(PortalState {
         notice_id,
         state: "replied",

@@ -16,13 +16,14 @@ use chukan_core::{
     Problem,
     ids::{InfoCode, OrgCode, ResidentRecordCode},
 };
+use chukan_db::OrProblem as _;
 use chukan_proto::{Envelope, Message as _, SelfInfoAnswer, SelfInfoRequest};
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    api::{NWS, SimState, internal, malformed_body, refused, replayed},
+    api::{NWS, SimState, malformed_body, refused, replayed},
     store,
 };
 
@@ -90,15 +91,15 @@ async fn create_request(
     }
     info_codes.sort();
     info_codes.dedup();
-    let mut client = state.pool.get().await.map_err(internal)?;
+    let mut client = state.pool.get().await.or_problem("nws-sim")?;
     let (known, code) = futures_util::join!(
         store::organisation_exists(&client, &org),
         code_of_person(&client, &org, &person),
     );
-    if !known.map_err(internal)? {
+    if !known.or_problem("nws-sim")? {
         return Err(Problem::not_found("機関"));
     }
-    let Some(code) = code.map_err(internal)? else {
+    let Some(code) = code.or_problem("nws-sim")? else {
         return Err(refused(
             404,
             "no-code",
@@ -129,7 +130,7 @@ async fn create_request(
             signature: Vec::new(),
         })
         .encode_to_vec();
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let insert = async {
         let stmt = tx
             .prepare_cached(
@@ -145,9 +146,9 @@ async fn create_request(
         insert,
         store::insert_delivery(&tx, Uuid::now_v7(), &org, &envelope),
     );
-    inserted.map_err(internal)?;
-    queued.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    inserted.or_problem("nws-sim")?;
+    queued.or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     state.wake.notify_one();
     tracing::info!(%id, "self-information request sent to the organisation");
     Ok(HttpResponse::Accepted()
@@ -194,7 +195,7 @@ pub(crate) async fn accept_answer(
         return Err(malformed_body());
     }
     let now = state.clock.now();
-    let tx = client.transaction().await.map_err(internal)?;
+    let tx = client.transaction().await.or_problem("nws-sim")?;
     let lookup = async {
         let stmt = tx
             .prepare_cached(
@@ -208,16 +209,16 @@ pub(crate) async fn accept_answer(
         store::claim_message(&tx, &env.message_id, &env.sender, &env.kind),
         lookup,
     );
-    if !claimed.map_err(internal)? {
+    if !claimed.or_problem("nws-sim")? {
         return Err(replayed());
     }
-    let Some(row) = row.map_err(internal)? else {
+    let Some(row) = row.or_problem("nws-sim")? else {
         return Err(unknown());
     };
     let current: String = row.get(0);
     if current == "answered" {
         // A second answer (a new message for the same request): the first one stands.
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.or_problem("nws-sim")?;
         tracing::info!(%id, "second self-information answer accepted; first one kept");
         return Ok(());
     }
@@ -227,11 +228,11 @@ pub(crate) async fn accept_answer(
              WHERE id = $1",
         )
         .await
-        .map_err(internal)?;
+        .or_problem("nws-sim")?;
     tx.execute(&stmt, &[&id, &env.body, &now])
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .or_problem("nws-sim")?;
+    tx.commit().await.or_problem("nws-sim")?;
     tracing::info!(%id, status = %answer.status, "self-information answer received for the portal");
     Ok(())
 }
@@ -363,25 +364,25 @@ async fn get_request(
 ) -> Result<HttpResponse, Problem> {
     let (rrc, id) = path.into_inner();
     let person = person_of(&state, &rrc)?;
-    let client = state.pool.get().await.map_err(internal)?;
+    let client = state.pool.get().await.or_problem("nws-sim")?;
     let stmt = client
         .prepare_cached(
             "SELECT org_code, info_codes, state, requested_at, answer, answered_at
              FROM portal_selfinfo_requests WHERE id = $1 AND person_id = $2",
         )
         .await
-        .map_err(internal)?;
+        .or_problem("nws-sim")?;
     let Some(row) = client
         .query_opt(&stmt, &[&id, &person])
         .await
-        .map_err(internal)?
+        .or_problem("nws-sim")?
     else {
         return Err(Problem::not_found("自己情報提供要求"));
     };
     let answer: Option<Vec<u8>> = row.get(4);
     let answer = match answer {
         Some(bytes) => Some(answer_view(
-            SelfInfoAnswer::decode(bytes.as_slice()).map_err(internal)?,
+            SelfInfoAnswer::decode(bytes.as_slice()).or_problem("nws-sim")?,
         )),
         None => None,
     };

@@ -11,6 +11,7 @@ use chukan_core::{
     ids::{AddresseeNo, InfoCode},
     problem::ProtectedRouteProblems,
 };
+use chukan_db::OrProblem as _;
 use chukan_layout::{ItemValue, RecordKind};
 use chukan_replica_list::{EntrySpec, ListError, ListWriter, Operation, is_item_name, is_xml_char};
 use futures_util::StreamExt;
@@ -100,26 +101,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
         .route("/v1/replica-upload-slots", web::get().to(get_slots))
         .route("/v1/replica-counts", web::get().to(get_counts))
         .configure(crate::exchange_api::routes);
-}
-
-pub(crate) fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    tracing::error!(%err, context, "provision service failure");
-    Problem::internal()
-}
-
-/// A pooled connection, or 500.
-pub(crate) async fn pooled(state: &ProvisionState) -> Result<chukan_db::PooledClient, Problem> {
-    state.db.get().await.map_err(|e| internal("pool", e))
-}
-
-/// A transaction scoped to `tenant` (row-level security), or 500.
-pub(crate) async fn begin<'a>(
-    client: &'a mut chukan_db::PooledClient,
-    tenant: &str,
-) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
-    chukan_db::tenant_tx(client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))
 }
 
 fn japan(at: DateTime<Utc>) -> String {
@@ -219,7 +200,7 @@ fn intake_problem(e: IntakeError) -> Problem {
                 "再度アップロードしてください。",
             )
         }
-        IntakeError::Internal(e) => internal("intake", format!("{e:#}")),
+        IntakeError::Internal(e) => Problem::internal_because("intake", e),
     }
 }
 
@@ -234,10 +215,10 @@ fn org_not_configured() -> Problem {
 }
 
 async fn org_of(state: &ProvisionState, tenant: &str) -> Result<Org, Problem> {
-    let client = pooled(state).await?;
+    let client = state.db.get().await.or_problem("pool")?;
     store::org(&client, tenant)
         .await
-        .map_err(|e| internal("org", e))?
+        .or_problem("org")?
         .ok_or_else(org_not_configured)
 }
 
@@ -351,19 +332,19 @@ where
     E: std::fmt::Display,
 {
     let now = state.clock.now();
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("begin", e))?;
+        .or_problem("begin")?;
     let id = Uuid::now_v7();
     store::insert_upload(&tx, tenant, id, source, file_name, now)
         .await
-        .map_err(|e| internal("insert upload", e))?;
+        .or_problem("insert upload")?;
     let ctx = CheckContext {
         catalogue: state.catalogue.clone(),
         keys,
@@ -379,8 +360,8 @@ where
         .map_err(intake_problem)?;
     store::set_upload_received(&tx, id, pre.bytes, pre.entries, pre.rejected)
         .await
-        .map_err(|e| internal("upload received", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("upload received")?;
+    tx.commit().await.or_problem("commit")?;
     Ok((id, pre))
 }
 
@@ -405,11 +386,13 @@ async fn list_uploads(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let list = store::upload_reports(&tx, tenant, limit)
         .await
-        .map_err(|e| internal("uploads", e))?;
+        .or_problem("uploads")?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -432,11 +415,13 @@ async fn get_upload(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let report = store::upload_report(&tx, tenant, *id)
         .await
-        .map_err(|e| internal("report", e))?
+        .or_problem("report")?
         .ok_or_else(|| Problem::not_found("アップロード"))?;
     Ok(HttpResponse::Ok().json(report))
 }
@@ -468,13 +453,12 @@ async fn get_rejections(
     page: web::Query<PageParams>,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
-    // What lies under an upload the caller cannot see is as unseen as the upload itself.
-    if !store::upload_exists(&tx, *id)
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("upload", e))?
-    {
+        .or_problem("begin")?;
+    // What lies under an upload the caller cannot see is as unseen as the upload itself.
+    if !store::upload_exists(&tx, *id).await.or_problem("upload")? {
         return Err(Problem::not_found("アップロード"));
     }
     let list = store::rejections(
@@ -485,7 +469,7 @@ async fn get_rejections(
         page.limit.unwrap_or(1000).clamp(1, 10_000),
     )
     .await
-    .map_err(|e| internal("rejections", e))?;
+    .or_problem("rejections")?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -643,7 +627,7 @@ async fn register_records(
         .schedule
         .check_day(state.clock.now())
         .map_err(|r| refusal_problem(&r))?;
-    let xml = to_registration_list(&records).map_err(|e| internal("serialise", e))?;
+    let xml = to_registration_list(&records).or_problem("serialise")?;
     // Daily changes are small: they are not held to the heavy items' slots.
     let exempt = Arc::new(UploadSchedule::default());
     let body =
@@ -654,13 +638,15 @@ async fn register_records(
         .applier
         .run_tenant(&run, &tenant, Some(id))
         .await
-        .map_err(|e| internal("apply", format!("{e:#}")))?;
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, &tenant).await?;
+        .or_problem("apply")?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .or_problem("begin")?;
     let report = store::upload_report(&tx, &tenant, id)
         .await
-        .map_err(|e| internal("report", e))?
-        .ok_or_else(|| internal("report", "upload vanished"))?;
+        .or_problem("report")?
+        .ok_or_else(|| Problem::internal_because("report", anyhow::anyhow!("upload vanished")))?;
     let mut res = if report.state == "done" {
         HttpResponse::Ok()
     } else {
@@ -843,15 +829,15 @@ async fn query_replicas(
         }
     };
     let today = quota_day(state.clock.now());
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
-        .map_err(|e| internal("begin", e))?;
+        .or_problem("begin")?;
     let bidx = seal::addressee_index(&keys, q.integrated_addressee_number.as_str());
     let rows = store::replicas_of(
         &tx,
@@ -861,10 +847,9 @@ async fn query_replicas(
         q.dataset.as_deref(),
     )
     .await
-    .map_err(|e| internal("replicas", e))?;
+    .or_problem("replicas")?;
     // Only what is public today (公開開始日 ≦ today ≦ 公開終了日) may be answered.
-    let chosen = crate::answer::select_at(&keys, tenant, rows, when, today)
-        .map_err(|e| internal("open", format!("{e:#}")))?;
+    let chosen = crate::answer::select_at(&keys, tenant, rows, when, today).or_problem("open")?;
     let entries = chosen
         .iter()
         .map(|(row, s)| ReplicaEntry {
@@ -940,7 +925,7 @@ async fn bulk_delete(
     };
     let deleted = jobs::bulk_delete(&state, caller.tenant(), &kind)
         .await
-        .map_err(|e| internal("bulk delete", format!("{e:#}")))?;
+        .or_problem("bulk delete")?;
     Ok(HttpResponse::Ok().json(BulkDeleteResult { deleted }))
 }
 
@@ -998,7 +983,7 @@ async fn request_reconciliation(
         req.dataset.as_deref(),
     )
     .await
-    .map_err(|e| internal("reconciliation", format!("{e:#}")))?;
+    .or_problem("reconciliation")?;
     let mut res = if r.state == "ready" {
         HttpResponse::Created()
     } else {
@@ -1014,11 +999,13 @@ async fn reconciliation_of(
     tenant: &str,
     id: Uuid,
 ) -> Result<Reconciliation, Problem> {
-    let mut client = pooled(state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     store::reconciliation(&tx, tenant, id)
         .await
-        .map_err(|e| internal("reconciliation", e))?
+        .or_problem("reconciliation")?
         .ok_or_else(|| Problem::not_found("突合用ファイル"))
 }
 
@@ -1067,12 +1054,12 @@ async fn download_reconciliation(
             "夜間バッチの後に再度ダウンロードしてください。",
         ));
     }
-    let client = pooled(&state).await?;
+    let client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, &tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("keys")?;
     drop(client);
     let db = state.db.clone();
     let rid = r.id;
@@ -1084,19 +1071,23 @@ async fn download_reconciliation(
             let mut client = db
                 .get()
                 .await
-                .map_err(|e| actix_web::Error::from(internal("pool", e)))?;
+                .or_problem("pool")
+                .map_err(actix_web::Error::from)?;
             let tx = chukan_db::tenant_tx(&mut client, &tenant)
                 .await
-                .map_err(|e| actix_web::Error::from(internal("begin", e)))?;
+                .or_problem("begin")
+                .map_err(actix_web::Error::from)?;
             let sealed = store::reconciliation_chunk(&tx, rid, seq)
                 .await
-                .map_err(|e| actix_web::Error::from(internal("chunk", e)))?;
+                .or_problem("chunk")
+                .map_err(actix_web::Error::from)?;
             match sealed {
                 None => Ok::<_, actix_web::Error>(None),
                 Some(s) => {
                     let plain = keys
                         .decrypt(&s, &seal::chunk_aad("reconciliation", &rid, seq))
-                        .map_err(|e| actix_web::Error::from(internal("decrypt", e)))?;
+                        .or_problem("decrypt")
+                        .map_err(actix_web::Error::from)?;
                     Ok(Some((web::Bytes::from(plain), seq + 1)))
                 }
             }
@@ -1137,11 +1128,13 @@ async fn get_quota(
     let kind = OrgKind::parse(&org.kind).ok_or_else(org_not_configured)?;
     let quota = DailyQuota::for_org(kind, org.population);
     let day = quota_day(state.clock.now());
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let (records, bytes) = store::daily_usage(&tx, tenant, day)
         .await
-        .map_err(|e| internal("usage", e))?;
+        .or_problem("usage")?;
     Ok(HttpResponse::Ok().json(QuotaStatus {
         day,
         quota,
@@ -1219,10 +1212,12 @@ async fn get_counts(
     state: web::Data<ProvisionState>,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let counts = store::replica_counts(&tx, tenant)
         .await
-        .map_err(|e| internal("counts", e))?;
+        .or_problem("counts")?;
     Ok(HttpResponse::Ok().json(counts))
 }

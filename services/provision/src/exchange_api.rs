@@ -9,6 +9,7 @@ use chukan_core::{
     ids::{AddresseeNo, InfoCode},
     problem::ProtectedRouteProblems,
 };
+use chukan_db::OrProblem as _;
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{AutoResponseProhibition, FLAGS_CHANGED, FlagsChanged, Message};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,6 @@ use utoipa::ToSchema;
 
 use crate::{
     ProvisionState,
-    api::{begin, internal, pooled},
     flags::{Flags, Prohibition, four_digits},
     manual::{self, Decision, ManualError},
     seal,
@@ -191,17 +191,19 @@ async fn flags_view(
     addressee: &AddresseeNo,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let bidx = seal::addressee_index(&keys, addressee.as_str());
     let stored = store::flags_of(&tx, tenant, &bidx)
         .await
-        .map_err(|e| internal("flags", e))?;
+        .or_problem("flags")?;
     let view = match stored {
         Some(s) => FlagsView {
             addressee: addressee.as_str().into(),
@@ -290,13 +292,15 @@ async fn set_flags(
     };
     let tenant = caller.tenant();
     let now = state.clock.now();
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let revision = store::put_flags(
         &tx,
         tenant,
@@ -307,7 +311,7 @@ async fn set_flags(
         &caller.claims().sub,
     )
     .await
-    .map_err(|e| internal("put flags", e))?;
+    .or_problem("put flags")?;
     let event = FlagsChanged {
         tenant: tenant.into(),
         addressee: addressee.as_str().into(),
@@ -330,8 +334,8 @@ async fn set_flags(
         &OutgoingMessage::new(tenant, FLAGS_CHANGED, event.encode_to_vec()),
     )
     .await
-    .map_err(|e| internal("outbox", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+    .or_problem("outbox")?;
+    tx.commit().await.or_problem("commit")?;
     state.outbox.wake();
     Ok(HttpResponse::Ok().json(FlagsView {
         addressee: addressee.as_str().into(),
@@ -391,10 +395,9 @@ fn view(
     r: ProvisionRow,
 ) -> Result<ProvisionView, Problem> {
     let addressee = match &r.addressee_sealed {
-        Some(s) => Some(
-            seal::open_addressee(keys, tenant, "provisions", s)
-                .map_err(|e| internal("open addressee", format!("{e:#}")))?,
-        ),
+        Some(s) => {
+            Some(seal::open_addressee(keys, tenant, "provisions", s).or_problem("open addressee")?)
+        }
         None => None,
     };
     Ok(ProvisionView {
@@ -467,13 +470,15 @@ pub(crate) async fn list_provisions(
     }
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let rows = store::provisions_page(
         &tx,
         tenant,
@@ -482,7 +487,7 @@ pub(crate) async fn list_provisions(
         limit,
     )
     .await
-    .map_err(|e| internal("provisions", e))?;
+    .or_problem("provisions")?;
     let mut list = Vec::with_capacity(rows.len());
     for r in rows {
         list.push(view(&keys, tenant, r)?);
@@ -508,16 +513,18 @@ pub(crate) async fn get_provision(
     permit_id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = pooled(&state).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
-    let tx = begin(&mut client, tenant).await?;
+        .or_problem("keys")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
     let row = store::provision(&tx, tenant, &permit_id, false)
         .await
-        .map_err(|e| internal("provision", e))?
+        .or_problem("provision")?
         .ok_or_else(|| Problem::not_found("情報提供"))?;
     Ok(HttpResponse::Ok().json(view(&keys, tenant, row)?))
 }
@@ -629,13 +636,13 @@ pub(crate) async fn answer_provision(
                 "照会者に再照会を依頼してください。",
             ));
         }
-        Err(ManualError::Internal(e)) => return Err(internal("manual answer", format!("{e:#}"))),
+        Err(ManualError::Internal(e)) => return Err(Problem::internal_because("manual answer", e)),
     };
-    let client = pooled(&state).await?;
+    let client = state.db.get().await.or_problem("pool")?;
     let keys = state
         .vault
         .keys(&**client, tenant)
         .await
-        .map_err(|e| internal("keys", e))?;
+        .or_problem("keys")?;
     Ok(HttpResponse::Ok().json(view(&keys, tenant, row)?))
 }

@@ -6,12 +6,11 @@
 
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
 use chukan_core::{Clock, Problem, edge, ids::OrgCode};
 use chukan_crypto::Verifiers;
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{Envelope, Message as _, NwsInbound, inbound_routing_key, signing_bytes};
-use futures_util::StreamExt as _;
 
 use crate::{SCHEMA, metrics, outbound::NWS, store};
 
@@ -33,6 +32,7 @@ pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Ser
         App::new()
             .wrap(actix_web::middleware::from_fn(edge::screen))
             .wrap(edge::security_headers())
+            .wrap(actix_web::middleware::from_fn(chukan_telemetry::boundary))
             .app_data(web::Data::new(edge::KnownRoutes::new([(
                 "/nws/v1/messages",
                 actix_web::http::Method::POST,
@@ -52,43 +52,17 @@ pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Ser
 /// A refusal: counted by its problem code and logged without personal data.
 fn refuse(status: u16, code: &'static str, title: &str, detail: &str, action: &str) -> Problem {
     metrics::INBOUND_REFUSED.with_label_values(&[code]).inc();
-    tracing::warn!(code, status, "inbound NWS message refused");
     Problem::new(status, code, title, detail, action)
 }
 
-fn internal(error: impl Into<anyhow::Error>) -> Problem {
-    let error = error.into();
-    tracing::error!(error = %format!("{error:#}"), "inbound NWS message could not be stored");
+/// A message that could not be stored: counted here, logged once by the request boundary
+/// (503 when the database did not answer, so the NWS redelivers later).
+fn not_stored(error: impl Into<anyhow::Error>) -> Problem {
+    let problem = chukan_db::problem_of("inbound", error.into());
     metrics::INBOUND_REFUSED
-        .with_label_values(&["internal-error"])
+        .with_label_values(&[&problem.code])
         .inc();
-    Problem::internal()
-}
-
-async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, Problem> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            refuse(
-                400,
-                "malformed-envelope",
-                "Malformed envelope",
-                "メッセージ本文を受信できませんでした。",
-                "再度送信してください。",
-            )
-        })?;
-        if body.len() + chunk.len() > MAX_ENVELOPE_BYTES {
-            return Err(refuse(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                "メッセージが大きすぎます。",
-                "メッセージを小さくして再度送信してください。",
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    problem
 }
 
 /// `POST /nws/v1/messages`.
@@ -99,9 +73,27 @@ async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, Problem> {
 )]
 async fn receive(
     state: web::Data<InboundState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let body = read_body(payload).await?;
+    let body = edge::read_capped(&req, payload, MAX_ENVELOPE_BYTES)
+        .await
+        .map_err(|refusal| match refusal {
+            edge::BodyRefusal::TooLarge => refuse(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                "メッセージが大きすぎます。",
+                "メッセージを小さくして再度送信してください。",
+            ),
+            edge::BodyRefusal::BrokeOff => refuse(
+                400,
+                "malformed-envelope",
+                "Malformed envelope",
+                "メッセージ本文を受信できませんでした。",
+                "再度送信してください。",
+            ),
+        })?;
     let env = Envelope::decode(body.as_slice()).map_err(|_| {
         refuse(
             400,
@@ -179,14 +171,14 @@ async fn receive(
     };
     let message = OutgoingMessage::new(recipient.as_str(), routing_key, inbound.encode_to_vec());
 
-    let mut client = state.pool.get().await.map_err(internal)?;
-    let tx = client.transaction().await.map_err(internal)?;
+    let mut client = state.pool.get().await.map_err(not_stored)?;
+    let tx = client.transaction().await.map_err(not_stored)?;
     // Claim and outbox row in one pipelined round trip; a replay rolls both back.
     let (fresh, queued) = futures_util::join!(
         store::claim_message(&tx, &env.message_id, &env.sender, &env.kind, &recipient),
         chukan_mq::outbox::enqueue(&tx, SCHEMA, &message),
     );
-    if !fresh.map_err(internal)? {
+    if !fresh.map_err(not_stored)? {
         return Err(refuse(
             409,
             "replayed",
@@ -195,8 +187,8 @@ async fn receive(
             "再送の場合は対応不要です。",
         ));
     }
-    queued.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    queued.map_err(not_stored)?;
+    tx.commit().await.map_err(not_stored)?;
     state.outbox.wake();
     metrics::INBOUND_ACCEPTED.inc();
     tracing::info!("inbound NWS message accepted");

@@ -5,8 +5,12 @@
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
 use chukan_auth::Caller;
-use chukan_core::{Problem, edge, ids::InfoCode, problem::ProtectedRouteProblems};
-use futures_util::StreamExt as _;
+use chukan_core::{
+    Problem, edge,
+    ids::{FileName, InfoCode},
+    problem::ProtectedRouteProblems,
+};
+use chukan_db::OrProblem as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -41,8 +45,6 @@ pub struct ApiDoc;
 // Who may call what is each operation's `security` (enforced by chukan-auth's gate):
 // self-information work is business staff's (administrators manage accounts and settings).
 
-/// Longest file name kept.
-const MAX_FILE_NAME_CHARS: usize = 200;
 /// Most requests one list answer holds.
 const MAX_LIMIT: i64 = 500;
 
@@ -63,29 +65,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<SelfInfoState>) {
         )
         .route("/v1/selfinfo/requests", web::get().to(list_requests))
         .route("/v1/selfinfo/requests/{id}", web::get().to(get_request));
-}
-
-fn internal(context: &'static str, err: impl std::fmt::Display) -> Problem {
-    // The cause goes to the log; it holds SQL or key errors, never personal data.
-    tracing::error!(%err, context, "selfinfo service failure");
-    Problem::internal()
-}
-
-fn invalid(detail: &str, action: &str) -> Problem {
-    Problem::new(400, "invalid-field", "Invalid field", detail, action)
-}
-
-async fn pooled(state: &SelfInfoState) -> Result<chukan_db::PooledClient, Problem> {
-    state.db.get().await.map_err(|e| internal("pool", e))
-}
-
-async fn begin<'a>(
-    client: &'a mut chukan_db::PooledClient,
-    tenant: &str,
-) -> Result<deadpool_postgres::Transaction<'a>, Problem> {
-    chukan_db::tenant_tx(client, tenant)
-        .await
-        .map_err(|e| internal("begin", e))
 }
 
 /// 自己情報提供用の添付ファイル (an attachment, without its content).
@@ -136,24 +115,18 @@ fn parse_info_code(raw: &str) -> Result<String, Problem> {
         .map_err(|e| Problem::invalid_field(&e))
 }
 
-/// A file name safe to hand to a resident's browser: no path, no control characters.
+/// A file name safe to hand to a resident's browser (the rule of [`FileName`]).
 // Problem is what every handler answers with; boxing it for a helper buys nothing.
 #[allow(clippy::result_large_err)]
 fn parse_file_name(raw: &str) -> Result<String, Problem> {
-    let bad = raw.is_empty()
-        || raw.chars().count() > MAX_FILE_NAME_CHARS
-        || raw == "."
-        || raw == ".."
-        || raw
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '/' | '\\' | '"'));
-    if bad {
-        return Err(invalid(
-            "項目「file_name」は200文字以内で、/ \\ \" や制御文字を含まないファイル名を指定してください。",
-            "ファイル名を確認して再度送信してください。",
-        ));
-    }
-    Ok(raw.to_owned())
+    FileName::parse(raw)
+        .map(|name| name.as_str().to_owned())
+        .map_err(|_| {
+            Problem::invalid(
+                "項目「file_name」は200文字以内で、/ \\ \" や制御文字を含まないファイル名を指定してください。",
+                "ファイル名を確認して再度送信してください。",
+            )
+        })
 }
 
 /// The Content-Type as sent (parameters included), or `application/octet-stream`.
@@ -170,7 +143,7 @@ fn media_type(req: &HttpRequest) -> Result<String, Problem> {
         .filter(|v| !v.is_empty() && v.len() <= 255 && v.contains('/'))
         .map(str::to_owned)
         .ok_or_else(|| {
-            invalid(
+            Problem::invalid(
                 "Content-Type ヘッダーを解釈できません。",
                 "ファイルの種類（例: application/pdf）を Content-Type に指定して再度送信してください。",
             )
@@ -187,26 +160,6 @@ fn too_large(limit: usize) -> Problem {
     )
 }
 
-async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            Problem::new(
-                400,
-                "malformed-body",
-                "Malformed body",
-                "ファイルを受信できませんでした。",
-                "再度送信してください。",
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 #[utoipa::path(
     put,
     path = "/v1/selfinfo/attachments/{info_code}/{file_name}",
@@ -217,7 +170,7 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
 同じ名前のファイルは置き換えます。この項目の自己情報提供の回答すべてに添付されます。",
     params(
         ("info_code" = InfoCode, Path, description = "特定個人情報名コード (TM + 14桁)、データ標準レイアウトにあるもの"),
-        ("file_name" = String, Path, description = "ファイル名（200文字以内、/ \\ \" と制御文字は不可）", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
+        ("file_name" = FileName, Path, description = "ファイル名（200文字以内、/ \\ \" と制御文字は不可）"),
     ),
     request_body(content = chukan_core::schema::NonEmptyBinary, content_type = "application/octet-stream", description = "ファイルの内容。Content-Type（例: application/pdf）はそのまま保存され、ダウンロードと回答に付きます。"),
     responses(
@@ -251,19 +204,21 @@ async fn put_attachment(
     }
     let media_type = media_type(&req)?;
     let limit = state.config.max_attachment_bytes;
-    // Refuse an announced oversize body before reading it.
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large(limit));
-    }
-    let content = read_limited(payload, limit).await?;
+    let content =
+        edge::read_capped(&req, payload, limit)
+            .await
+            .map_err(|refusal| match refusal {
+                edge::BodyRefusal::TooLarge => too_large(limit),
+                edge::BodyRefusal::BrokeOff => Problem::new(
+                    400,
+                    "malformed-body",
+                    "Malformed body",
+                    "ファイルを受信できませんでした。",
+                    "再度送信してください。",
+                ),
+            })?;
     if content.is_empty() {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "添付ファイルの内容が空です。",
             "ファイルの内容を本文にして再度送信してください。",
         ));
@@ -277,12 +232,14 @@ async fn put_attachment(
         uploaded_by: caller.claims().sub.clone(),
     };
     let tenant = caller.tenant().to_owned();
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, &tenant).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, &tenant)
+        .await
+        .or_problem("begin")?;
     let created = store::put_attachment(&tx, &tenant, &meta, &content)
         .await
-        .map_err(|e| internal("attachment", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("attachment")?;
+    tx.commit().await.or_problem("commit")?;
     let body = SelfInfoFile::from(meta);
     Ok(if created {
         HttpResponse::Created().json(body)
@@ -324,12 +281,14 @@ async fn list_attachments(
         .as_deref()
         .map(parse_info_code)
         .transpose()?;
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let found = store::list_attachments(&tx, info_code.as_deref())
         .await
-        .map_err(|e| internal("attachments", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("attachments")?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(SelfInfoFileList {
         attachments: found.into_iter().map(SelfInfoFile::from).collect(),
     }))
@@ -344,7 +303,7 @@ async fn list_attachments(
     description = "登録した添付ファイルの内容を、登録時の Content-Type で、ダウンロード（Content-Disposition: attachment）として返します。",
     params(
         ("info_code" = InfoCode, Path, description = "特定個人情報名コード"),
-        ("file_name" = String, Path, description = "ファイル名", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
+        ("file_name" = FileName, Path, description = "ファイル名"),
     ),
     responses(
         (status = 200, description = "ファイルの内容（登録時の Content-Type、Content-Disposition: attachment）", body = chukan_core::schema::Binary, content_type = "*/*"),
@@ -361,12 +320,14 @@ async fn get_attachment(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (info_code, file_name) = attachment_key(path)?;
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let found = store::attachment(&tx, &info_code, &file_name)
         .await
-        .map_err(|e| internal("attachment", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("attachment")?;
+    tx.commit().await.or_problem("commit")?;
     let Some((meta, content)) = found else {
         return Err(Problem::not_found("添付ファイル"));
     };
@@ -390,7 +351,7 @@ async fn get_attachment(
     description = "添付ファイルを削除します。以後の回答には添付されません（送信済みの回答は変わりません）。",
     params(
         ("info_code" = InfoCode, Path, description = "特定個人情報名コード"),
-        ("file_name" = String, Path, description = "ファイル名", pattern = "^(?!\\.{1,2}$)[^/\\\\\"\\u0000-\\u001F\\u007F-\\u009F]{1,200}$"),
+        ("file_name" = FileName, Path, description = "ファイル名"),
     ),
     responses(
         (status = 204, description = "削除しました"),
@@ -407,12 +368,14 @@ async fn delete_attachment(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (info_code, file_name) = attachment_key(path)?;
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let deleted = store::delete_attachment(&tx, &info_code, &file_name)
         .await
-        .map_err(|e| internal("attachment", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("attachment")?;
+    tx.commit().await.or_problem("commit")?;
     if !deleted {
         return Err(Problem::not_found("添付ファイル"));
     }
@@ -513,24 +476,26 @@ async fn list_requests(
     if let Some(s) = q.state.as_deref()
         && !matches!(s, "received" | "answered")
     {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "項目「state」は received 又は answered を指定してください。",
             "state を確認して再度送信してください。",
         ));
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "項目「limit」は1から500までの数で指定してください。",
             "limit を確認して再度送信してください。",
         ));
     }
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let found = store::list_requests(&tx, q.state.as_deref(), limit)
         .await
-        .map_err(|e| internal("requests", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("requests")?;
+    tx.commit().await.or_problem("commit")?;
     Ok(HttpResponse::Ok().json(SelfInfoRequestList {
         requests: found.into_iter().map(SelfInfoRequestView::from).collect(),
     }))
@@ -558,12 +523,14 @@ async fn get_request(
     state: web::Data<SelfInfoState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let mut client = pooled(&state).await?;
-    let tx = begin(&mut client, caller.tenant()).await?;
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant())
+        .await
+        .or_problem("begin")?;
     let found = store::request(&tx, id.into_inner())
         .await
-        .map_err(|e| internal("request", e))?;
-    tx.commit().await.map_err(|e| internal("commit", e))?;
+        .or_problem("request")?;
+    tx.commit().await.or_problem("commit")?;
     match found {
         Some(s) => Ok(HttpResponse::Ok().json(SelfInfoRequestView::from(s))),
         None => Err(Problem::not_found("自己情報提供要求")),
