@@ -255,7 +255,8 @@ async fn setup(
             (
                 format!("1{tag:03}{i:011}"),
                 format!("2{tag:03}{i:011}"),
-                format!("{}{i:08}", 100 + tag),
+                // 住民票コード: 11 digits (the tag is 100..999, three digits).
+                format!("{tag:03}{i:08}"),
             )
         })
         .collect();
