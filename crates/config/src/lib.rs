@@ -70,6 +70,8 @@ pub struct DatabaseSettings {
     pub app_password: SecretString,
     /// Largest number of pooled connections per process.
     pub pool_max_size: usize,
+    /// Longest wait for a pooled connection (then 503 with `Retry-After`), in milliseconds.
+    pub pool_wait_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +371,12 @@ impl Settings {
         if self.database.pool_max_size == 0 {
             return Err(SettingsError::Invalid {
                 key: "database.pool_max_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.database.pool_wait_timeout_ms == 0 {
+            return Err(SettingsError::Invalid {
+                key: "database.pool_wait_timeout_ms",
                 reason: "must be at least 1".into(),
             });
         }

@@ -33,12 +33,16 @@ pub fn app_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     config
         .user(&settings.app_user)
         .password(settings.app_password.expose_secret());
-    build_pool(config, settings.pool_max_size)
+    build_pool(
+        config,
+        settings.pool_max_size,
+        Duration::from_millis(settings.pool_wait_timeout_ms),
+    )
 }
 
 /// Pool connecting with an explicit URL (nws-sim's own database, tests).
 pub fn pool_from_url(url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    build_pool(parse_url(url)?, max_size)
+    build_pool(parse_url(url)?, max_size, Duration::from_secs(30))
 }
 
 fn parse_url(url: &str) -> anyhow::Result<Config> {
@@ -46,7 +50,7 @@ fn parse_url(url: &str) -> anyhow::Result<Config> {
     Config::from_str(url).context("database url is not a valid PostgreSQL connection string")
 }
 
-fn build_pool(config: Config, max_size: usize) -> anyhow::Result<Pool> {
+fn build_pool(config: Config, max_size: usize, wait: Duration) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -59,14 +63,16 @@ fn build_pool(config: Config, max_size: usize) -> anyhow::Result<Pool> {
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
         // Bounded waits so an exhausted pool or a dead server is an error, not a hang.
-        .wait_timeout(Some(Duration::from_secs(30)))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_secs(10)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
         .context("building the database pool")
 }
 
-/// Opens a transaction scoped to `tenant`: `BEGIN` + `set_config('chukan.tenant', tenant, true)`.
+/// Opens a transaction scoped to `tenant` (row-level security): `BEGIN`, then the tenant
+/// setting, which travels to the server ahead of the caller's first statement instead of
+/// costing a round trip of its own (see [`set_tenant`]).
 ///
 /// The setting is transaction-local, so a pooled connection never carries a tenant into the
 /// next borrower.
@@ -75,13 +81,64 @@ pub async fn tenant_tx<'a>(
     tenant: &str,
 ) -> Result<Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    set_tenant(&tx, tenant).await?;
+    Ok(tx)
+}
+
+/// What a snapshot transaction may do besides reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    /// Reads only (`READ ONLY`): a check such as `chukan audit verify`.
+    ReadOnly,
+    /// Reads one picture and writes what it makes of it (a reconciliation file's chunks).
+    ReadThenWrite,
+}
+
+/// As [`tenant_tx`], for reading a large part of a tenant's data as one consistent picture:
+/// `REPEATABLE READ` (the snapshot is taken at the first statement), `READ ONLY` unless
+/// asked otherwise.
+pub async fn tenant_snapshot_tx<'a>(
+    client: &'a mut PooledClient,
+    tenant: &str,
+    access: Snapshot,
+) -> Result<Transaction<'a>, tokio_postgres::Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(access == Snapshot::ReadOnly)
+        .start()
+        .await?;
+    set_tenant(&tx, tenant).await?;
+    Ok(tx)
+}
+
+/// The one statement that sets the tenant the `tenant_wall` policies see; no other code
+/// writes it.
+///
+/// It is sent, not awaited: its request is queued on the connection, so it reaches the
+/// server before (and in the same flush as) the caller's first statement, saving a round
+/// trip on every tenant transaction. PostgreSQL runs a connection's statements in order, so
+/// either it applied or the transaction is aborted and every later statement in it fails:
+/// no statement can ever run under a missing tenant. (tokio-postgres queues a request on the
+/// first poll of its future and reads past answers nobody waits for, as its own
+/// `Transaction` does for the `ROLLBACK` it sends on drop.)
+async fn set_tenant(tx: &Transaction<'_>, tenant: &str) -> Result<(), tokio_postgres::Error> {
     // Prepared once per pooled connection: an unprepared statement would cost a Parse/Describe
     // round trip on every transaction of every service.
-    let set_tenant = tx
+    let statement = tx
         .prepare_cached("SELECT set_config('chukan.tenant', $1, true)")
         .await?;
-    tx.execute(&set_tenant, &[&tenant]).await?;
-    Ok(tx)
+    send_ahead(tx.execute(&statement, &[&tenant]));
+    Ok(())
+}
+
+/// Polls a statement's future once, which queues its request on the connection, and drops
+/// it: the answer is read and discarded by the connection.
+fn send_ahead<F: std::future::Future>(statement: F) {
+    let mut statement = std::pin::pin!(statement);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    // Ready only if the connection is already closed: the next statement then fails too.
+    let _ = statement.as_mut().poll(&mut cx);
 }
 
 /// A service's migrations: its schema and its refinery runner (from `embed_migrations!`).

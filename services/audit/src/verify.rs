@@ -326,17 +326,8 @@ pub async fn verify_tenant(
     tenant: &str,
 ) -> anyhow::Result<VerifyReport> {
     let keys = vault.keys(&***client, tenant).await?;
-    // As chukan_db::tenant_tx, but the snapshot level must be set before any statement.
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let set_tenant = tx
-        .prepare_cached("SELECT set_config('chukan.tenant', $1, true)")
-        .await?;
-    tx.execute(&set_tenant, &[&tenant]).await?;
+    // One snapshot for the whole check: what is verified is the log at one instant.
+    let tx = chukan_db::tenant_snapshot_tx(client, tenant, chukan_db::Snapshot::ReadOnly).await?;
     let log_size = store::log_size(&tx).await?;
     let heads = store::all_tree_heads(&tx).await?;
     let checkpoint = store::checkpoint(&tx).await?;

@@ -5,7 +5,6 @@
 
 use chukan_layout::RecordKind;
 use sha2::{Digest, Sha256};
-use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
 use crate::{
@@ -84,12 +83,7 @@ async fn make(state: &ProvisionState, tenant: &str, r: &Reconciliation) -> anyho
     let mut client = state.db.get().await?;
     let keys = state.vault.keys(&**client, tenant).await?;
     // One snapshot for every page, so the file is what was registered at one instant.
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .start()
-        .await?;
-    tx.execute("SELECT set_config('chukan.tenant', $1, true)", &[&tenant])
+    let tx = chukan_db::tenant_snapshot_tx(&mut client, tenant, chukan_db::Snapshot::ReadThenWrite)
         .await?;
     let mut buf = String::from(HEADER);
     let mut seq = 0i32;
