@@ -25,15 +25,26 @@ const CONDITIONAL: [(&str, &str, Role, &str); 1] = [(
 )];
 
 async fn every_service() -> (TestEnv, TestApi) {
-    let env = TestEnv::new(&[
-        chukan_admin::migrations(),
-        chukan_code::migrations(),
-        chukan_provision::migrations(),
-        chukan_inquiry::migrations(),
-        chukan_audit::migrations(),
-        chukan_notice::migrations(),
-        chukan_selfinfo::migrations(),
-    ])
+    every_service_with(|_| {}).await
+}
+
+/// Every service with an API in one process, on settings changed by `configure`.
+pub async fn every_service_with(
+    configure: impl FnOnce(&mut chukan_config::Settings),
+) -> (TestEnv, TestApi) {
+    let env = TestEnv::new_with(
+        &[
+            chukan_admin::migrations(),
+            chukan_code::migrations(),
+            chukan_provision::migrations(),
+            chukan_inquiry::migrations(),
+            chukan_audit::migrations(),
+            chukan_notice::migrations(),
+            chukan_selfinfo::migrations(),
+        ],
+        configure,
+        std::sync::Arc::new(chukan_core::SystemClock),
+    )
     .await
     .unwrap();
     let ctx = &env.ctx;

@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod edge;
 mod helpers;
 mod inquiry;
 mod notice;
