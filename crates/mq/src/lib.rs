@@ -25,12 +25,15 @@ use lapin::{
 use uuid::Uuid;
 
 pub mod consumer;
+mod handling;
 pub mod inbox;
 mod lifecycle;
 pub mod metrics;
 pub mod outbox;
 pub mod rpc;
 pub mod trace;
+
+pub use handling::{reject, retry};
 
 /// Header names carried by every message (docs/internals.md § Bus).
 pub mod header {

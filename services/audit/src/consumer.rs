@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{AuditRecord, Message};
+use chukan_mq::{Delivery, HandleError, Handler, reject};
+use chukan_proto::AuditRecord;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,14 +41,9 @@ impl Handler for Records {
     }
 }
 
-fn reject(what: impl std::fmt::Display) -> HandleError {
-    HandleError::Reject(anyhow::anyhow!("{what}"))
-}
-
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(jobs: mpsc::Sender<Job>, delivery: Delivery) -> Result<(), HandleError> {
-    let record = AuditRecord::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable AuditRecord: {e}")))?;
+    let record = delivery.decode::<AuditRecord>()?;
     let item = append::validate(record, Some(delivery.id), &delivery.tenant).map_err(reject)?;
     let (done, outcome) = oneshot::channel();
     let job = Job {

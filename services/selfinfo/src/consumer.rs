@@ -4,7 +4,7 @@
 //! not here: a slow or absent peer never holds a delivery unacked.
 
 use chrono::{DateTime, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{Message as _, NwsInbound, SelfInfoRequest};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
@@ -35,14 +35,6 @@ impl Handler for Requests {
     }
 }
 
-fn retry<E: Into<anyhow::Error>>(context: &'static str) -> impl FnOnce(E) -> HandleError {
-    move |e| HandleError::Retry(e.into().context(context))
-}
-
-fn reject(what: impl std::fmt::Display) -> HandleError {
-    HandleError::Reject(anyhow::anyhow!("{what}"))
-}
-
 /// The associated data of a sealed code: the tenant and the request row.
 pub fn code_aad(tenant: &str, id: Uuid) -> Vec<u8> {
     format!("selfinfo.requests.code|{tenant}|{id}").into_bytes()
@@ -55,15 +47,12 @@ pub fn answer_aad(tenant: &str, id: Uuid) -> Vec<u8> {
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &SelfInfoState, delivery: Delivery) -> Result<(), HandleError> {
-    let inbound = NwsInbound::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable NwsInbound: {e}")))?;
+    let inbound = delivery.decode::<NwsInbound>()?;
     if inbound.kind != crate::REQUEST_KIND {
         return Err(reject(format!("unexpected kind {}", inbound.kind)));
     }
     // Relay set both from one verified envelope: a mismatch is a defect, not a guess.
-    if inbound.recipient_org != delivery.tenant {
-        return Err(reject("tenant mismatch"));
-    }
+    delivery.check_tenant(&inbound.recipient_org)?;
     let request = SelfInfoRequest::decode(inbound.body.as_slice())
         .map_err(|e| reject(format!("undecodable SelfInfoRequest: {e}")))?;
     // The correlation id is what the answer goes back under; the body's copy must agree.
@@ -97,11 +86,7 @@ async fn apply(state: &SelfInfoState, delivery: Delivery) -> Result<(), HandleEr
         .then(|| DateTime::<Utc>::from_timestamp_millis(request.requested_at_ms))
         .flatten();
 
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let keys = state
         .vault
         .keys(&**client, tenant)

@@ -1,8 +1,8 @@
 //! Consumer of `batch.progress` (F10 バッチ状況): keeps the newest report of every batch run
 //! in `admin.batch_runs`, once per message id.
 
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{BatchProgress, Message};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
+use chukan_proto::BatchProgress;
 use futures_util::future::BoxFuture;
 
 use crate::{domain::BatchReport, store};
@@ -28,25 +28,15 @@ impl Handler for BatchStatus {
     }
 }
 
-fn retry(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> HandleError {
-    move |e| HandleError::Retry(anyhow::Error::new(e).context(context))
-}
-
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(db: &chukan_db::Pool, delivery: Delivery) -> Result<(), HandleError> {
-    let event = BatchProgress::decode(delivery.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable BatchProgress: {e}")))?;
+    let event = delivery.decode::<BatchProgress>()?;
     // The header chose the tenant the publisher wrote for; the body must agree, or the
     // report could land behind another tenant's wall.
-    if event.tenant != delivery.tenant {
-        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
-    }
+    delivery.check_tenant(&event.tenant)?;
     let report = BatchReport::from_event(&event)
-        .map_err(|why| HandleError::Reject(anyhow::anyhow!("BatchProgress refused: {why}")))?;
-    let mut client = db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+        .map_err(|why| reject(format!("BatchProgress refused: {why}")))?;
+    let mut client = db.get().await.map_err(retry("pool"))?;
     let tx = chukan_db::tenant_tx(&mut client, &report.tenant)
         .await
         .map_err(retry("begin"))?;

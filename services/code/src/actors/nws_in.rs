@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use chrono::Utc;
 use chukan_mq::OutgoingMessage;
-use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{CODE_LINKED, CodeAcquireResult, CodeLinked, Message, NwsInbound};
 use futures_util::future::BoxFuture;
 use prometheus::{IntCounterVec, register_int_counter_vec};
@@ -46,36 +46,22 @@ impl Handler for CodeResults {
     }
 }
 
-fn retry(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> HandleError {
-    move |e| HandleError::Retry(anyhow::Error::new(e).context(context))
-}
-
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError> {
-    let inbound = NwsInbound::decode(delivery.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable NwsInbound: {e}")))?;
+    let inbound = delivery.decode::<NwsInbound>()?;
     if inbound.kind != "code.acquired" {
-        return Err(HandleError::Reject(anyhow::anyhow!(
-            "unexpected kind {}",
-            inbound.kind
-        )));
+        return Err(reject(format!("unexpected kind {}", inbound.kind)));
     }
     // The tenant header and the envelope's recipient must agree: relay set both from one
     // verified envelope, so a mismatch is a defect, not something to guess around.
-    if inbound.recipient_org != delivery.tenant {
-        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
-    }
+    delivery.check_tenant(&inbound.recipient_org)?;
     let acquisition_id = Uuid::parse_str(&inbound.correlation_id)
-        .map_err(|_| HandleError::Reject(anyhow::anyhow!("correlation id is not a uuid")))?;
+        .map_err(|_| reject("correlation id is not a uuid"))?;
     let result = CodeAcquireResult::decode(inbound.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable result: {e}")))?;
+        .map_err(|e| reject(format!("undecodable result: {e}")))?;
     let tenant = delivery.tenant.as_str();
 
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;
@@ -106,7 +92,7 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
             .decrypt(&addressee_enc, &aad(tenant, "addressee"))
             .ok()
             .and_then(|raw| String::from_utf8(raw).ok())
-            .ok_or_else(|| HandleError::Reject(anyhow::anyhow!("sealed addressee unreadable")))?;
+            .ok_or_else(|| reject("sealed addressee unreadable"))?;
         // Inquiry and provision keep their own sealed copy of the link (a service never reads
         // another's tables); the event commits with the link or not at all.
         let linked = CodeLinked {

@@ -5,23 +5,14 @@
 //! older one after a newer one, leaves the same state: no inbox is needed.
 
 use chrono::{TimeZone, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{CodeLinked, DepartmentChanged, FlagsChanged, Message};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
+use chukan_proto::{CodeLinked, DepartmentChanged, FlagsChanged};
 use futures_util::future::BoxFuture;
 
-use super::{reject, retry};
 use crate::{InquiryState, domain::aad, store};
 
 /// 対象外事務手続 per department: at most this many (admin's rule).
 const MAX_EXCLUDED: usize = 480;
-
-fn check_tenant(delivery: &Delivery, tenant: &str) -> Result<(), HandleError> {
-    // The header and the body's tenant come from one producer: a mismatch is a defect.
-    if tenant != delivery.tenant || chukan_core::ids::OrgCode::parse(tenant).is_err() {
-        return Err(reject("tenant mismatch or malformed tenant"));
-    }
-    Ok(())
-}
 
 macro_rules! handler {
     ($name:ident, $apply:ident) => {
@@ -44,15 +35,6 @@ macro_rules! handler {
     };
 }
 
-/// A pooled connection, or a retry.
-async fn pooled(state: &InquiryState) -> Result<chukan_db::PooledClient, HandleError> {
-    state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))
-}
-
 /// A pooled connection and the tenant's keys, fetched before any transaction opens: a key
 /// row created here must not roll back with the transaction.
 async fn pooled_with_keys(
@@ -65,7 +47,7 @@ async fn pooled_with_keys(
     ),
     HandleError,
 > {
-    let client = pooled(state).await?;
+    let client = state.db.get().await.map_err(retry("pool"))?;
     let keys = state
         .vault
         .keys(&**client, tenant)
@@ -80,9 +62,8 @@ handler!(Departments, apply_department);
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply_code_link(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
-    let event = CodeLinked::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable CodeLinked: {e}")))?;
-    check_tenant(&delivery, &event.tenant)?;
+    let event = delivery.decode::<CodeLinked>()?;
+    delivery.check_tenant(&event.tenant)?;
     if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() || event.code.is_empty() {
         return Err(reject("CodeLinked without a valid addressee or code"));
     }
@@ -106,9 +87,8 @@ async fn apply_code_link(state: &InquiryState, delivery: Delivery) -> Result<(),
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
-    let event = FlagsChanged::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable FlagsChanged: {e}")))?;
-    check_tenant(&delivery, &event.tenant)?;
+    let event = delivery.decode::<FlagsChanged>()?;
+    delivery.check_tenant(&event.tenant)?;
     if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() {
         return Err(reject("FlagsChanged without a valid addressee"));
     }
@@ -127,9 +107,8 @@ async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), Han
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
-    let event = DepartmentChanged::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable DepartmentChanged: {e}")))?;
-    check_tenant(&delivery, &event.tenant)?;
+    let event = delivery.decode::<DepartmentChanged>()?;
+    delivery.check_tenant(&event.tenant)?;
     if event.code.is_empty() || event.excluded_procedures.len() > MAX_EXCLUDED {
         return Err(reject(
             "DepartmentChanged without a code or with too many exclusions",
@@ -155,7 +134,7 @@ async fn apply_department(state: &InquiryState, delivery: Delivery) -> Result<()
         }));
     }
     let tenant = event.tenant.as_str();
-    let mut client = pooled(state).await?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .map_err(retry("begin"))?;

@@ -2,12 +2,11 @@
 //! stores each inquiry's result sealed, exactly once.
 
 use chrono::{TimeZone, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{InquiryResult, Message, NwsInbound};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use super::{reject, retry};
 use crate::{
     InquiryState,
     domain::{InquiryStatus, aad},
@@ -36,15 +35,12 @@ impl Handler for Results {
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {
-    let inbound = NwsInbound::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable NwsInbound: {e}")))?;
+    let inbound = delivery.decode::<NwsInbound>()?;
     if inbound.kind != "inquiry.result" {
         return Err(reject(format!("unexpected kind {}", inbound.kind)));
     }
     // Relay set the header and the recipient from one verified envelope.
-    if inbound.recipient_org != delivery.tenant {
-        return Err(reject("tenant mismatch"));
-    }
+    delivery.check_tenant(&inbound.recipient_org)?;
     let id = Uuid::parse_str(&inbound.correlation_id)
         .map_err(|_| reject("correlation id is not a uuid"))?;
     let result = InquiryResult::decode(inbound.body.as_slice())
@@ -54,11 +50,7 @@ async fn apply(state: &InquiryState, delivery: Delivery) -> Result<(), HandleErr
         .ok_or_else(|| reject(format!("unknown result status {:?}", result.status)))?;
     let tenant = delivery.tenant.as_str();
 
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let keys = state
         .vault
         .keys(&**client, tenant)

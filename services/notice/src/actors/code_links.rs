@@ -4,11 +4,10 @@
 //! inbox is needed.
 
 use chrono::{TimeZone, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{CodeLinked, Message};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
+use chukan_proto::CodeLinked;
 use futures_util::future::BoxFuture;
 
-use super::{reject, retry};
 use crate::{NoticeService, domain::aad, store};
 
 pub struct CodeLinks {
@@ -30,21 +29,14 @@ impl Handler for CodeLinks {
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleError> {
-    let event = CodeLinked::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable CodeLinked: {e}")))?;
+    let event = delivery.decode::<CodeLinked>()?;
     // The header and the body's tenant come from one producer: a mismatch is a defect.
-    if event.tenant != delivery.tenant || chukan_core::ids::OrgCode::parse(&event.tenant).is_err() {
-        return Err(reject("tenant mismatch or malformed tenant"));
-    }
+    delivery.check_tenant(&event.tenant)?;
     if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() || event.code.is_empty() {
         return Err(reject("CodeLinked without a valid addressee or code"));
     }
     let tenant = event.tenant.as_str();
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     // Keys before the transaction: a key row created here must not roll back with it.
     let keys = state
         .vault

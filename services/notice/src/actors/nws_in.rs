@@ -7,12 +7,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{Message, NoticeState, NoticeStatusReport, NwsInbound};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use super::{reject, retry};
 use crate::{
     NoticeService,
     domain::{NoticeStatus, aad},
@@ -60,15 +59,12 @@ fn reported_state(s: &str) -> Option<NoticeStatus> {
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleError> {
-    let inbound = NwsInbound::decode(delivery.body.as_slice())
-        .map_err(|e| reject(format!("undecodable NwsInbound: {e}")))?;
+    let inbound = delivery.decode::<NwsInbound>()?;
     if inbound.kind != "notice.status" {
         return Err(reject(format!("unexpected kind {}", inbound.kind)));
     }
     // Relay set the header and the recipient from one verified envelope.
-    if inbound.recipient_org != delivery.tenant {
-        return Err(reject("tenant mismatch"));
-    }
+    delivery.check_tenant(&inbound.recipient_org)?;
     let report = NoticeStatusReport::decode(inbound.body.as_slice())
         .map_err(|e| reject(format!("undecodable NoticeStatusReport: {e}")))?;
     let tenant = delivery.tenant.as_str();
@@ -81,11 +77,7 @@ async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleEr
     let ids: Vec<Uuid> = items.keys().copied().collect();
     let check_id = Uuid::parse_str(&report.check_id).ok();
 
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let keys = state
         .vault
         .keys(&**client, tenant)

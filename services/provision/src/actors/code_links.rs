@@ -2,8 +2,8 @@
 //! code (符号) → 団体内統合宛名番号 link, so a permit's provider-side code finds its resident.
 
 use chrono::{DateTime, Utc};
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{CodeLinked, Message};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
+use chukan_proto::CodeLinked;
 use futures_util::future::BoxFuture;
 
 use crate::{ProvisionState, seal, store};
@@ -27,30 +27,17 @@ impl Handler for CodeLinks {
     }
 }
 
-fn retry<E: Into<anyhow::Error>>(context: &'static str) -> impl FnOnce(E) -> HandleError {
-    move |e| HandleError::Retry(e.into().context(context))
-}
-
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleError> {
-    let event = CodeLinked::decode(delivery.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable CodeLinked: {e}")))?;
-    if event.tenant != delivery.tenant {
-        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
-    }
+    let event = delivery.decode::<CodeLinked>()?;
+    delivery.check_tenant(&event.tenant)?;
     if chukan_core::ids::AddresseeNo::parse(&event.addressee).is_err() || event.code.is_empty() {
-        return Err(HandleError::Reject(anyhow::anyhow!(
-            "CodeLinked without a valid addressee or code"
-        )));
+        return Err(reject("CodeLinked without a valid addressee or code"));
     }
     let tenant = delivery.tenant.as_str();
     let linked_at = DateTime::<Utc>::from_timestamp_millis(event.linked_at_ms)
         .unwrap_or_else(|| state.clock.now());
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     let keys = state
         .vault
         .keys(&**client, tenant)

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use chukan_mq::{Delivery, HandleError, Handler};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{Message, NwsInbound, ProvisionAnswer, ProvisionRequest};
 use futures_util::future::BoxFuture;
 
@@ -37,13 +37,6 @@ impl Handler for ProvisionRequests {
         let state = self.state.clone();
         Box::pin(async move { apply(&state, delivery).await })
     }
-}
-
-fn retry<E>(context: &'static str) -> impl FnOnce(E) -> HandleError
-where
-    E: Into<anyhow::Error>,
-{
-    move |e| HandleError::Retry(e.into().context(context))
 }
 
 /// The row of a request before it is settled; the permit's own fields when it has one.
@@ -103,20 +96,14 @@ fn refused_answer(permit_id: &str, code: &str, reason: &str, now_ms: i64) -> Pro
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleError> {
-    let inbound = NwsInbound::decode(delivery.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable NwsInbound: {e}")))?;
+    let inbound = delivery.decode::<NwsInbound>()?;
     if inbound.kind != REQUEST_KIND {
-        return Err(HandleError::Reject(anyhow::anyhow!(
-            "unexpected kind {}",
-            inbound.kind
-        )));
+        return Err(reject(format!("unexpected kind {}", inbound.kind)));
     }
     // Relay set both from one verified envelope: a mismatch is a defect, not a guess.
-    if inbound.recipient_org != delivery.tenant {
-        return Err(HandleError::Reject(anyhow::anyhow!("tenant mismatch")));
-    }
+    delivery.check_tenant(&inbound.recipient_org)?;
     let req = ProvisionRequest::decode(inbound.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable ProvisionRequest: {e}")))?;
+        .map_err(|e| reject(format!("undecodable ProvisionRequest: {e}")))?;
     let tenant = delivery.tenant.as_str();
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
@@ -128,11 +115,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
         now_ms,
     );
 
-    let mut client = state
-        .db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let mut client = state.db.get().await.map_err(retry("pool"))?;
     // Cached after the first request of a tenant: no round trip on the hot path.
     let keys = state
         .vault

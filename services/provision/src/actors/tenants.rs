@@ -1,8 +1,8 @@
 //! Consumer of admin's `tenant.changed`: keeps what provision needs of each organisation
 //! (kind, population, upload group, immediate processing) for quotas and slots.
 
-use chukan_mq::{Delivery, HandleError, Handler};
-use chukan_proto::{Message, TenantChanged};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
+use chukan_proto::TenantChanged;
 use futures_util::future::BoxFuture;
 
 use crate::store::{self, Org};
@@ -49,14 +49,9 @@ pub fn org_from_event(e: &TenantChanged) -> Option<Org> {
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id))]
 async fn apply(db: &chukan_db::Pool, delivery: Delivery) -> Result<(), HandleError> {
-    let event = TenantChanged::decode(delivery.body.as_slice())
-        .map_err(|e| HandleError::Reject(anyhow::anyhow!("undecodable TenantChanged: {e}")))?;
-    let org = org_from_event(&event)
-        .ok_or_else(|| HandleError::Reject(anyhow::anyhow!("TenantChanged out of range")))?;
-    let mut client = db
-        .get()
-        .await
-        .map_err(|e| HandleError::Retry(anyhow::anyhow!("pool: {e}")))?;
+    let event = delivery.decode::<TenantChanged>()?;
+    let org = org_from_event(&event).ok_or_else(|| reject("TenantChanged out of range"))?;
+    let mut client = db.get().await.map_err(retry("pool"))?;
     let tx = client
         .transaction()
         .await
