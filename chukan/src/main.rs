@@ -10,6 +10,7 @@ mod cli;
 mod openapi;
 mod replica;
 mod serve;
+mod services;
 mod tables;
 
 use clap::Parser;

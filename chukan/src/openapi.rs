@@ -21,15 +21,11 @@ pub struct OpenApiArgs {
 
 /// Every service's part, merged and completed as the server publishes it at `/openapi.json`.
 pub fn document() -> Value {
-    chukan_runtime::openapi_json([
-        chukan_admin::openapi(),
-        chukan_code::openapi(),
-        chukan_provision::openapi(),
-        chukan_inquiry::openapi(),
-        chukan_audit::openapi(),
-        chukan_notice::openapi(),
-        chukan_selfinfo::openapi(),
-    ])
+    chukan_runtime::openapi_json(
+        crate::services::SERVICES
+            .iter()
+            .filter_map(|s| s.openapi.map(|part| part())),
+    )
 }
 
 /// The role × operation matrix of `doc` (a serialised OpenAPI document), sorted by path

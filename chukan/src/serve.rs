@@ -9,48 +9,9 @@ use chukan_core::SystemClock;
 use chukan_runtime::{Context, Parts, Worker};
 use futures_util::{FutureExt, future::select_all};
 
-use crate::cli::Target;
+use crate::{cli::Target, services::SERVICES};
 
-/// Every service's migrations, in dependency-free order.
-pub fn all_migrations() -> Vec<chukan_db::Migrations> {
-    vec![
-        chukan_admin::migrations(),
-        chukan_code::migrations(),
-        chukan_relay::migrations(),
-        chukan_provision::migrations(),
-        chukan_inquiry::migrations(),
-        chukan_audit::migrations(),
-        chukan_notice::migrations(),
-        chukan_selfinfo::migrations(),
-    ]
-}
-
-/// Every queue some service consumes, whichever services this process runs.
-///
-/// Declared before any service starts (and by `chukan migrate`): a message published to a
-/// queue that does not exist yet is lost (or, published mandatory, bounced back for ever),
-/// so e.g. admin's first `tenant.changed` must find `provision.tenants` even when
-/// provision runs in another Deployment that has not started yet.
-pub fn all_queues() -> Vec<chukan_mq::QueueSpec> {
-    vec![
-        chukan_admin::batch_queue(),
-        chukan_code::inbound_queue(),
-        chukan_provision::tenant_queue(),
-        chukan_provision::stats_queue(),
-        chukan_provision::nws_in_queue(),
-        chukan_provision::code_links_queue(),
-        chukan_relay::outbound_queue(),
-        chukan_audit::records_queue(),
-        // Request/reply queues the self-information service asks provision and audit on.
-        chukan_provision::selfinfo_rpc::queue(),
-        chukan_audit::disclosable::queue(),
-    ]
-    .into_iter()
-    .chain(chukan_inquiry::queues())
-    .chain(chukan_notice::queues())
-    .chain(chukan_selfinfo::queues())
-    .collect()
-}
+pub use crate::services::{all_migrations, all_queues};
 
 /// Declares [`all_queues`] (with their dead and retry queues) on `bus`.
 pub async fn declare_all_queues(bus: &chukan_mq::Bus) -> anyhow::Result<()> {
@@ -79,37 +40,11 @@ pub async fn declare_bus(settings: &chukan_config::AmqpSettings) -> anyhow::Resu
 
 async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Parts>> {
     let mut parts = Vec::new();
-    if target.includes(Target::Admin) {
-        parts.push(chukan_admin::start(ctx).await.context("start admin")?);
-    }
-    if target.includes(Target::Code) {
-        parts.push(chukan_code::start(ctx).await.context("start code")?);
-    }
-    if target.includes(Target::Provision) {
-        parts.push(
-            chukan_provision::start(ctx)
-                .await
-                .context("start provision")?,
-        );
-    }
-    if target.includes(Target::Inquiry) {
-        parts.push(chukan_inquiry::start(ctx).await.context("start inquiry")?);
-    }
-    if target.includes(Target::Audit) {
-        parts.push(chukan_audit::start(ctx).await.context("start audit")?);
-    }
-    if target.includes(Target::Notice) {
-        parts.push(chukan_notice::start(ctx).await.context("start notice")?);
-    }
-    if target.includes(Target::Selfinfo) {
-        parts.push(
-            chukan_selfinfo::start(ctx)
-                .await
-                .context("start selfinfo")?,
-        );
-    }
-    if target.includes(Target::Relay) {
-        parts.push(chukan_relay::start(ctx).await.context("start relay")?);
+    for service in SERVICES.iter().filter(|s| target.includes(s.target)) {
+        let started = (service.start)(ctx)
+            .await
+            .with_context(|| format!("start {}", service.target.label()))?;
+        parts.push(started);
     }
     Ok(parts)
 }
