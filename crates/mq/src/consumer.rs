@@ -1,13 +1,13 @@
 //! Consumer actor: manual acks after the handler's transaction commits, retries through the
 //! per-delay retry queues, dead-lettering after the last one, and reconnection.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use actix::{
     Actor, ActorContext as _, ActorFutureExt as _, AsyncContext as _, Context, WrapFuture as _,
 };
 use chukan_core::worker::{StopStage, Worker};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::{
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -219,11 +219,21 @@ async fn process(config: Arc<ConsumerConfig>, publisher: Publisher, raw: lapin::
     };
     let span = tracing::info_span!("consume", queue, message_id = %envelope.id, attempt = envelope.attempt);
     trace::set_remote_parent(&span, envelope.traceparent.as_deref());
-    let outcome = config
-        .handler
-        .handle(delivery)
+    // A panicking handler is a defect, but its delivery must still be settled: left
+    // unacknowledged it would hold a prefetch slot until the channel closes. It is retried
+    // like any failure (the panic may have been a passing state) and dead-lettered after
+    // the last delay, so it is neither lost nor stuck.
+    let handler = config.handler.clone();
+    let outcome = AssertUnwindSafe(async move { handler.handle(delivery).await })
+        .catch_unwind()
         .instrument(span.clone())
-        .await;
+        .await
+        .unwrap_or_else(|_| {
+            metrics::HANDLER_PANICS.with_label_values(&[queue]).inc();
+            let _in_span = span.enter();
+            tracing::error!("handler panicked; the delivery is retried, then dead-lettered");
+            Err(HandleError::Retry(anyhow::anyhow!("handler panicked")))
+        });
     settle(&config, &publisher, &raw, envelope, outcome)
         .instrument(span)
         .await;

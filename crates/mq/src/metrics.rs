@@ -21,6 +21,14 @@ pub(crate) static DEAD_LETTERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub(crate) static HANDLER_PANICS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "chukan_mq_handler_panics_total",
+        "Handlers that panicked (a defect); their deliveries were retried, then dead-lettered.",
+        &["queue"],
+    )
+});
+
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     // The names and labels are constants checked by the unit test below, so this cannot fail.
     #[allow(clippy::expect_used)]
@@ -33,6 +41,11 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 /// The current value of `chukan_mq_consumed_total{queue,outcome}` (tests, diagnostics).
 pub fn consumed(queue: &str, outcome: &str) -> u64 {
     CONSUMED.with_label_values(&[queue, outcome]).get()
+}
+
+/// The current value of `chukan_mq_handler_panics_total{queue}`.
+pub fn handler_panics(queue: &str) -> u64 {
+    HANDLER_PANICS.with_label_values(&[queue]).get()
 }
 
 /// The current value of `chukan_mq_dead_lettered_total{queue}`.

@@ -499,6 +499,60 @@ async fn retries_then_dead_letters_and_reject_goes_straight_to_dead() {
     env.cleanup().await;
 }
 
+/// Panics on every delivery; records the attempt header of each.
+fn panicking(attempts: Arc<Mutex<Vec<u32>>>) -> Arc<dyn Handler> {
+    Arc::new(move |delivery: Delivery| {
+        attempts.lock().unwrap().push(delivery.attempt);
+        async move { panic!("a defect in the handler") }.boxed()
+    })
+}
+
+#[actix_rt::test]
+async fn a_panicking_handler_leaves_no_delivery_unacknowledged() {
+    let mut env = TestEnv::new().await;
+    let spec = env.queue("panic.in", "panic.event").await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let consuming = consumer::start(&env.bus, &spec, "panic", 4, panicking(attempts.clone()));
+    let publisher = env.bus.publisher().await.unwrap();
+    publisher
+        .publish(&OutgoingMessage::new(
+            "tenant-a",
+            "panic.event",
+            b"p".to_vec(),
+        ))
+        .await
+        .unwrap();
+
+    // Settled every time (retried through each delay, then dead-lettered), never held.
+    let ns = env.bus.namespace().to_owned();
+    let dead = spec.dead_queue_name(&ns);
+    wait_until(WAIT, "the panicking delivery dead-lettered", || async {
+        env.depth(&dead).await == 1
+    })
+    .await;
+    assert_eq!(*attempts.lock().unwrap(), vec![0, 1, 2]);
+    let queue = spec.queue_name(&ns);
+    assert_eq!(metrics::handler_panics(&queue), 3);
+    assert_eq!(metrics::dead_lettered(&queue), 1);
+    assert_eq!(env.depth(&queue).await, 0);
+
+    // The consumer survived its handler's panics: a second message is handled too.
+    publisher
+        .publish(&OutgoingMessage::new(
+            "tenant-a",
+            "panic.event",
+            b"q".to_vec(),
+        ))
+        .await
+        .unwrap();
+    wait_until(WAIT, "the second delivery dead-lettered too", || async {
+        env.depth(&dead).await == 2
+    })
+    .await;
+    consuming.stop().await;
+    env.cleanup().await;
+}
+
 #[actix_rt::test]
 async fn unroutable_publish_is_an_error_not_a_silent_loss() {
     let mut env = TestEnv::new().await;
