@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, command: &BatchCommand) -> anyhow::Result<(
         ctx.db.clone(),
         chukan_provision::SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     // Uploads are applied right here: the immediate-processing trigger has no listener.
     let (state, _immediate) = chukan_provision::build_state(&ctx, outbox.clone())?;

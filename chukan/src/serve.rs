@@ -1,7 +1,7 @@
 //! Running services: build the context, start the selected services, serve, and shut down
 //! stage by stage on SIGTERM (stop intake → drain consumers → flush outboxes).
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
 use anyhow::Context as _;
 use chukan_config::Settings;
@@ -130,7 +130,7 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
         }
     };
 
-    let grace = Duration::from_secs(ctx.settings.shutdown.grace_secs);
+    let grace = ctx.settings.shutdown.grace;
     // Stop intake first so no new work arrives while the rest drains.
     server_handle.stop(true).await;
     workers.sort_by_key(|w| w.stage);

@@ -45,7 +45,7 @@ fn is_support_id(v: &Value) -> bool {
 async fn a_pool_that_cannot_lend_a_connection_is_503_with_retry_after_on_every_service() {
     let (env, api) = every_service_with(|s| {
         s.database.pool_max_size = 2;
-        s.database.pool_wait_timeout_ms = 200;
+        s.database.pool_wait_timeout = std::time::Duration::from_millis(200);
     })
     .await;
     // Hold every connection of the services' pool (their workers may hold one a moment;

@@ -3,7 +3,7 @@
 //! The defaults file (`defaults.toml`) is the documentation: every key carries a comment,
 //! and `chukan config --print-defaults` prints it as it is.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -38,6 +38,7 @@ pub struct Settings {
     pub provision: ProvisionSettings,
     pub inquiry: InquirySettings,
     pub audit: AuditSettings,
+    pub selfinfo: SelfInfoSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,8 +71,10 @@ pub struct DatabaseSettings {
     pub app_password: SecretString,
     /// Largest number of pooled connections per process.
     pub pool_max_size: usize,
-    /// Longest wait for a pooled connection (then 503 with `Retry-After`), in milliseconds.
-    pub pool_wait_timeout_ms: u64,
+    /// Longest wait for a pooled connection, then 503 with `Retry-After` (key
+    /// `pool_wait_timeout_ms`).
+    #[serde(rename = "pool_wait_timeout_ms", deserialize_with = "duration::millis")]
+    pub pool_wait_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,12 +87,17 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Delays before each redelivery attempt, in milliseconds.
     pub retry_delays_ms: Vec<u64>,
-    /// Outbox polling interval when not woken, in milliseconds.
-    pub outbox_poll_ms: u64,
-    /// "quorum" or "classic" for work and dead-letter queues.
-    pub queue_type: String,
-    /// Idle queue expiry in milliseconds; 0 = never.
-    pub queue_expires_ms: u64,
+    /// Outbox polling interval when not woken (key `outbox_poll_ms`).
+    #[serde(rename = "outbox_poll_ms", deserialize_with = "duration::millis")]
+    pub outbox_poll: Duration,
+    /// Type of the work and dead-letter queues.
+    pub queue_type: QueueType,
+    /// Idle queue expiry (key `queue_expires_ms`); None (0) = never.
+    #[serde(
+        rename = "queue_expires_ms",
+        deserialize_with = "duration::millis_or_never"
+    )]
+    pub queue_expires: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,14 +155,16 @@ pub struct RelaySettings {
     pub nws_public_keys: Vec<String>,
     /// Largest accepted clock difference on inbound messages, in seconds.
     pub max_clock_skew_secs: i64,
-    /// Timeout of one send to the NWS, in milliseconds.
-    pub send_timeout_ms: u64,
+    /// Timeout of one send to the NWS (key `send_timeout_ms`).
+    #[serde(rename = "send_timeout_ms", deserialize_with = "duration::millis")]
+    pub send_timeout: Duration,
     /// Outbound sends in flight at once.
     pub send_concurrency: usize,
     /// Messages held in the send/receive stop window released per second once open.
     pub release_per_second: u32,
-    /// How often the NWS readiness check is repeated while it fails, in milliseconds.
-    pub readiness_poll_ms: u64,
+    /// How often the NWS readiness check is repeated while it fails (key `readiness_poll_ms`).
+    #[serde(rename = "readiness_poll_ms", deserialize_with = "duration::millis")]
+    pub readiness_poll: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,8 +189,8 @@ pub struct NwsSimSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TelemetrySettings {
-    /// "json" or "pretty".
-    pub log_format: String,
+    /// Log lines as JSON (production) or pretty text (a terminal).
+    pub log_format: LogFormat,
     /// EnvFilter directive.
     pub log_level: String,
     /// OTLP/HTTP endpoint; empty = no export.
@@ -197,16 +207,18 @@ pub struct CalendarSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ShutdownSettings {
-    /// Longest drain on SIGTERM, in seconds.
-    pub grace_secs: u64,
+    /// Longest drain on SIGTERM (key `grace_secs`).
+    #[serde(rename = "grace_secs", deserialize_with = "duration::secs")]
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProvisionSettings {
     /// Japan time (HH:MM) of the nightly batch.
     pub nightly_batch_at: String,
-    /// Scheduler clock check interval, seconds.
-    pub scheduler_poll_secs: u64,
+    /// Scheduler clock check interval (key `scheduler_poll_secs`).
+    #[serde(rename = "scheduler_poll_secs", deserialize_with = "duration::secs")]
+    pub scheduler_poll: Duration,
     /// Layout catalogue directory; empty = built-in catalogue.
     pub layout_dir: String,
     /// Entries per batch transaction.
@@ -231,10 +243,12 @@ pub struct ProvisionSettings {
 pub struct InquirySettings {
     /// Largest bulk inquiry file, in lines.
     pub bulk_max_lines: usize,
-    /// Character encoding of bulk inquiry files: "utf-8" or "shift_jis".
-    pub bulk_encoding: String,
-    /// How often requests past their 30-day validity are marked expired, in seconds.
-    pub expiry_sweep_secs: u64,
+    /// Character encoding of bulk inquiry files.
+    pub bulk_encoding: BulkEncoding,
+    /// How often requests past their 30-day validity are marked expired (key
+    /// `expiry_sweep_secs`).
+    #[serde(rename = "expiry_sweep_secs", deserialize_with = "duration::secs")]
+    pub expiry_sweep: Duration,
     /// Largest number of results confirmed by one bulk confirmation.
     pub confirm_max: usize,
 }
@@ -245,8 +259,13 @@ pub struct AuditSettings {
     pub signing_key: SecretString,
     /// Key id of signing_key, stored beside every signed tree head.
     pub signing_kid: String,
-    /// How often tree heads are signed for tenants whose log grew, in seconds.
-    pub tree_head_interval_secs: u64,
+    /// How often tree heads are signed for tenants whose log grew (key
+    /// `tree_head_interval_secs`).
+    #[serde(
+        rename = "tree_head_interval_secs",
+        deserialize_with = "duration::secs"
+    )]
+    pub tree_head_interval: Duration,
     /// Sign a tree head as soon as a tenant's log grew by this many records.
     pub tree_head_every_records: u64,
     /// Most records appended in one transaction (one tenant's share of a consumer batch).
@@ -255,8 +274,109 @@ pub struct AuditSettings {
     pub prefetch: u16,
     /// Records older than this many years are purged (番号法 §23: period set by cabinet order).
     pub retention_years: u32,
-    /// How often the retention purge runs in the service, in seconds (0 = only by the CLI).
-    pub purge_interval_secs: u64,
+    /// How often the retention purge runs in the service (key `purge_interval_secs`); None
+    /// (0) = only by the CLI.
+    #[serde(
+        rename = "purge_interval_secs",
+        deserialize_with = "duration::secs_or_never"
+    )]
+    pub purge_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SelfInfoSettings {
+    /// Longest wait for provision's or audit's reply before a round is given up (key
+    /// `rpc_timeout_ms`).
+    #[serde(rename = "rpc_timeout_ms", deserialize_with = "duration::millis")]
+    pub rpc_timeout: Duration,
+    /// How often waiting requests are looked for when nothing woke the worker (`poll_ms`).
+    #[serde(rename = "poll_ms", deserialize_with = "duration::millis")]
+    pub poll: Duration,
+    /// How long a taken request is left to its worker before another may take it
+    /// (`lease_secs`).
+    #[serde(rename = "lease_secs", deserialize_with = "duration::secs")]
+    pub lease: Duration,
+    /// First pause before a request whose round failed is tried again (`retry_first_ms`).
+    #[serde(rename = "retry_first_ms", deserialize_with = "duration::millis")]
+    pub retry_first: Duration,
+    /// Longest such pause (`retry_max_secs`).
+    #[serde(rename = "retry_max_secs", deserialize_with = "duration::secs")]
+    pub retry_max: Duration,
+    /// Requests taken per round.
+    pub batch: u16,
+    /// Largest attachment accepted, in bytes.
+    pub max_attachment_bytes: usize,
+}
+
+/// Type of the work and dead-letter queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// Replicated (production).
+    Quorum,
+    /// Single-node, cheap (tests, development).
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument RabbitMQ takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Character encoding of bulk inquiry files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum BulkEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "shift_jis")]
+    ShiftJis,
+}
+
+/// Durations from the whole numbers the keys name (`…_ms`, `…_secs`), checked once at load:
+/// a zero wait is a mistake (a busy loop, or a timeout nothing meets) unless the key says
+/// 0 means never.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize as _, Deserializer, de::Error as _};
+
+    fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match u64::deserialize(d)? {
+            0 => Err(D::Error::custom("must be at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        positive(d).map(Duration::from_millis)
+    }
+
+    pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        positive(d).map(Duration::from_secs)
+    }
+
+    pub fn millis_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let n = u64::deserialize(d)?;
+        Ok((n > 0).then(|| Duration::from_millis(n)))
+    }
+
+    pub fn secs_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let n = u64::deserialize(d)?;
+        Ok((n > 0).then(|| Duration::from_secs(n)))
+    }
 }
 
 /// Dates stay strings here so this crate needs no date library; `chukan-core` parses them.
@@ -308,75 +428,43 @@ impl Settings {
 
     /// Checks what types alone cannot, so a bad setting stops the process at start.
     fn validate(&self) -> Result<(), SettingsError> {
-        if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
-            return Err(SettingsError::Invalid {
-                key: "telemetry.log_format",
-                reason: format!(
-                    "expected json or pretty, got {:?}",
-                    self.telemetry.log_format
-                ),
-            });
-        }
         if self.amqp.retry_delays_ms.is_empty() {
             return Err(SettingsError::Invalid {
                 key: "amqp.retry_delays_ms",
                 reason: "at least one delay is needed".into(),
             });
         }
-        if !matches!(self.amqp.queue_type.as_str(), "quorum" | "classic") {
+        // Counts that size a pool, a batch, a window or a pace: zero would stall the work.
+        // Checked here once, so no use site needs a guard of its own.
+        let counts: [(&'static str, u64); 12] = [
+            ("database.pool_max_size", self.database.pool_max_size as u64),
+            ("amqp.prefetch", self.amqp.prefetch.into()),
+            ("audit.prefetch", self.audit.prefetch.into()),
+            ("audit.append_batch_max", self.audit.append_batch_max as u64),
+            (
+                "audit.tree_head_every_records",
+                self.audit.tree_head_every_records,
+            ),
+            ("audit.retention_years", self.audit.retention_years.into()),
+            (
+                "provision.batch_chunk_entries",
+                self.provision.batch_chunk_entries as u64,
+            ),
+            ("relay.send_concurrency", self.relay.send_concurrency as u64),
+            (
+                "relay.release_per_second",
+                self.relay.release_per_second.into(),
+            ),
+            (
+                "nws_sim.delivery_concurrency",
+                self.nws_sim.delivery_concurrency as u64,
+            ),
+            ("selfinfo.batch", self.selfinfo.batch.into()),
+            ("inquiry.bulk_max_lines", self.inquiry.bulk_max_lines as u64),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(SettingsError::Invalid {
-                key: "amqp.queue_type",
-                reason: format!("expected quorum or classic, got {:?}", self.amqp.queue_type),
-            });
-        }
-        if !matches!(self.inquiry.bulk_encoding.as_str(), "utf-8" | "shift_jis") {
-            return Err(SettingsError::Invalid {
-                key: "inquiry.bulk_encoding",
-                reason: format!(
-                    "expected utf-8 or shift_jis, got {:?}",
-                    self.inquiry.bulk_encoding
-                ),
-            });
-        }
-        if self.relay.release_per_second == 0 {
-            return Err(SettingsError::Invalid {
-                key: "relay.release_per_second",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.audit.prefetch == 0 || self.audit.append_batch_max == 0 {
-            return Err(SettingsError::Invalid {
-                key: "audit.prefetch",
-                reason: "audit.prefetch and audit.append_batch_max must be at least 1".into(),
-            });
-        }
-        if self.audit.retention_years == 0 {
-            return Err(SettingsError::Invalid {
-                key: "audit.retention_years",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.amqp.prefetch == 0 {
-            return Err(SettingsError::Invalid {
-                key: "amqp.prefetch",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.provision.batch_chunk_entries == 0 {
-            return Err(SettingsError::Invalid {
-                key: "provision.batch_chunk_entries",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.database.pool_max_size == 0 {
-            return Err(SettingsError::Invalid {
-                key: "database.pool_max_size",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.database.pool_wait_timeout_ms == 0 {
-            return Err(SettingsError::Invalid {
-                key: "database.pool_wait_timeout_ms",
+                key,
                 reason: "must be at least 1".into(),
             });
         }
@@ -440,6 +528,40 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("telemetry.log_format"));
         assert!(Settings::load_with(None, env(&[("CHUKAN__SERVER__PORT", "many")])).is_err());
+        // Each mistake is named by its key, at load, not found later at a use site.
+        for (var, value, key) in [
+            ("CHUKAN__AMQP__OUTBOX_POLL_MS", "0", "outbox_poll_ms"),
+            ("CHUKAN__AMQP__QUEUE_TYPE", "fast", "queue_type"),
+            ("CHUKAN__INQUIRY__BULK_ENCODING", "latin-1", "bulk_encoding"),
+            ("CHUKAN__SELFINFO__BATCH", "0", "selfinfo.batch"),
+            (
+                "CHUKAN__RELAY__SEND_CONCURRENCY",
+                "0",
+                "relay.send_concurrency",
+            ),
+        ] {
+            let err = Settings::load_with(None, env(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_and_choices_are_typed_at_load() {
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("CHUKAN__AMQP__OUTBOX_POLL_MS", "250"),
+                ("CHUKAN__AMQP__QUEUE_EXPIRES_MS", "0"),
+                ("CHUKAN__AMQP__QUEUE_TYPE", "classic"),
+                ("CHUKAN__SELFINFO__LEASE_SECS", "90"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.amqp.outbox_poll, Duration::from_millis(250));
+        assert_eq!(s.amqp.queue_expires, None, "0 means never");
+        assert_eq!(s.amqp.queue_type, QueueType::Classic);
+        assert_eq!(s.selfinfo.lease, Duration::from_secs(90));
+        assert_eq!(s.inquiry.bulk_encoding, BulkEncoding::Utf8);
     }
 
     #[test]

@@ -33,11 +33,7 @@ pub fn app_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     config
         .user(&settings.app_user)
         .password(settings.app_password.expose_secret());
-    build_pool(
-        config,
-        settings.pool_max_size,
-        Duration::from_millis(settings.pool_wait_timeout_ms),
-    )
+    build_pool(config, settings.pool_max_size, settings.pool_wait_timeout)
 }
 
 /// Pool connecting with an explicit URL (nws-sim's own database, tests).

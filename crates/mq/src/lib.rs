@@ -291,16 +291,19 @@ async fn open_connection(url: &str) -> lapin::Result<Connection> {
 /// Queue type (quorum in production) and, for tests' throw-away namespaces, idle expiry.
 fn base_arguments(settings: &AmqpSettings) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), long_string(&settings.queue_type));
+    args.insert(
+        "x-queue-type".into(),
+        long_string(settings.queue_type.as_str()),
+    );
     add_expiry(&mut args, settings);
     args
 }
 
 fn add_expiry(args: &mut FieldTable, settings: &AmqpSettings) {
-    if settings.queue_expires_ms > 0 {
+    if let Some(expires) = settings.queue_expires {
         args.insert(
             "x-expires".into(),
-            AMQPValue::LongLongInt(i64::try_from(settings.queue_expires_ms).unwrap_or(i64::MAX)),
+            AMQPValue::LongLongInt(i64::try_from(expires.as_millis()).unwrap_or(i64::MAX)),
         );
     }
 }
@@ -649,8 +652,8 @@ mod tests {
             main.inner().get("x-expires").is_none(),
             "production queues never expire"
         );
-        settings.queue_type = "classic".into();
-        settings.queue_expires_ms = 60_000;
+        settings.queue_type = chukan_config::QueueType::Classic;
+        settings.queue_expires = Some(std::time::Duration::from_secs(60));
         let throwaway = main_queue_arguments(&settings, "t1.", "code.nws-in");
         assert_eq!(get(&throwaway, "x-queue-type").as_deref(), Some("classic"));
         assert_eq!(

@@ -25,8 +25,8 @@ impl Env {
             amqp.url = url;
         }
         // Throw-away namespace: cheap classic queues that delete themselves when idle.
-        amqp.queue_type = "classic".into();
-        amqp.queue_expires_ms = 60_000;
+        amqp.queue_type = chukan_config::QueueType::Classic;
+        amqp.queue_expires = Some(std::time::Duration::from_secs(60));
         let bus = Bus::connect(&amqp).await.unwrap();
         bus.declare_topology().await.unwrap();
         Env { bus, amqp }

@@ -73,9 +73,9 @@ fn install(
         Err(_) => EnvFilter::try_new(&s.log_level)
             .with_context(|| format!("telemetry.log_level {:?} is not a filter", s.log_level))?,
     };
-    let fmt: BoxedLayer = match s.log_format.as_str() {
-        "pretty" => tracing_subscriber::fmt::layer().pretty().boxed(),
-        _ => tracing_subscriber::fmt::layer()
+    let fmt: BoxedLayer = match s.log_format {
+        chukan_config::LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
+        chukan_config::LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)

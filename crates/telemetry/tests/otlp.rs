@@ -51,7 +51,7 @@ fn fake_collector() -> (u16, mpsc::Receiver<(String, String, usize)>) {
 async fn spans_are_exported_when_an_endpoint_is_set() {
     let (port, received) = fake_collector();
     let settings = TelemetrySettings {
-        log_format: "json".into(),
+        log_format: chukan_config::LogFormat::Json,
         log_level: "info".into(),
         otlp_endpoint: format!("http://127.0.0.1:{port}"),
     };

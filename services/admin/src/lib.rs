@@ -13,7 +13,7 @@
 //! [`create_tenant`], [`update_tenant`], [`create_user`] and [`create_client`] for the
 //! operator CLI (`chukan admin …`).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use actix_web::web;
 use anyhow::Context as _;
@@ -91,7 +91,7 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let queue = batch_queue();
     ctx.bus

@@ -152,7 +152,7 @@ pub async fn append(
     store::update_log(&tx, tenant, new_size, &new_frontier).await?;
     tx.commit().await?;
 
-    let every = i64::try_from(state.settings.tree_head_every_records.max(1)).unwrap_or(i64::MAX);
+    let every = i64::try_from(state.settings.tree_head_every_records).unwrap_or(i64::MAX);
     if new_size - signed_size >= every {
         state.heads.notify_one();
     }

@@ -27,7 +27,7 @@ pub struct Records {
 impl Records {
     /// Starts the batcher; it ends when the consumer drops this handler.
     pub fn new(state: AuditState) -> Self {
-        let capacity = usize::from(state.settings.prefetch.max(1));
+        let capacity = usize::from(state.settings.prefetch);
         let (jobs, rx) = mpsc::channel(capacity);
         tokio::spawn(batcher(state, rx));
         Self { jobs }
@@ -65,7 +65,7 @@ async fn apply(jobs: mpsc::Sender<Job>, delivery: Delivery) -> Result<(), Handle
 /// Takes what is waiting (at least one job), groups it by tenant and appends each tenant's
 /// share in one transaction, the tenants side by side.
 async fn batcher(state: AuditState, mut rx: mpsc::Receiver<Job>) {
-    let max = state.settings.append_batch_max.max(1);
+    let max = state.settings.append_batch_max;
     while let Some(first) = rx.recv().await {
         let mut by_tenant: HashMap<String, Vec<Job>> = HashMap::new();
         by_tenant
@@ -73,7 +73,7 @@ async fn batcher(state: AuditState, mut rx: mpsc::Receiver<Job>) {
             .or_default()
             .push(first);
         let mut taken = 1;
-        while taken < usize::from(state.settings.prefetch.max(1)) {
+        while taken < usize::from(state.settings.prefetch) {
             let Ok(job) = rx.try_recv() else { break };
             by_tenant.entry(job.tenant.clone()).or_default().push(job);
             taken += 1;

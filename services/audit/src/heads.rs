@@ -2,8 +2,6 @@
 //! grew by `audit.tree_head_every_records`, each tenant whose log grew gets its
 //! (tenant, size, root, time) signed with the service's Ed25519 key.
 
-use std::time::Duration;
-
 use chrono::{TimeZone, Utc};
 use tokio::sync::watch;
 
@@ -73,7 +71,7 @@ pub async fn sign_all(state: &AuditState) -> anyhow::Result<usize> {
 /// The signer as a worker.
 pub fn start(state: AuditState) -> chukan_runtime::Worker {
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let every = Duration::from_secs(state.settings.tree_head_interval_secs.max(1));
+    let every = state.settings.tree_head_interval;
     let task = tokio::spawn(async move {
         // The first round one period after start, not at once: a round racing the first
         // appends would sign a head at whatever size it caught (harmless, but noise).

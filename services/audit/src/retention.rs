@@ -148,13 +148,10 @@ pub async fn purge_all(
 
 /// The daily purge as a worker (`audit.purge_interval_secs`; 0 = CLI only).
 pub fn start(state: AuditState) -> Option<chukan_runtime::Worker> {
-    let every = state.settings.purge_interval_secs;
-    if every == 0 {
-        return None;
-    }
+    let every = state.settings.purge_interval?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

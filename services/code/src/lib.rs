@@ -10,7 +10,7 @@ pub mod api;
 pub mod domain;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chukan_crypto::Vault;
 use chukan_mq::{QueueSpec, outbox::OutboxHandle};
@@ -56,7 +56,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let state = CodeState {
         db: ctx.db.clone(),

@@ -47,13 +47,10 @@ pub enum FileEncoding {
 }
 
 impl FileEncoding {
-    pub fn from_setting(s: &str) -> anyhow::Result<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "utf_8" | "utf8" => Ok(Self::Utf8),
-            "shift_jis" | "sjis" => Ok(Self::ShiftJis),
-            other => anyhow::bail!(
-                "setting inquiry.bulk_encoding: {other:?} is neither \"utf-8\" nor \"shift_jis\""
-            ),
+    pub fn from_setting(setting: chukan_config::BulkEncoding) -> Self {
+        match setting {
+            chukan_config::BulkEncoding::Utf8 => Self::Utf8,
+            chukan_config::BulkEncoding::ShiftJis => Self::ShiftJis,
         }
     }
 

@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod outgoing;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chukan_config::InquirySettings;
 use chukan_core::Clock;
@@ -93,12 +93,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let settings = ctx.settings.inquiry.clone();
-    let encoding = FileEncoding::from_setting(&settings.bulk_encoding)?;
+    let encoding = FileEncoding::from_setting(settings.bulk_encoding);
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let state = InquiryState {
         db: ctx.db.clone(),
@@ -137,7 +137,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     workers.push(actors::batch_sender::start(state.clone()));
     workers.push(actors::expiry::start(
         state.clone(),
-        Duration::from_secs(state.settings.expiry_sweep_secs.max(1)),
+        state.settings.expiry_sweep,
     ));
     workers.push(outbox.into_worker("inquiry.outbox"));
     let data = actix_web::web::Data::new(state);

@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod outgoing;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chukan_core::Clock;
 use chukan_crypto::Vault;
@@ -78,7 +78,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let state = NoticeService {
         db: ctx.db.clone(),

@@ -125,7 +125,7 @@ impl NwsSim {
             pool,
             http: delivery::http_client()?,
             wake,
-            concurrency: settings.delivery_concurrency.max(1),
+            concurrency: settings.delivery_concurrency,
             retry_ms: settings.delivery_retry_ms.clone(),
         };
         let worker = tokio::spawn(worker.run(stop_rx));

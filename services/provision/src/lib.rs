@@ -31,7 +31,7 @@ pub mod session_lock;
 pub mod slots;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::{NaiveDate, NaiveTime};
@@ -220,7 +220,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let (state, immediate_rx) = build_state(ctx, outbox.clone())?;
     let queue = tenant_queue();
@@ -260,14 +260,11 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.settings.amqp.prefetch,
         selfinfo_rpc::handler(state.clone()),
     );
-    let expiry = actors::expiry::start(
-        state.clone(),
-        Duration::from_secs(ctx.settings.provision.scheduler_poll_secs.max(1)),
-    );
+    let expiry = actors::expiry::start(state.clone(), ctx.settings.provision.scheduler_poll);
     let scheduler = actors::scheduler::start(
         state.clone(),
         immediate_rx,
-        Duration::from_secs(ctx.settings.provision.scheduler_poll_secs.max(1)),
+        ctx.settings.provision.scheduler_poll,
     );
     let data = actix_web::web::Data::new(state);
     Ok(Parts {

@@ -158,7 +158,7 @@ pub struct Releaser {
     /// `{relay.nws_url}/v1/ready`.
     pub ready_url: String,
     pub http: reqwest::Client,
-    /// Messages per second once open (`relay.release_per_second`, at least 1).
+    /// Messages per second once open (`relay.release_per_second`, at least 1 by the settings' check).
     pub per_second: u32,
     /// `relay.readiness_poll_ms`.
     pub readiness_poll: Duration,
@@ -251,7 +251,7 @@ impl Releaser {
 
     /// Sends leased batches, one message per tick, until nothing is left or a send fails.
     async fn release(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Step> {
-        let interval = Duration::from_secs(1) / self.per_second.max(1);
+        let interval = Duration::from_secs(1) / self.per_second;
         let mut ticker = tokio::time::interval(interval);
         // After a slow send, keep the spacing rather than catching up in a burst.
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

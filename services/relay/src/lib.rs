@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod outbound;
 mod store;
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
 use anyhow::Context as _;
 use chukan_crypto::{Signer, Verifiers};
@@ -70,7 +70,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         ctx.clock.clone(),
         ctx.settings.calendar.enforce_service_hours,
     ));
-    let send_timeout = Duration::from_millis(settings.send_timeout_ms);
+    let send_timeout = settings.send_timeout;
     let sender = outbound::NwsSender::new(
         &settings.nws_url,
         send_timeout,
@@ -88,15 +88,15 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             .timeout(send_timeout)
             .build()
             .context("building the NWS readiness client")?,
-        per_second: settings.release_per_second.max(1),
-        readiness_poll: Duration::from_millis(settings.readiness_poll_ms.max(1)),
+        per_second: settings.release_per_second,
+        readiness_poll: settings.readiness_poll,
     };
 
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
 
     let listener = TcpListener::bind((settings.inbound_host.as_str(), settings.inbound_port))
@@ -137,7 +137,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         .await
         .context("declaring the relay outbound queue")?;
     // Prefetch bounds the handlers running at once, i.e. the sends in flight.
-    let prefetch = u16::try_from(settings.send_concurrency.max(1)).unwrap_or(u16::MAX);
+    let prefetch = u16::try_from(settings.send_concurrency).unwrap_or(u16::MAX);
     let consumer = chukan_mq::consumer::start(&ctx.bus, &spec, "relay", prefetch, Arc::new(sender));
     tracing::info!(inbound_port = port, "relay started");
 

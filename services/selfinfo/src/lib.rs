@@ -17,7 +17,7 @@ pub mod outgoing;
 pub mod store;
 pub mod worker;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chukan_core::Clock;
 use chukan_crypto::Vault;
@@ -48,39 +48,6 @@ pub fn migrations() -> chukan_db::Migrations {
     }
 }
 
-/// Tunables of the service. Defaults suit production; tests shorten the waits.
-#[derive(Debug, Clone)]
-pub struct SelfInfoConfig {
-    /// Longest wait for provision's or audit's reply before the round is given up.
-    pub rpc_timeout: Duration,
-    /// How often waiting requests are looked for when nothing woke the worker.
-    pub poll: Duration,
-    /// How long a taken request is left to its worker before another may take it.
-    pub lease: Duration,
-    /// First and longest pause before a request whose round failed is tried again.
-    pub retry_first: Duration,
-    pub retry_max: Duration,
-    /// Requests taken per round.
-    pub batch: i64,
-    /// Largest attachment accepted. The NWS carries an answer in one envelope (nws-sim takes
-    /// up to 1 MiB), so attachments are kept well under that.
-    pub max_attachment_bytes: usize,
-}
-
-impl Default for SelfInfoConfig {
-    fn default() -> Self {
-        SelfInfoConfig {
-            rpc_timeout: Duration::from_secs(5),
-            poll: Duration::from_secs(2),
-            lease: Duration::from_secs(60),
-            retry_first: Duration::from_secs(2),
-            retry_max: Duration::from_secs(300),
-            batch: 16,
-            max_attachment_bytes: 512 * 1024,
-        }
-    }
-}
-
 /// What handlers, the consumer and the worker share. Cheap to clone.
 #[derive(Clone)]
 pub struct SelfInfoState {
@@ -89,7 +56,8 @@ pub struct SelfInfoState {
     pub outbox: OutboxHandle,
     pub clock: Arc<dyn Clock>,
     pub rpc: RpcClient,
-    pub config: SelfInfoConfig,
+    /// The `[selfinfo]` settings.
+    pub config: chukan_config::SelfInfoSettings,
     /// The layout catalogue: attachments are only taken for the items it has.
     pub catalogue: Arc<chukan_layout::Catalogue>,
     /// Wakes the worker when a request was stored.
@@ -115,16 +83,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
-    start_with(ctx, SelfInfoConfig::default()).await
-}
-
-/// As [`start`], with chosen tunables.
-pub async fn start_with(ctx: &Context, config: SelfInfoConfig) -> anyhow::Result<Parts> {
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
         SCHEMA,
         ctx.bus.clone(),
-        Duration::from_millis(ctx.settings.amqp.outbox_poll_ms),
+        ctx.settings.amqp.outbox_poll,
     );
     let state = SelfInfoState {
         db: ctx.db.clone(),
@@ -132,7 +95,7 @@ pub async fn start_with(ctx: &Context, config: SelfInfoConfig) -> anyhow::Result
         outbox: outbox.clone(),
         clock: ctx.clock.clone(),
         rpc: RpcClient::new(&ctx.bus),
-        config,
+        config: ctx.settings.selfinfo.clone(),
         catalogue: Arc::new(
             chukan_layout::Catalogue::builtin()
                 .map_err(|e| anyhow::anyhow!("layout catalogue: {e}"))?,

@@ -34,7 +34,7 @@ pub fn start(state: SelfInfoState) -> Worker {
     let task = tokio::spawn(async move {
         loop {
             let full = match round(&state).await {
-                Ok(taken) => taken >= usize::try_from(state.config.batch).unwrap_or(usize::MAX),
+                Ok(taken) => taken >= usize::from(state.config.batch),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "self-information round failed");
                     false
@@ -66,7 +66,7 @@ pub async fn round(state: &SelfInfoState) -> anyhow::Result<usize> {
     let lease = chrono::Duration::from_std(state.config.lease)?;
     let taken = {
         let client = state.db.get().await?;
-        store::lease_due(&client, now, now + lease, state.config.batch).await?
+        store::lease_due(&client, now, now + lease, i64::from(state.config.batch)).await?
     };
     let results = futures_util::future::join_all(
         taken

@@ -47,7 +47,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with_backlog(backlog: &[AuditRecord]) -> TestApp {
     let env = TestEnv::new_with(
         &[chukan_audit::migrations()],
-        |s| s.audit.tree_head_interval_secs = 3600,
+        |s| s.audit.tree_head_interval = Duration::from_secs(3600),
         std::sync::Arc::new(chukan_core::SystemClock),
     )
     .await
@@ -72,7 +72,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let env = TestEnv::new_with(
         &[chukan_audit::migrations()],
         |s| {
-            s.audit.tree_head_interval_secs = 3600;
+            s.audit.tree_head_interval = Duration::from_secs(3600);
             configure(s);
         },
         std::sync::Arc::new(chukan_core::SystemClock),

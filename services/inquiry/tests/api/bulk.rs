@@ -246,7 +246,8 @@ async fn bulk_results_are_confirmed_together_by_serial_number() {
 
 #[actix_web::test]
 async fn shift_jis_files_are_decoded_and_department_exclusions_apply_per_line() {
-    let app = spawn_app_with(|s| s.inquiry.bulk_encoding = "shift_jis".into()).await;
+    let app =
+        spawn_app_with(|s| s.inquiry.bulk_encoding = chukan_config::BulkEncoding::ShiftJis).await;
     app.link_codes(ORG_A, &["61", "62"]).await;
     app.set_department(ORG_A, "福祉課", &["JT00000000000009"])
         .await;

@@ -53,7 +53,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let env = TestEnv::new_with(
         &[chukan_inquiry::migrations()],
         |s| {
-            s.inquiry.expiry_sweep_secs = 1;
+            s.inquiry.expiry_sweep = Duration::from_secs(1);
             configure(s);
         },
         clock.clone(),

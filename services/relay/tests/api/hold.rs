@@ -53,7 +53,7 @@ async fn start(
             s.relay.nws_url = nws_url;
             s.relay.nws_public_keys = vec![nws_key];
             s.relay.release_per_second = 10;
-            s.relay.readiness_poll_ms = 100;
+            s.relay.readiness_poll = std::time::Duration::from_millis(100);
             configure(s);
         },
         clock.clone(),

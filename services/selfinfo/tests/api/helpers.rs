@@ -22,7 +22,6 @@ use chukan_proto::{
     NwsInbound, NwsOutbound, ProvidedRecord, ReplicasForCodeReply, ReplicasForCodeRequest,
     SelfInfoAnswer, SelfInfoItem, SelfInfoRequest,
 };
-use chukan_selfinfo::SelfInfoConfig;
 use chukan_testkit::{Captured, TestApi, TestEnv};
 use futures_util::{FutureExt as _, future::BoxFuture};
 use serde_json::Value;
@@ -70,16 +69,15 @@ pub struct TestApp {
 }
 
 /// Short waits so retries happen within a test.
-pub fn quick_config() -> SelfInfoConfig {
-    SelfInfoConfig {
-        rpc_timeout: Duration::from_millis(400),
-        poll: Duration::from_millis(100),
-        lease: Duration::from_secs(10),
-        retry_first: Duration::from_millis(100),
-        retry_max: Duration::from_millis(400),
-        batch: 8,
-        max_attachment_bytes: 64 * 1024,
-    }
+pub fn quick_settings(s: &mut chukan_config::Settings) {
+    let q = &mut s.selfinfo;
+    q.rpc_timeout = Duration::from_millis(400);
+    q.poll = Duration::from_millis(100);
+    q.lease = Duration::from_secs(10);
+    q.retry_first = Duration::from_millis(100);
+    q.retry_max = Duration::from_millis(400);
+    q.batch = 8;
+    q.max_attachment_bytes = 64 * 1024;
 }
 
 /// The app with both stubs serving.
@@ -92,9 +90,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app with neither provision nor audit answering (their queues exist, nobody consumes).
 pub async fn spawn_app_without_peers() -> TestApp {
-    let env = TestEnv::new(&[chukan_selfinfo::migrations()])
-        .await
-        .unwrap();
+    let env = TestEnv::new_with(
+        &[chukan_selfinfo::migrations()],
+        quick_settings,
+        Arc::new(chukan_core::SystemClock),
+    )
+    .await
+    .unwrap();
     // Bound before the service starts: its outbox publishes mandatory.
     let nws_out = Captured::start(&env.ctx.bus, "nws-out", &[chukan_proto::NWS_OUT])
         .await
@@ -109,9 +111,7 @@ pub async fn spawn_app_without_peers() -> TestApp {
             .await
             .unwrap();
     }
-    let parts = chukan_selfinfo::start_with(&env.ctx, quick_config())
-        .await
-        .unwrap();
+    let parts = chukan_selfinfo::start(&env.ctx).await.unwrap();
     let api = env.spawn_api(vec![parts]).await.unwrap();
     TestApp {
         env,
