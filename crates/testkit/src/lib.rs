@@ -125,6 +125,26 @@ impl TestEnv {
         token.access_token
     }
 
+    /// Publishes `message` on this environment's bus (as another service would).
+    pub async fn publish(&self, message: &chukan_mq::OutgoingMessage) {
+        #[allow(clippy::expect_used)]
+        let publisher = self.ctx.bus.publisher().await.expect("publisher");
+        #[allow(clippy::expect_used)]
+        publisher.publish(message).await.expect("publish");
+    }
+
+    /// One value from the service's tables, read as `tenant` (row-level security applies).
+    pub async fn scalar_i64(&self, tenant: &str, sql: &str) -> i64 {
+        #[allow(clippy::expect_used)]
+        let mut client = self.ctx.db.get().await.expect("pooled connection");
+        #[allow(clippy::expect_used)]
+        let tx = chukan_db::tenant_tx(&mut client, tenant)
+            .await
+            .expect("tenant transaction");
+        #[allow(clippy::expect_used)]
+        tx.query_one(sql, &[]).await.expect("query").get(0)
+    }
+
     /// A second connection pool as the database owner (bypasses nothing: tables are FORCEd;
     /// used to look at raw rows, e.g. to prove a column is ciphertext).
     pub fn owner_pool(&self) -> anyhow::Result<chukan_db::Pool> {
@@ -143,6 +163,69 @@ pub struct TestApi {
 impl TestApi {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// `method path` with `token` (and a JSON body): the status and the JSON answer (Null
+    /// when the answer is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        #[allow(clippy::expect_used)]
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `GET path` with `token`: status and JSON answer.
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, token, path, None).await
+    }
+
+    /// `POST path` with `token` and a JSON body: status and JSON answer.
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, token, path, Some(body))
+            .await
+    }
+
+    /// `GET path` with `token`, the raw response (headers, bodies that are not JSON).
+    pub async fn get_response(&self, token: &str, path: &str) -> reqwest::Response {
+        #[allow(clippy::expect_used)]
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with `token` and a JSON body, the raw response.
+    pub async fn post_response(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        #[allow(clippy::expect_used)]
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Stops every worker stage by stage, as the binary does on SIGTERM.

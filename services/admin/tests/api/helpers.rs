@@ -185,8 +185,7 @@ impl TestApp {
 
     /// Publishes `msg` on the bus, as another service's outbox would.
     pub async fn publish(&self, msg: &OutgoingMessage) {
-        let publisher = self.env.ctx.bus.publisher().await.unwrap();
-        publisher.publish(msg).await.unwrap();
+        self.env.publish(msg).await;
     }
 
     /// Publishes `msg` and waits until admin's batch consumer handled it (acked or
@@ -254,13 +253,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.api
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.api.get_response(token, path).await
     }
 
     pub async fn put(&self, token: &str, path: &str, body: &Value) -> Response {
@@ -275,14 +268,7 @@ impl TestApp {
     }
 
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.api
-            .http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.api.post_response(token, path, body).await
     }
 
     /// Creates a user through the API as `admin_token`; returns its id.

@@ -115,15 +115,7 @@ impl TestApp {
     }
 
     pub async fn publish_msg(&self, msg: &OutgoingMessage) {
-        self.env
-            .ctx
-            .bus
-            .publisher()
-            .await
-            .unwrap()
-            .publish(msg)
-            .await
-            .unwrap();
+        self.env.publish(msg).await;
     }
 
     /// Publishes the record under a new bus message id; returns the message.
@@ -135,9 +127,7 @@ impl TestApp {
 
     /// One value from the service's tables, read as `tenant` (RLS applies).
     pub async fn scalar_i64(&self, tenant: &str, sql: &str) -> i64 {
-        let mut client = self.env.ctx.db.get().await.unwrap();
-        let tx = chukan_db::tenant_tx(&mut client, tenant).await.unwrap();
-        tx.query_one(sql, &[]).await.unwrap().get(0)
+        self.env.scalar_i64(tenant, sql).await
     }
 
     /// Publishes the records and waits until the tenant's log holds `want` leaves.
@@ -164,30 +154,11 @@ impl TestApp {
     }
 
     pub async fn get_with(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .api
-            .http
-            .get(self.api.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.api.get(token, path).await
     }
 
     pub async fn post(&self, tenant: &str, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .api
-            .http
-            .post(self.api.url(path))
-            .bearer_auth(self.token(tenant))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.api.post(&self.token(tenant), path, body).await
     }
 
     /// Verifies `tenant`'s whole log with the service's own key.

@@ -93,13 +93,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.api
-            .http
-            .get(self.api.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.api.get_response(token, path).await
     }
 
     /// Waits until `n` messages went out towards the NWS.

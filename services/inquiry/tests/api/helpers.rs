@@ -109,22 +109,12 @@ impl TestApp {
     }
 
     async fn publish_msg(&self, msg: &OutgoingMessage) {
-        self.env
-            .ctx
-            .bus
-            .publisher()
-            .await
-            .unwrap()
-            .publish(msg)
-            .await
-            .unwrap();
+        self.env.publish(msg).await;
     }
 
     /// One value from the service's tables, read as `tenant` (RLS applies).
     pub async fn scalar_i64(&self, tenant: &str, sql: &str) -> i64 {
-        let mut client = self.env.ctx.db.get().await.unwrap();
-        let tx = chukan_db::tenant_tx(&mut client, tenant).await.unwrap();
-        tx.query_one(sql, &[]).await.unwrap().get(0)
+        self.env.scalar_i64(tenant, sql).await
     }
 
     /// Publishes code.linked for the residents and waits until the service holds them.
@@ -232,14 +222,7 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
-        self.api
-            .http
-            .post(self.api.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.api.post_response(token, path, body).await
     }
 
     pub async fn post_file(&self, token: &str, body: Vec<u8>) -> reqwest::Response {
@@ -255,13 +238,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.api
-            .http
-            .get(self.api.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.api.get_response(token, path).await
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> Value {

@@ -206,16 +206,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, tenant: &str, path: &str) -> (u16, serde_json::Value) {
-        let res = self
-            .api
-            .http
-            .get(self.api.url(path))
-            .bearer_auth(self.token(tenant))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        self.api.get(&self.token(tenant), path).await
     }
 
     pub async fn post(
@@ -224,17 +215,7 @@ impl TestApp {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let res = self
-            .api
-            .http
-            .post(self.api.url(path))
-            .bearer_auth(self.token(tenant))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        self.api.post(&self.token(tenant), path, &body).await
     }
 
     pub async fn report(&self, tenant: &str, id: &str) -> serde_json::Value {

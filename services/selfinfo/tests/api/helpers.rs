@@ -261,15 +261,7 @@ impl TestApp {
     }
 
     pub async fn publish(&self, msg: &OutgoingMessage) {
-        self.env
-            .ctx
-            .bus
-            .publisher()
-            .await
-            .unwrap()
-            .publish(msg)
-            .await
-            .unwrap();
+        self.env.publish(msg).await;
     }
 
     /// The answers sent towards the NWS so far: (sender, correlation id, answer).
@@ -303,13 +295,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.api
-            .http
-            .get(self.api.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.api.get_response(token, path).await
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> Value {
