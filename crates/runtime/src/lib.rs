@@ -118,6 +118,20 @@ async fn serve_openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
         .body(doc.0.clone())
 }
 
+/// A pooled connection and `tenant`'s keys: the opening of every handler and consumer that
+/// seals or opens a tenant's data. The keys are fetched before any transaction opens, so a
+/// key made here for a new tenant never rolls back with the caller's transaction. A pool that
+/// cannot lend a connection stays visible in the error's chain (`OrProblem` answers 503).
+pub async fn client_with_keys(
+    pool: &chukan_db::Pool,
+    vault: &chukan_crypto::Vault,
+    tenant: &str,
+) -> anyhow::Result<(chukan_db::PooledClient, Arc<chukan_crypto::TenantKeys>)> {
+    let client = pool.get().await.context("pool")?;
+    let keys = vault.keys(&**client, tenant).await.context("keys")?;
+    Ok((client, keys))
+}
+
 /// Connects everything a service needs; fails fast with the setting that is wrong.
 pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let db = chukan_db::app_pool(&settings.database).context("database pool")?;

@@ -279,11 +279,7 @@ async fn search(
             "addressee の値を確認してください。",
         ));
     }
-    let mut client = state.db.get().await.or_problem("pool")?;
-    // One set of keys for the blind index and for opening the hits' leaves.
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let bidx = q.addressee.as_deref().map(|a| keys.blind_index(a));

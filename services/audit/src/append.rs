@@ -85,9 +85,8 @@ pub async fn append(
     tenant: &str,
     batch: &[Incoming],
 ) -> anyhow::Result<Vec<Outcome>> {
-    let mut client = state.db.get().await?;
-    // Keys before the transaction: a key row created here must not roll back with it.
-    let keys = state.vault.keys(&**client, tenant).await?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
 
     let mut outcomes = vec![Outcome::DuplicateMessage; batch.len()];

@@ -56,8 +56,8 @@ pub async fn change(
     actor: &str,
 ) -> Result<Changed, ChangeError> {
     let original = {
-        let mut client = state.db.get().await?;
-        let keys = state.vault.keys(&**client, tenant).await?;
+        let (mut client, keys) =
+            chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
         let found = store::record(&tx, target).await?;
         tx.commit().await?;

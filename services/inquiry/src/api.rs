@@ -174,11 +174,7 @@ async fn create_inquiry(
         non_disclosure: false,
     };
 
-    let mut client = state.db.get().await.or_problem("pool")?;
-    // Keys before the transaction: a key row created now must survive a refusal below.
-    let keys = state
-        .vault
-        .keys(&**client, &tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, &tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, &tenant)
@@ -598,10 +594,7 @@ async fn upload_batch(
     }
     let mut errors = parsed.errors;
 
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, &tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, &tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, &tenant)

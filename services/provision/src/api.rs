@@ -332,10 +332,7 @@ where
     E: std::fmt::Display,
 {
     let now = state.clock.now();
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -829,10 +826,7 @@ async fn query_replicas(
         }
     };
     let today = quota_day(state.clock.now());
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -1054,10 +1048,7 @@ async fn download_reconciliation(
             "夜間バッチの後に再度ダウンロードしてください。",
         ));
     }
-    let client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, &tenant)
+    let (client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, &tenant)
         .await
         .or_problem("keys")?;
     drop(client);

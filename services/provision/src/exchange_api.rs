@@ -191,10 +191,7 @@ async fn flags_view(
     addressee: &AddresseeNo,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -292,10 +289,7 @@ async fn set_flags(
     };
     let tenant = caller.tenant();
     let now = state.clock.now();
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -470,10 +464,7 @@ pub(crate) async fn list_provisions(
     }
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -513,10 +504,7 @@ pub(crate) async fn get_provision(
     permit_id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant();
-    let mut client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
@@ -638,10 +626,7 @@ pub(crate) async fn answer_provision(
         }
         Err(ManualError::Internal(e)) => return Err(Problem::internal_because("manual answer", e)),
     };
-    let client = state.db.get().await.or_problem("pool")?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (_, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .or_problem("keys")?;
     Ok(HttpResponse::Ok().json(view(&keys, tenant, row)?))

@@ -103,12 +103,8 @@ pub async fn answer(
     by: &str,
 ) -> Result<ProvisionRow, ManualError> {
     let now = state.clock.now();
-    let mut client = state.db.get().await.map_err(anyhow::Error::from)?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
     let row = store::provision(&tx, tenant, permit_id, true)
         .await?
@@ -221,8 +217,8 @@ pub async fn expire_due(state: &ProvisionState) -> anyhow::Result<usize> {
     };
     let mut expired = 0;
     for (tenant, permit_id) in due {
-        let mut client = state.db.get().await?;
-        let keys = state.vault.keys(&**client, &tenant).await?;
+        let (mut client, keys) =
+            chukan_runtime::client_with_keys(&state.db, &state.vault, &tenant).await?;
         let tx = chukan_db::tenant_tx(&mut client, &tenant).await?;
         match store::provision(&tx, &tenant, &permit_id, true).await? {
             Some(row) if row.state == "waiting" && row.expires_at <= now => {

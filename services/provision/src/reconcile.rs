@@ -80,8 +80,8 @@ fn csv_field(out: &mut String, value: &str) {
 
 /// Writes the file from one consistent snapshot and marks it ready; returns its records.
 async fn make(state: &ProvisionState, tenant: &str, r: &Reconciliation) -> anyhow::Result<i64> {
-    let mut client = state.db.get().await?;
-    let keys = state.vault.keys(&**client, tenant).await?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     // One snapshot for every page, so the file is what was registered at one instant.
     let tx = chukan_db::tenant_snapshot_tx(&mut client, tenant, chukan_db::Snapshot::ReadThenWrite)
         .await?;

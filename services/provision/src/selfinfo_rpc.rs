@@ -52,8 +52,8 @@ pub async fn answer_request(
     if request.code.is_empty() {
         return Ok(unknown);
     }
-    let mut client = state.db.get().await?;
-    let keys = state.vault.keys(&**client, tenant).await?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
     let code_bidx = seal::code_index(&keys, &request.code);
     // Flags are read in this transaction, so a change committed before it counts at once.

@@ -92,8 +92,8 @@ impl Gate {
     pub(crate) async fn hold(&self, delivery: &Delivery, kind: &str) -> Result<(), HandleError> {
         tracing::Span::current().record("kind", kind);
         let stored = async {
-            let client = self.pool.get().await?;
-            let keys = self.vault.keys(&**client, &delivery.tenant).await?;
+            let (client, keys) =
+                chukan_runtime::client_with_keys(&self.pool, &self.vault, &delivery.tenant).await?;
             let sealed = keys.encrypt(&delivery.body, &held_aad(delivery.id));
             let held = store::hold(
                 &client,
@@ -299,8 +299,9 @@ impl Releaser {
     async fn send_one(&self, held: Held) -> anyhow::Result<bool> {
         let span = tracing::Span::current();
         let body = {
-            let client = self.pool.get().await?;
-            let keys = self.gate.vault.keys(&**client, &held.tenant).await?;
+            let (_, keys) =
+                chukan_runtime::client_with_keys(&self.pool, &self.gate.vault, &held.tenant)
+                    .await?;
             // Unreadable = not a message we can send: refused like an invalid one below.
             keys.decrypt(&held.body, &held_aad(held.message_id))
                 .unwrap_or_default()

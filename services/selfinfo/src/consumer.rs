@@ -86,10 +86,7 @@ async fn apply(state: &SelfInfoState, delivery: Delivery) -> Result<(), HandleEr
         .then(|| DateTime::<Utc>::from_timestamp_millis(request.requested_at_ms))
         .flatten();
 
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)

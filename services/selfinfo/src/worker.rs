@@ -177,8 +177,8 @@ async fn answer_one(state: &SelfInfoState, id: Uuid, tenant: &str) -> anyhow::Re
     // No connection is held while provision and audit are asked: in one process they share
     // this pool, and their answers need connections of their own.
     let (keys, waiting) = {
-        let mut client = state.db.get().await?;
-        let keys = state.vault.keys(&**client, tenant).await?;
+        let (mut client, keys) =
+            chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
         let w = store::waiting_request(&tx, id, false).await?;
         tx.commit().await?;

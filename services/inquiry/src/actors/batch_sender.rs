@@ -62,8 +62,8 @@ pub async fn send_pending(state: &InquiryState) -> anyhow::Result<usize> {
 
 /// One chunk of one batch in one transaction; 0 when nothing of the batch was left to take.
 async fn send_chunk(state: &InquiryState, tenant: &str, batch_id: Uuid) -> anyhow::Result<usize> {
-    let mut client = state.db.get().await?;
-    let keys = state.vault.keys(&**client, tenant).await?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
     let lines = store::undispatched(&tx, batch_id, CHUNK_LINES).await?;
     let now = state.clock.now();

@@ -35,27 +35,6 @@ macro_rules! handler {
     };
 }
 
-/// A pooled connection and the tenant's keys, fetched before any transaction opens: a key
-/// row created here must not roll back with the transaction.
-async fn pooled_with_keys(
-    state: &InquiryState,
-    tenant: &str,
-) -> Result<
-    (
-        chukan_db::PooledClient,
-        std::sync::Arc<chukan_crypto::TenantKeys>,
-    ),
-    HandleError,
-> {
-    let client = state.db.get().await.map_err(retry("pool"))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
-        .await
-        .map_err(retry("keys"))?;
-    Ok((client, keys))
-}
-
 handler!(CodeLinks, apply_code_link);
 handler!(Flags, apply_flags);
 handler!(Departments, apply_department);
@@ -68,7 +47,9 @@ async fn apply_code_link(state: &InquiryState, delivery: Delivery) -> Result<(),
         return Err(reject("CodeLinked without a valid addressee or code"));
     }
     let tenant = event.tenant.as_str();
-    let (mut client, keys) = pooled_with_keys(state, tenant).await?;
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
+        .await
+        .map_err(retry("keys"))?;
     let bidx = keys.blind_index(&event.addressee);
     let code_enc = keys.encrypt(event.code.as_bytes(), &aad(tenant, "code", &bidx));
     let linked_at = Utc
@@ -93,7 +74,9 @@ async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), Han
         return Err(reject("FlagsChanged without a valid addressee"));
     }
     let tenant = event.tenant.as_str();
-    let (mut client, keys) = pooled_with_keys(state, tenant).await?;
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
+        .await
+        .map_err(retry("keys"))?;
     let bidx = keys.blind_index(&event.addressee);
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await

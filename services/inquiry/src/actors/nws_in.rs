@@ -50,10 +50,7 @@ async fn apply(state: &InquiryState, delivery: Delivery) -> Result<(), HandleErr
         .ok_or_else(|| reject(format!("unknown result status {:?}", result.status)))?;
     let tenant = delivery.tenant.as_str();
 
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)

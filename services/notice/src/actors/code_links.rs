@@ -36,11 +36,7 @@ async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleEr
         return Err(reject("CodeLinked without a valid addressee or code"));
     }
     let tenant = event.tenant.as_str();
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    // Keys before the transaction: a key row created here must not roll back with it.
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let bidx = keys.blind_index(&event.addressee);

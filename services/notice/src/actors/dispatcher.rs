@@ -68,8 +68,8 @@ pub async fn dispatch_due(state: &NoticeService) -> anyhow::Result<usize> {
 }
 
 async fn send_one(state: &NoticeService, tenant: &str, id: Uuid) -> anyhow::Result<bool> {
-    let mut client = state.db.get().await?;
-    let keys = state.vault.keys(&**client, tenant).await?;
+    let (mut client, keys) =
+        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
     if !store::take_scheduled(&tx, id).await? {
         // Another dispatcher took it first.

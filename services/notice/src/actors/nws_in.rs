@@ -77,10 +77,7 @@ async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleEr
     let ids: Vec<Uuid> = items.keys().copied().collect();
     let check_id = Uuid::parse_str(&report.check_id).ok();
 
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)

@@ -37,10 +37,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
     let tenant = delivery.tenant.as_str();
     let linked_at = DateTime::<Utc>::from_timestamp_millis(event.linked_at_ms)
         .unwrap_or_else(|| state.clock.now());
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)

@@ -115,11 +115,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
         now_ms,
     );
 
-    let mut client = state.db.get().await.map_err(retry("pool"))?;
-    // Cached after the first request of a tenant: no round trip on the hot path.
-    let keys = state
-        .vault
-        .keys(&**client, tenant)
+    let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
     let tx = chukan_db::tenant_tx(&mut client, tenant)
