@@ -60,24 +60,14 @@ async fn a_pool_that_cannot_lend_a_connection_is_503_with_retry_after_on_every_s
     }
 
     let mut failures = Vec::new();
-    for (service, path, role) in one_route_per_service() {
-        let res = api
-            .http
-            .get(api.url(&path))
-            .bearer_auth(env.token(TENANT, &[role]))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let retry_after = res.headers().get("retry-after").cloned();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
+    for (service, path, status, retry_after, body) in ask_every_service(&env, &api).await {
         if status != 503
             || body["code"] != "service-unavailable"
-            || retry_after.is_none()
+            || !retry_after
             || !is_support_id(&body["support_id"])
         {
             failures.push(format!(
-                "{service} GET {path}: {status} retry-after {retry_after:?} {body}"
+                "{service} GET {path}: {status} retry-after {retry_after} {body}"
             ));
         }
     }
@@ -85,17 +75,25 @@ async fn a_pool_that_cannot_lend_a_connection_is_503_with_retry_after_on_every_s
 
     // Given its connections back, every service answers again.
     drop(held);
-    for (service, path, role) in one_route_per_service() {
-        let res = api
-            .http
-            .get(api.url(&path))
-            .bearer_auth(env.token(TENANT, &[role]))
-            .send()
-            .await
-            .unwrap();
-        assert_ne!(res.status().as_u16(), 503, "{service} GET {path}");
-        assert!(res.status().as_u16() < 500, "{service} GET {path}");
+    for (service, path, status, _, body) in ask_every_service(&env, &api).await {
+        assert!(status < 500, "{service} GET {path}: {status} {body}");
     }
+}
+
+/// Each service's route asked once: (service, path, status, Retry-After present, body).
+async fn ask_every_service(
+    env: &chukan_testkit::TestEnv,
+    api: &chukan_testkit::TestApi,
+) -> Vec<(&'static str, String, u16, bool, Value)> {
+    let mut answers = Vec::new();
+    for (service, path, role) in one_route_per_service() {
+        let res = api.get_response(&env.token(TENANT, &[role]), &path).await;
+        let status = res.status().as_u16();
+        let retry_after = res.headers().contains_key("retry-after");
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        answers.push((service, path, status, retry_after, body));
+    }
+    answers
 }
 
 #[actix_rt::test]
