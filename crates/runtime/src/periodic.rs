@@ -53,3 +53,46 @@ pub fn periodic_worker<T: TaskEnd>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_is_a_worker_that_died_and_a_stopped_one_ended_cleanly() {
+        let (stop, _) = watch::channel(false);
+        let died = periodic_worker(
+            "dies",
+            StopStage::Consumers,
+            tokio::spawn(async {
+                if std::hint::black_box(true) {
+                    panic!("a defect in the loop");
+                }
+            }),
+            stop,
+        );
+        let end = tokio::time::timeout(Duration::from_secs(5), died.finished)
+            .await
+            .expect("the end of a panicked task is seen");
+        let why = end.expect_err("a panic is the worker dying, for the binary to exit on");
+        assert!(why.to_string().contains("dies"), "{why}");
+
+        let (stop, mut stopped) = watch::channel(false);
+        let runs = periodic_worker(
+            "runs",
+            StopStage::Consumers,
+            tokio::spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                std::future::pending::<()>().await;
+            }),
+            stop,
+        );
+        (runs.stop)().await;
+        let end = tokio::time::timeout(Duration::from_secs(5), runs.finished)
+            .await
+            .expect("a stopped task ends");
+        assert!(end.is_ok(), "stopping is a clean end: {end:?}");
+    }
+}

@@ -25,12 +25,21 @@ pub struct Records {
 }
 
 impl Records {
-    /// Starts the batcher; it ends when the consumer drops this handler.
-    pub fn new(state: AuditState) -> Self {
+    /// Starts the batcher; returns the handler and the batcher as a worker the binary
+    /// watches: a batcher that died would leave every record to be retried and
+    /// dead-lettered behind a consumer that looks healthy, so its end stops the process
+    /// instead (ADR 0002). It is stopped after the consumers, with nothing left in flight.
+    pub fn start(state: AuditState) -> (Self, chukan_runtime::Worker) {
         let capacity = usize::from(state.settings.prefetch);
         let (jobs, rx) = mpsc::channel(capacity);
-        tokio::spawn(batcher(state, rx));
-        Self { jobs }
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let worker = chukan_runtime::periodic_worker(
+            "audit.batcher",
+            chukan_runtime::StopStage::Outbox,
+            tokio::spawn(batcher(state, rx)),
+            stop,
+        );
+        (Self { jobs }, worker)
     }
 }
 

@@ -121,12 +121,13 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let queue = records_queue();
     ctx.bus.declare_queue(&queue).await?;
     // Its own prefetch: deliveries in flight are what a batch is made of.
+    let (records, batcher) = consumer::Records::start(state.clone());
     let consumer = chukan_mq::consumer::start(
         &ctx.bus,
         &queue,
         "audit",
         state.settings.prefetch,
-        Arc::new(consumer::Records::new(state.clone())),
+        Arc::new(records),
     );
     // 自己情報提供: the self-information service asks for a resident's disclosable records.
     let selfinfo_queue = disclosable::queue();
@@ -140,6 +141,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     );
     let mut workers = vec![
         consumer.into_worker(&queue.name),
+        batcher,
         selfinfo.into_worker(&selfinfo_queue.name),
         heads::start(state.clone()),
     ];
