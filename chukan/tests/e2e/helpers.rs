@@ -330,10 +330,14 @@ impl Stack {
         // Provision learns the tenant from admin's tenant.changed event, on its own time:
         // the tenant is ready for work once its replica quota answers.
         let quota = format!("{}/v1/replica-quota", self.api);
-        chukan_testkit::wait_until(Duration::from_secs(30), "provision knows the tenant", || {
-            let req = self.http.get(&quota).bearer_auth(&token);
-            async move { matches!(req.send().await, Ok(r) if r.status().is_success()) }
-        })
+        chukan_testkit::wait_until(
+            Duration::from_secs(30),
+            "provision knows the tenant",
+            || {
+                let req = self.http.get(&quota).bearer_auth(&token);
+                async move { matches!(req.send().await, Ok(r) if r.status().is_success()) }
+            },
+        )
         .await
         .unwrap();
         token
