@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use chukan_config::Settings;
 use chukan_core::SystemClock;
-use chukan_provision::jobs::{Job, JobReport};
+use chukan_provision::replica::jobs::{Job, JobReport};
 use clap::{Subcommand, builder::PossibleValuesParser, builder::TypedValueParser as _};
 use comfy_table::{Cell, Table};
 
@@ -55,7 +55,7 @@ pub async fn run(settings: Settings, command: &BatchCommand) -> anyhow::Result<(
     // Uploads are applied right here: the immediate-processing trigger has no listener.
     let (state, _immediate) = chukan_provision::build_state(&ctx, outbox.clone())?;
     let started = Instant::now();
-    let result = chukan_provision::jobs::run(&state, job).await;
+    let result = chukan_provision::replica::jobs::run(&state, job).await;
     // Whatever committed (counts, batch progress) is published before the process leaves,
     // even when the job failed part way.
     let flushed = outbox.flush().await;

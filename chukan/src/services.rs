@@ -46,7 +46,7 @@ pub const SERVICES: &[Service] = &[
                 chukan_provision::nws_in_queue(),
                 chukan_provision::code_links_queue(),
                 // Self-information asks provision for replicas on this request/reply queue.
-                chukan_provision::selfinfo_rpc::queue(),
+                chukan_provision::exchange::selfinfo_rpc::queue(),
             ]
         },
         start: |ctx| Box::pin(chukan_provision::start(ctx)),

@@ -12,23 +12,11 @@
 //! the copy of code links, the resident's flags decide between an automatic answer (自動応答)
 //! and the manual-answer queue, and the answer leaves through the outbox.
 
-pub mod actors;
-pub mod answer;
-pub mod api;
-pub mod apply;
-pub mod exchange_api;
-pub mod flags;
+pub mod exchange;
 pub mod history;
-pub mod intake;
-pub mod jobs;
-pub mod manual;
 pub mod metrics;
-pub mod quota;
-pub mod reconcile;
+pub mod replica;
 pub mod seal;
-pub mod selfinfo_rpc;
-pub mod session_lock;
-pub mod slots;
 pub mod store;
 
 use std::sync::Arc;
@@ -46,8 +34,8 @@ use tokio::sync::mpsc;
 use utoipa::OpenApi as _;
 
 use crate::{
-    apply::Applier,
-    slots::{Slot, UploadSchedule},
+    replica::apply::Applier,
+    replica::slots::{Slot, UploadSchedule},
 };
 
 pub const SCHEMA: &str = "provision";
@@ -94,7 +82,7 @@ pub fn tenant_queue() -> QueueSpec {
 pub fn stats_queue() -> QueueSpec {
     QueueSpec {
         name: "stats.replica-counts".into(),
-        bindings: vec![apply::REPLICA_COUNT.into()],
+        bindings: vec![replica::apply::REPLICA_COUNT.into()],
     }
 }
 
@@ -103,7 +91,7 @@ pub fn nws_in_queue() -> QueueSpec {
     QueueSpec {
         name: "provision.nws-in".into(),
         bindings: vec![chukan_proto::inbound_routing_key(
-            actors::nws_in::REQUEST_KIND,
+            exchange::nws_in::REQUEST_KIND,
         )],
     }
 }
@@ -117,7 +105,7 @@ pub fn code_links_queue() -> QueueSpec {
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::ApiDoc::openapi()
+    replica::api::ApiDoc::openapi()
 }
 
 /// The catalogue the settings name: a directory, or the built-in one.
@@ -230,7 +218,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         &queue,
         "provision",
         ctx.settings.amqp.prefetch,
-        Arc::new(actors::tenants::TenantSettings::new(state.db.clone())),
+        Arc::new(replica::tenants::TenantSettings::new(state.db.clone())),
     );
     let requests_queue = nws_in_queue();
     ctx.bus.declare_queue(&requests_queue).await?;
@@ -239,7 +227,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         &requests_queue,
         "provision",
         ctx.settings.amqp.prefetch,
-        Arc::new(actors::nws_in::ProvisionRequests::new(state.clone())),
+        Arc::new(exchange::nws_in::ProvisionRequests::new(state.clone())),
     );
     let links_queue = code_links_queue();
     ctx.bus.declare_queue(&links_queue).await?;
@@ -248,20 +236,20 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         &links_queue,
         "provision",
         ctx.settings.amqp.prefetch,
-        Arc::new(actors::code_links::CodeLinks::new(state.clone())),
+        Arc::new(exchange::code_links::CodeLinks::new(state.clone())),
     );
     // 自己情報提供: the self-information service's read-only questions (request/reply).
-    let selfinfo_queue = selfinfo_rpc::queue();
+    let selfinfo_queue = exchange::selfinfo_rpc::queue();
     ctx.bus.declare_queue(&selfinfo_queue).await?;
     let selfinfo = chukan_mq::rpc::serve(
         &ctx.bus,
         &selfinfo_queue,
         "provision",
         ctx.settings.amqp.prefetch,
-        selfinfo_rpc::handler(state.clone()),
+        exchange::selfinfo_rpc::handler(state.clone()),
     );
-    let expiry = actors::expiry::start(state.clone(), ctx.settings.provision.scheduler_poll);
-    let scheduler = actors::scheduler::start(
+    let expiry = exchange::expiry::start(state.clone(), ctx.settings.provision.scheduler_poll);
+    let scheduler = replica::scheduler::start(
         state.clone(),
         immediate_rx,
         ctx.settings.provision.scheduler_poll,
@@ -269,7 +257,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "provision",
-        routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
+        routes: Some(Arc::new(move |cfg| replica::api::routes(cfg, data.clone()))),
         workers: vec![
             consumer.into_worker("provision.tenants"),
             requests.into_worker("provision.nws-in"),

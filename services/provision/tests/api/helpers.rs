@@ -15,7 +15,7 @@ use chukan_layout::{ItemValue, Payload};
 use chukan_mq::{Delivery, QueueSpec};
 use chukan_provision::{
     ProvisionState,
-    jobs::{self, Job, JobReport},
+    replica::jobs::{self, Job, JobReport},
     store::{self, Org},
 };
 use chukan_replica_list::{EntrySpec, ListWriter, Operation};

@@ -802,7 +802,7 @@ async fn waiting_provisions_expire_at_the_end_of_their_validity() {
 
     // The sweep expires the rest.
     assert_eq!(
-        chukan_provision::manual::expire_due(&app.state)
+        chukan_provision::exchange::manual::expire_due(&app.state)
             .await
             .unwrap(),
         1
@@ -814,7 +814,7 @@ async fn waiting_provisions_expire_at_the_end_of_their_validity() {
         .await;
     assert_eq!(row["state"], "expired");
     assert_eq!(
-        chukan_provision::manual::expire_due(&app.state)
+        chukan_provision::exchange::manual::expire_due(&app.state)
             .await
             .unwrap(),
         0

@@ -1,7 +1,7 @@
 //! Daily quotas: what does not fit tonight is carried to the next night, never lost.
 
 use chrono::Duration;
-use chukan_provision::jobs::Job;
+use chukan_provision::replica::jobs::Job;
 use chukan_replica_list::{Limits, ListReader};
 
 use crate::helpers::*;

@@ -1,6 +1,6 @@
 //! Reconciliation files (突合用ファイル): immediate when small, by the nightly batch otherwise.
 
-use chukan_provision::jobs::Job;
+use chukan_provision::replica::jobs::Job;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -1,7 +1,7 @@
 //! Daily changes over REST, point-in-time reads, public dates, bulk delete, slots, events.
 
 use chukan_proto::{Message, ReplicaCountChanged};
-use chukan_provision::jobs::Job;
+use chukan_provision::replica::jobs::Job;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -1,7 +1,7 @@
 //! Every revision kind of the data standard layout (DOMAIN §4), and abolished datasets deleted
 //! from day 31.
 
-use chukan_provision::jobs::Job;
+use chukan_provision::replica::jobs::Job;
 
 use crate::helpers::*;
 

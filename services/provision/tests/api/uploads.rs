@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chukan_provision::jobs::Job;
+use chukan_provision::replica::jobs::Job;
 use chukan_replica_list::Operation;
 
 use crate::helpers::*;

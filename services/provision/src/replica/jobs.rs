@@ -7,7 +7,7 @@ use chukan_layout::RecordKind;
 
 use crate::{
     ProvisionState,
-    apply::{RunInfo, UploadOutcome, quota_day},
+    replica::apply::{RunInfo, UploadOutcome, quota_day},
     store,
 };
 
@@ -88,7 +88,7 @@ pub async fn run(state: &ProvisionState, job: Job) -> anyhow::Result<JobReport> 
     }
     if matches!(job, Job::Reconciliations | Job::Nightly) {
         for org in &orgs {
-            match crate::reconcile::make_queued(state, &org.org_code).await {
+            match crate::replica::reconcile::make_queued(state, &org.org_code).await {
                 Ok(n) => report.reconciliations_made += n,
                 Err(e) => report.fail(&org.org_code, "reconciliations", &e),
             }
@@ -134,7 +134,7 @@ pub async fn bulk_delete(
     let deleted = store::bulk_delete(&tx, tenant, kind).await?;
     if deleted > 0 {
         store::insert_count_deltas(&tx, tenant, &[(kind.clone(), -deleted)]).await?;
-        crate::apply::publish_counts(&tx, tenant, state.clock.now()).await?;
+        crate::replica::apply::publish_counts(&tx, tenant, state.clock.now()).await?;
     }
     tx.commit().await?;
     state.outbox.wake();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     ProvisionState,
-    intake::CHUNK_BYTES,
+    replica::intake::CHUNK_BYTES,
     seal,
     store::{self, Reconciliation},
 };

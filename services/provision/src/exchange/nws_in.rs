@@ -11,9 +11,10 @@ use futures_util::future::BoxFuture;
 
 use crate::{
     ProvisionState,
-    answer::{self, PermitRefusal},
-    apply::quota_day,
-    metrics, seal,
+    exchange::answer::{self, PermitRefusal},
+    metrics,
+    replica::apply::quota_day,
+    seal,
     store::{self, ProvisionRow},
 };
 

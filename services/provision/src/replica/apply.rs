@@ -33,9 +33,9 @@ use uuid::Uuid;
 
 use crate::{
     SCHEMA,
-    quota::{DailyQuota, OrgKind, Remaining},
+    replica::quota::{DailyQuota, OrgKind, Remaining},
+    replica::session_lock::SessionLock,
     seal::{self, SealedReplicaRef},
-    session_lock::SessionLock,
     store::{self, Applied, Rejection},
 };
 
@@ -761,8 +761,12 @@ impl Window {
 /// Reads the stored file back, chunk by chunk, and turns its entries into database-ready
 /// chunks, stopping where tonight's quota ends.
 async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()> {
-    let reader =
-        crate::intake::stored_file_reader(p.db.clone(), p.keys.clone(), p.tenant.clone(), p.upload);
+    let reader = crate::replica::intake::stored_file_reader(
+        p.db.clone(),
+        p.keys.clone(),
+        p.tenant.clone(),
+        p.upload,
+    );
     let mut list = ListReader::new(reader, p.limits);
     let mut settled = p.settled.iter().copied().peekable();
     let mut window = Window::default();

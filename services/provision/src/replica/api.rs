@@ -21,13 +21,14 @@ use uuid::Uuid;
 
 use crate::{
     ProvisionState,
-    apply::{RunInfo, quota_day},
     history::PointInTime,
-    intake::{self, CheckContext, IntakeError, Precheck},
-    jobs,
-    quota::{DailyQuota, OrgKind, Remaining},
-    reconcile, seal,
-    slots::{UploadRefusal, UploadSchedule},
+    replica::apply::{RunInfo, quota_day},
+    replica::intake::{self, CheckContext, IntakeError, Precheck},
+    replica::jobs,
+    replica::quota::{DailyQuota, OrgKind, Remaining},
+    replica::reconcile,
+    replica::slots::{UploadRefusal, UploadSchedule},
+    seal,
     store::{self, Org, Reconciliation, Rejection, ReplicaCount, UploadReport},
 };
 
@@ -39,22 +40,22 @@ use crate::{
         upload, list_uploads, get_upload, get_rejections, register_records, query_replicas,
         bulk_delete, request_reconciliation, get_reconciliation, download_reconciliation,
         get_quota, get_slots, get_counts,
-        crate::exchange_api::query_flags, crate::exchange_api::put_resident_flags,
-        crate::exchange_api::get_flags, crate::exchange_api::put_flags,
-        crate::exchange_api::list_provisions, crate::exchange_api::get_provision,
-        crate::exchange_api::answer_provision
+        crate::exchange::api::query_flags, crate::exchange::api::put_resident_flags,
+        crate::exchange::api::get_flags, crate::exchange::api::put_flags,
+        crate::exchange::api::list_provisions, crate::exchange::api::get_provision,
+        crate::exchange::api::answer_provision
     ),
     components(schemas(
         UploadAccepted, UploadReport, Rejection, RecordsRequest, RecordInput, ItemInput,
         RecordOperation, ReplicaQuery, ReplicaQueryBody, ReplicaAnswer, ReplicaEntry, BulkDeleteRequest,
         BulkDeleteResult, ReconciliationRequest, Reconciliation, QuotaStatus, DailyQuota,
         Remaining, SlotStatus, SlotView, ReplicaCount, Problem,
-        crate::exchange_api::FlagsView, crate::exchange_api::FlagsUpdate,
-        crate::exchange_api::FlagsQuery, crate::exchange_api::ResidentFlagsUpdate,
-        crate::exchange_api::ProhibitionInput, crate::flags::Prohibition,
-        crate::exchange_api::ProvisionView, crate::exchange_api::AnswerRequest,
-        crate::exchange_api::DecisionKind, crate::exchange_api::AnswerBody,
-        crate::exchange_api::ProvisionStatus
+        crate::exchange::api::FlagsView, crate::exchange::api::FlagsUpdate,
+        crate::exchange::api::FlagsQuery, crate::exchange::api::ResidentFlagsUpdate,
+        crate::exchange::api::ProhibitionInput, crate::exchange::flags::Prohibition,
+        crate::exchange::api::ProvisionView, crate::exchange::api::AnswerRequest,
+        crate::exchange::api::DecisionKind, crate::exchange::api::AnswerBody,
+        crate::exchange::api::ProvisionStatus
     )),
     tags((
         name = "provision",
@@ -100,7 +101,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<ProvisionState>) {
         .route("/v1/replica-quota", web::get().to(get_quota))
         .route("/v1/replica-upload-slots", web::get().to(get_slots))
         .route("/v1/replica-counts", web::get().to(get_counts))
-        .configure(crate::exchange_api::routes);
+        .configure(crate::exchange::api::routes);
 }
 
 fn japan(at: DateTime<Utc>) -> String {
@@ -843,7 +844,8 @@ async fn query_replicas(
     .await
     .or_problem("replicas")?;
     // Only what is public today (公開開始日 ≦ today ≦ 公開終了日) may be answered.
-    let chosen = crate::answer::select_at(&keys, tenant, rows, when, today).or_problem("open")?;
+    let chosen =
+        crate::exchange::answer::select_at(&keys, tenant, rows, when, today).or_problem("open")?;
     let entries = chosen
         .iter()
         .map(|(row, s)| ReplicaEntry {

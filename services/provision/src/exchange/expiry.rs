@@ -6,7 +6,7 @@ use std::time::Duration;
 use chukan_runtime::{StopStage, Worker};
 use tokio::sync::watch;
 
-use crate::{ProvisionState, manual};
+use crate::{ProvisionState, exchange::manual};
 
 pub fn start(state: ProvisionState, every: Duration) -> Worker {
     let (stop_tx, mut stop_rx) = watch::channel(false);

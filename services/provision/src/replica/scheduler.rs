@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     ProvisionState,
-    apply::RunInfo,
-    jobs::{self, Job},
-    session_lock::SessionLock,
+    replica::apply::RunInfo,
+    replica::jobs::{self, Job},
+    replica::session_lock::SessionLock,
     store,
 };
 

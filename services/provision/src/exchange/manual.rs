@@ -6,9 +6,10 @@ use chukan_proto::ProvisionAnswer;
 
 use crate::{
     ProvisionState,
-    answer::{self, Outgoing},
-    apply::quota_day,
-    metrics, seal,
+    exchange::answer::{self, Outgoing},
+    metrics,
+    replica::apply::quota_day,
+    seal,
     store::{self, ProvisionRow, Settlement},
 };
 

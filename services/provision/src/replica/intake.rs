@@ -17,9 +17,9 @@ use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
 use crate::{
-    apply, seal,
-    slots::{UploadRefusal, UploadSchedule},
-    store,
+    replica::apply,
+    replica::slots::{UploadRefusal, UploadSchedule},
+    seal, store,
 };
 
 /// Size of one sealed chunk of a stored file.

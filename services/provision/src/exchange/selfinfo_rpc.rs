@@ -11,10 +11,11 @@ use deadpool_postgres::GenericClient;
 use futures_util::{FutureExt as _, future::BoxFuture};
 
 use crate::{
-    ProvisionState, answer,
-    apply::quota_day,
-    flags::Flags,
+    ProvisionState,
+    exchange::answer,
+    exchange::flags::Flags,
     history::PointInTime,
+    replica::apply::quota_day,
     seal,
     store::{self, StoredReplica},
 };

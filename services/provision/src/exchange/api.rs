@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 
 use crate::{
     ProvisionState,
-    flags::{Flags, Prohibition, four_digits},
-    manual::{self, Decision, ManualError},
+    exchange::flags::{Flags, Prohibition, four_digits},
+    exchange::manual::{self, Decision, ManualError},
     seal,
     store::{self, ProvisionRow},
 };
