@@ -50,8 +50,13 @@ pub async fn boundary(
     {
         crate::set_parent_from_traceparent(&span, parent);
     }
-    let support_id = support_id(&span);
-    span.record("support_id", support_id.as_str());
+    // The trace id names the request on every log line inside its span. When the span is not
+    // recorded (a quieter log level) there is no trace id and nothing to put it on, so an id
+    // is only made up if a problem is answered.
+    let trace_id = trace_id(&span);
+    if let Some(id) = &trace_id {
+        span.record("support_id", id.as_str());
+    }
 
     let res = next.call(req).instrument(span.clone()).await?;
     let status = res.status();
@@ -61,6 +66,7 @@ pub async fn boundary(
         return Ok(res.map_into_boxed_body());
     }
 
+    let support_id = trace_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let (req, res) = res.into_parts();
     let (head, body) = res.into_parts();
     let bytes = match actix_web::body::to_bytes_limited(body, MAX_PROBLEM_BYTES).await {
@@ -94,13 +100,10 @@ fn is_problem<B>(res: &ServiceResponse<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
 }
 
-/// The trace id of the request's span, or a fresh random id when the span is not recorded.
-fn support_id(span: &tracing::Span) -> String {
+/// The trace id of the request's span; None when the span is not recorded.
+fn trace_id(span: &tracing::Span) -> Option<String> {
     let trace_id = span.context().span().span_context().trace_id();
-    if trace_id != opentelemetry::trace::TraceId::INVALID {
-        return trace_id.to_string();
-    }
-    uuid::Uuid::new_v4().simple().to_string()
+    (trace_id != opentelemetry::trace::TraceId::INVALID).then(|| trace_id.to_string())
 }
 
 fn log_once(status: u16, code: &str, support_id: &str, cause: Option<&Cause>) {

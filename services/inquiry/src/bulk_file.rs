@@ -39,27 +39,15 @@ pub const LINE_BYTES_WITH_END: usize = LINE_BYTES + 2;
 /// The field name used for errors of the line as a whole.
 pub const WHOLE_LINE: &str = "行";
 
-/// Character encoding of bulk files (`settings.inquiry.bulk_encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileEncoding {
-    Utf8,
-    ShiftJis,
-}
+/// Character encoding of bulk files: the setting `inquiry.bulk_encoding` itself.
+pub use chukan_config::BulkEncoding as FileEncoding;
 
-impl FileEncoding {
-    pub fn from_setting(setting: chukan_config::BulkEncoding) -> Self {
-        match setting {
-            chukan_config::BulkEncoding::Utf8 => Self::Utf8,
-            chukan_config::BulkEncoding::ShiftJis => Self::ShiftJis,
-        }
-    }
-
-    fn decode<'a>(self, bytes: &'a [u8]) -> Option<Cow<'a, str>> {
-        match self {
-            Self::Utf8 => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
-            Self::ShiftJis => {
-                encoding_rs::SHIFT_JIS.decode_without_bom_handling_and_without_replacement(bytes)
-            }
+/// The text of `bytes` in `encoding`, or None when they are not text in it.
+fn decode(encoding: FileEncoding, bytes: &[u8]) -> Option<Cow<'_, str>> {
+    match encoding {
+        FileEncoding::Utf8 => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+        FileEncoding::ShiftJis => {
+            encoding_rs::SHIFT_JIS.decode_without_bom_handling_and_without_replacement(bytes)
         }
     }
 }
@@ -150,7 +138,7 @@ fn parse_line(
     for (name, width) in FIELDS {
         let bytes = &raw[at..at + width];
         at += width;
-        match encoding.decode(bytes) {
+        match decode(encoding, bytes) {
             // A control character (NUL above all) means nothing in a fixed-length field, and
             // PostgreSQL text cannot hold NUL: refused here, before anything is stored.
             Some(s) if s.chars().any(char::is_control) => {

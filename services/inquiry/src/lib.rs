@@ -93,7 +93,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let settings = ctx.settings.inquiry.clone();
-    let encoding = FileEncoding::from_setting(settings.bulk_encoding);
+    let encoding = settings.bulk_encoding;
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
         SCHEMA,
