@@ -10,11 +10,20 @@ use anyhow::Context as _;
 use chukan_config::DatabaseSettings;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 mod failure;
+mod text_enum;
 
 pub use deadpool_postgres::{Object as PooledClient, Pool, Transaction};
 pub use failure::{OrProblem, is_unavailable, problem_of};
 use secrecy::ExposeSecret as _;
 use tokio_postgres::{Client, Config, NoTls};
+
+/// What [`text_enum!`] expands to, reachable from the crates that use it.
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio_postgres::types::{
+        FromSql, IsNull, ToSql, Type, private::BytesMut, to_sql_checked,
+    };
+}
 
 /// History table of the infrastructure migrations, one per service schema.
 pub const INFRA_HISTORY_TABLE: &str = "chukan_infra_history";

@@ -1,7 +1,10 @@
 //! What every consumer's handler does with a delivery before its own work: decode the body,
-//! check the tenant it names against the delivery's, and say how a failure ends — retried
-//! later ([`retry`]: the database or a peer did not answer) or dead-lettered now
-//! ([`reject`]: the message itself is wrong and will never apply).
+//! check the tenant it names against the delivery's, open the tenant transaction that claims
+//! it in the inbox, and say how a failure ends — retried later ([`retry`]: the database or a
+//! peer did not answer) or dead-lettered now ([`reject`]: the message itself is wrong and will
+//! never apply).
+
+use chukan_db::{PooledClient, Transaction};
 
 use crate::{Delivery, HandleError};
 
@@ -38,6 +41,28 @@ impl Delivery {
             return Err(reject("tenant mismatch or malformed tenant"));
         }
         Ok(())
+    }
+
+    /// Opens the delivery's tenant transaction (row-level security) and claims the delivery
+    /// in `schema`'s inbox for `consumer`, in one round trip after `BEGIN`. `None`: it was
+    /// applied before (a redelivery) — acknowledge it and do nothing; the transaction rolls
+    /// back when dropped.
+    ///
+    /// A consumer that reads rows it needs in the same round trip as the claim opens with
+    /// [`chukan_db::tenant_tx`] and joins [`crate::inbox::claim`] with those reads instead.
+    pub async fn claim<'c>(
+        &self,
+        client: &'c mut PooledClient,
+        schema: &str,
+        consumer: &str,
+    ) -> Result<Option<Transaction<'c>>, HandleError> {
+        let tx = chukan_db::tenant_tx(client, &self.tenant)
+            .await
+            .map_err(retry("begin"))?;
+        let fresh = crate::inbox::claim(&tx, schema, consumer, self.id)
+            .await
+            .map_err(retry("inbox"))?;
+        Ok(fresh.then_some(tx))
     }
 }
 

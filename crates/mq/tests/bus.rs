@@ -14,7 +14,7 @@ use std::{
 use chukan_config::{AmqpSettings, DatabaseSettings, Settings};
 use chukan_db::{Migrations, Pool};
 use chukan_mq::{
-    Bus, Delivery, HandleError, Handler, OutgoingMessage, PublishError, QueueSpec, consumer, inbox,
+    Bus, Delivery, HandleError, Handler, OutgoingMessage, PublishError, QueueSpec, consumer,
     metrics, outbox,
 };
 use futures_util::{FutureExt as _, future::BoxFuture};
@@ -204,14 +204,8 @@ impl Handler for CountOnce {
         let hang = self.hang_first && call == 0;
         async move {
             let mut client = pool.get().await.map_err(|e| HandleError::Retry(e.into()))?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| HandleError::Retry(e.into()))?;
-            if inbox::claim(&tx, SCHEMA, consumer, delivery.id)
-                .await
-                .map_err(|e| HandleError::Retry(e.into()))?
-            {
+            // The opening every consumer uses: tenant transaction + inbox claim.
+            if let Some(tx) = delivery.claim(&mut client, SCHEMA, consumer).await? {
                 tx.execute(
                     "INSERT INTO mqtest.counters (name, value) VALUES ($1, 1)
                      ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
@@ -219,10 +213,10 @@ impl Handler for CountOnce {
                 )
                 .await
                 .map_err(|e| HandleError::Retry(e.into()))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| HandleError::Retry(e.into()))?;
             }
-            tx.commit()
-                .await
-                .map_err(|e| HandleError::Retry(e.into()))?;
             if hang {
                 std::future::pending::<()>().await;
             }

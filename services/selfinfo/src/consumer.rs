@@ -89,16 +89,10 @@ async fn apply(state: &SelfInfoState, delivery: Delivery) -> Result<(), HandleEr
     let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(retry("begin"))?;
-    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
-        .await
-        .map_err(retry("inbox"))?
-    {
+    let Some(tx) = delivery.claim(&mut client, crate::SCHEMA, CONSUMER).await? else {
         metrics::request("duplicate");
         return Ok(());
-    }
+    };
     let id = Uuid::now_v7();
     let code_enc = keys.encrypt(request.code.as_bytes(), &code_aad(tenant, id));
     let inserted = store::insert_request(

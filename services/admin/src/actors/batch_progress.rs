@@ -37,16 +37,9 @@ async fn apply(db: &chukan_db::Pool, delivery: Delivery) -> Result<(), HandleErr
     let report = BatchReport::from_event(&event)
         .map_err(|why| reject(format!("BatchProgress refused: {why}")))?;
     let mut client = db.get().await.map_err(retry("pool"))?;
-    let tx = chukan_db::tenant_tx(&mut client, &report.tenant)
-        .await
-        .map_err(retry("begin"))?;
-    if !chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
-        .await
-        .map_err(retry("inbox"))?
-    {
-        // Already applied: the transaction rolls back when dropped.
+    let Some(tx) = delivery.claim(&mut client, crate::SCHEMA, CONSUMER).await? else {
         return Ok(());
-    }
+    };
     let written = store::upsert_batch_run(&tx, &report)
         .await
         .map_err(retry("batch run"))?;

@@ -13,7 +13,7 @@ use chukan_proto::{
 use crate::{
     history::{self, HistoryFacts, PointInTime},
     seal::{self, SealedReplica},
-    store::{ProvisionRow, StoredReplica},
+    store::{AnswerStatus, ProvisionRow, StoredReplica},
 };
 
 /// Kind of the answer message on the NWS.
@@ -222,7 +222,7 @@ pub fn outgoing(
 pub fn expired_answer(permit_id: &str, now: DateTime<Utc>) -> ProvisionAnswer {
     ProvisionAnswer {
         permit_id: permit_id.into(),
-        status: "expired".into(),
+        status: AnswerStatus::Expired.as_str().into(),
         records: Vec::new(),
         reason_code: "request-expired".into(),
         reason: "有効期間内に情報提供できませんでした（照会要求の有効期限切れ）。".into(),

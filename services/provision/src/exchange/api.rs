@@ -20,7 +20,7 @@ use crate::{
     exchange::flags::{Flags, Prohibition, four_digits},
     exchange::manual::{self, Decision, ManualError},
     seal,
-    store::{self, ProvisionRow},
+    store::{self, AnswerState, AnswerStatus, ProvisionRow},
 };
 
 // Who may call what is each operation's `security` (enforced by chukan-auth's gate).
@@ -345,10 +345,9 @@ async fn set_flags(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProvisionView {
     pub permit_id: String,
-    /// answered | waiting | refused | expired
-    pub state: String,
-    /// What the answer said: provided | refused | expired (null while waiting).
-    pub status: Option<String>,
+    pub state: AnswerState,
+    /// What the answer said (null while waiting).
+    pub status: Option<AnswerStatus>,
     pub reason_code: Option<String>,
     pub reason: Option<String>,
     /// 特定個人情報名コード.
@@ -422,8 +421,8 @@ fn view(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ProvisionListParams {
-    /// answered | waiting | refused | expired (default: every state).
-    #[param(inline, value_type = Option<ProvisionStatus>)]
+    /// Only provisions in this state (default: every state).
+    #[param(value_type = Option<AnswerState>)]
     pub state: Option<String>,
     /// Paging: the permit id of the last provision of the previous page.
     pub before: Option<String>,
@@ -449,19 +448,20 @@ pub(crate) async fn list_provisions(
     state: web::Data<ProvisionState>,
     params: web::Query<ProvisionListParams>,
 ) -> Result<HttpResponse, Problem> {
-    if params
-        .state
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "answered" | "waiting" | "refused" | "expired"))
-    {
-        return Err(Problem::new(
-            400,
-            "invalid-field",
-            "Invalid field",
-            "state は answered / waiting / refused / expired のいずれかで指定してください。",
-            "指定を見直して再度照会してください。",
-        ));
-    }
+    // Read as text and parsed here, so an unknown state gets the house's Japanese answer
+    // rather than the query extractor's.
+    let only = match params.state.as_deref() {
+        None => None,
+        Some(s) => Some(AnswerState::parse(s).ok_or_else(|| {
+            Problem::new(
+                400,
+                "invalid-field",
+                "Invalid field",
+                "state は answered / waiting / refused / expired のいずれかで指定してください。",
+                "指定を見直して再度照会してください。",
+            )
+        })?),
+    };
     let tenant = caller.tenant();
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
     let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
@@ -470,15 +470,9 @@ pub(crate) async fn list_provisions(
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await
         .or_problem("begin")?;
-    let rows = store::provisions_page(
-        &tx,
-        tenant,
-        params.state.as_deref(),
-        params.before.as_deref(),
-        limit,
-    )
-    .await
-    .or_problem("provisions")?;
+    let rows = store::provisions_page(&tx, tenant, only, params.before.as_deref(), limit)
+        .await
+        .or_problem("provisions")?;
     let mut list = Vec::with_capacity(rows.len());
     for r in rows {
         list.push(view(&keys, tenant, r)?);
@@ -515,16 +509,6 @@ pub(crate) async fn get_provision(
         .or_problem("provision")?
         .ok_or_else(|| Problem::not_found("情報提供"))?;
     Ok(HttpResponse::Ok().json(view(&keys, tenant, row)?))
-}
-
-/// 情報提供の状態 (state of a provision), as `GET /v1/provisions?state=` filters it.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProvisionStatus {
-    Answered,
-    Waiting,
-    Refused,
-    Expired,
 }
 
 /// provide | refuse

@@ -40,13 +40,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
     let (mut client, keys) = chukan_runtime::client_with_keys(&state.db, &state.vault, tenant)
         .await
         .map_err(retry("keys"))?;
-    let tx = chukan_db::tenant_tx(&mut client, tenant)
-        .await
-        .map_err(retry("begin"))?;
-    if chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
-        .await
-        .map_err(retry("inbox"))?
-    {
+    if let Some(tx) = delivery.claim(&mut client, crate::SCHEMA, CONSUMER).await? {
         store::upsert_code_link(
             &tx,
             tenant,
@@ -57,7 +51,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
         )
         .await
         .map_err(retry("code link"))?;
+        tx.commit().await.map_err(retry("commit"))?;
     }
-    tx.commit().await.map_err(retry("commit"))?;
     Ok(())
 }

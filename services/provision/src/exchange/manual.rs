@@ -10,7 +10,7 @@ use crate::{
     metrics,
     replica::apply::quota_day,
     seal,
-    store::{self, ProvisionRow, Settlement},
+    store::{self, AnswerState, AnswerStatus, ProvisionRow, Settlement},
 };
 
 /// What staff decided.
@@ -25,7 +25,7 @@ pub enum ManualError {
     #[error("no such provision")]
     NotFound,
     #[error("provision is not waiting")]
-    NotWaiting { state: String },
+    NotWaiting { state: AnswerState },
     /// Its validity ended: it has now been expired and the NWS told so.
     #[error("provision expired")]
     Expired,
@@ -70,8 +70,8 @@ async fn expire(
         tenant,
         &row.permit_id,
         &Settlement {
-            state: "expired",
-            status: "expired",
+            state: AnswerState::Expired,
+            status: AnswerStatus::Expired,
             reason_code: Some(&answer.reason_code),
             reason: Some(&answer.reason),
             answered_at: now,
@@ -110,7 +110,7 @@ pub async fn answer(
     let row = store::provision(&tx, tenant, permit_id, true)
         .await?
         .ok_or(ManualError::NotFound)?;
-    if row.state != "waiting" {
+    if row.state != AnswerState::Waiting {
         return Err(ManualError::NotWaiting { state: row.state });
     }
     if row.expires_at <= now {
@@ -163,7 +163,7 @@ pub async fn answer(
         Decision::Refuse { reason } => (
             ProvisionAnswer {
                 permit_id: row.permit_id.clone(),
-                status: "refused".into(),
+                status: AnswerStatus::Refused.as_str().into(),
                 records: Vec::new(),
                 reason_code: "refused-by-staff".into(),
                 reason: reason.clone(),
@@ -178,8 +178,8 @@ pub async fn answer(
         ),
     };
     let (state_now, status) = match decision {
-        Decision::Provide => ("answered", "provided"),
-        Decision::Refuse { .. } => ("refused", "refused"),
+        Decision::Provide => (AnswerState::Answered, AnswerStatus::Provided),
+        Decision::Refuse { .. } => (AnswerState::Refused, AnswerStatus::Refused),
     };
     store::settle_provision(
         &tx,
@@ -222,7 +222,7 @@ pub async fn expire_due(state: &ProvisionState) -> anyhow::Result<usize> {
             chukan_runtime::client_with_keys(&state.db, &state.vault, &tenant).await?;
         let tx = chukan_db::tenant_tx(&mut client, &tenant).await?;
         match store::provision(&tx, &tenant, &permit_id, true).await? {
-            Some(row) if row.state == "waiting" && row.expires_at <= now => {
+            Some(row) if row.state == AnswerState::Waiting && row.expires_at <= now => {
                 expire(&tx, &keys, &tenant, &row, now).await?;
                 expired += 1;
                 metrics::record_answer("expired");

@@ -15,7 +15,7 @@ use crate::{
     metrics,
     replica::apply::quota_day,
     seal,
-    store::{self, ProvisionRow},
+    store::{self, AnswerState, AnswerStatus, ProvisionRow},
 };
 
 /// Consumer name in the inbox.
@@ -52,7 +52,8 @@ fn base_row(
         // The permit id is the correlation id (checked for valid permits): a refused one is
         // recorded under the id the NWS will look its answer up by.
         permit_id: inbound.correlation_id.clone(),
-        state: String::new(),
+        // Unsettled until the caller decides; every path sets the state it ends in.
+        state: AnswerState::Waiting,
         status: None,
         reason_code: None,
         reason: None,
@@ -85,7 +86,7 @@ fn base_row(
 fn refused_answer(permit_id: &str, code: &str, reason: &str, now_ms: i64) -> ProvisionAnswer {
     ProvisionAnswer {
         permit_id: permit_id.into(),
-        status: "refused".into(),
+        status: AnswerStatus::Refused.as_str().into(),
         records: Vec::new(),
         reason_code: code.into(),
         reason: reason.into(),
@@ -137,8 +138,8 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
                 return Ok(());
             }
             let mut row = base_row(&inbound, &req, permit.as_deref(), now);
-            row.state = "refused".into();
-            row.status = Some("refused".into());
+            row.state = AnswerState::Refused;
+            row.status = Some(AnswerStatus::Refused);
             row.reason_code = Some(code.into());
             row.reason = Some(reason.into());
             row.answered_at = Some(now);
@@ -167,8 +168,8 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
         // The NWS forwards the inquirer's condition as entered; one we cannot read is refused
         // rather than answered for some other time.
         let mut row = base_row(&inbound, &req, Some(&permit), now);
-        row.state = "refused".into();
-        row.status = Some("refused".into());
+        row.state = AnswerState::Refused;
+        row.status = Some(AnswerStatus::Refused);
         row.reason_code = Some("invalid-condition".into());
         let reason = "照会条件（時点・期間）を解釈できません。";
         row.reason = Some(reason.into());
@@ -230,13 +231,13 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
     let mut row = base_row(&inbound, &req, Some(&permit), now);
     let (answer, outcome, addressee) = match link {
         None => {
-            row.state = "answered".into();
-            row.status = Some("provided".into());
+            row.state = AnswerState::Answered;
+            row.status = Some(AnswerStatus::Provided);
             row.reason_code = Some("no-record".into());
             (
                 Some(ProvisionAnswer {
                     permit_id: row.permit_id.clone(),
-                    status: "provided".into(),
+                    status: AnswerStatus::Provided.as_str().into(),
                     records: Vec::new(),
                     reason_code: "no-record".into(),
                     reason: "該当する副本がありません。".into(),
@@ -266,12 +267,12 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
                 selected.iter().map(|(r, _)| r.kind.dataset.as_str()),
             ) {
                 // 自動応答不可: staff answer it by hand within the validity period.
-                row.state = "waiting".into();
+                row.state = AnswerState::Waiting;
                 (None, "waiting", addressee)
             } else {
                 let records = answer::provided_records(&selected);
-                row.state = "answered".into();
-                row.status = Some("provided".into());
+                row.state = AnswerState::Answered;
+                row.status = Some(AnswerStatus::Provided);
                 row.records = i32::try_from(records.len()).unwrap_or(i32::MAX);
                 let empty = records.is_empty();
                 if empty {
@@ -280,7 +281,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
                 (
                     Some(ProvisionAnswer {
                         permit_id: row.permit_id.clone(),
-                        status: "provided".into(),
+                        status: AnswerStatus::Provided.as_str().into(),
                         records,
                         reason_code: if empty {
                             "no-record".into()

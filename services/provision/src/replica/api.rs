@@ -55,7 +55,8 @@ use crate::{
         crate::exchange::api::ProhibitionInput, crate::exchange::flags::Prohibition,
         crate::exchange::api::ProvisionView, crate::exchange::api::AnswerRequest,
         crate::exchange::api::DecisionKind, crate::exchange::api::AnswerBody,
-        crate::exchange::api::ProvisionStatus
+        crate::store::AnswerState, crate::store::AnswerStatus, crate::store::UploadState,
+        crate::store::UploadSource, crate::store::ReconciliationState
     )),
     tags((
         name = "provision",
@@ -229,7 +230,7 @@ pub struct UploadAccepted {
     pub upload_id: Uuid,
     /// Always `queued` on acceptance; `processing` says whether the batch or the immediate
     /// worker takes it (follow `href` for the result).
-    pub state: String,
+    pub state: store::UploadState,
     /// Entries in the list.
     pub entries: i64,
     /// Entries the upload-time check already found broken (reported after processing).
@@ -290,7 +291,7 @@ async fn upload(
         &tenant,
         &org,
         state.schedule.clone(),
-        "file",
+        store::UploadSource::File,
         file_name.as_deref(),
         Box::pin(body),
     )
@@ -304,7 +305,7 @@ async fn upload(
         .insert_header((header::LOCATION, href.clone()))
         .json(UploadAccepted {
             upload_id: id,
-            state: "queued".into(),
+            state: store::UploadState::Queued,
             entries: pre.entries,
             precheck_rejected: pre.rejected,
             bytes: pre.bytes,
@@ -324,7 +325,7 @@ async fn store_list<S, E>(
     tenant: &str,
     org: &Org,
     schedule: Arc<UploadSchedule>,
-    source: &str,
+    source: store::UploadSource,
     file_name: Option<&str>,
     body: std::pin::Pin<Box<S>>,
 ) -> Result<(Uuid, Precheck), Problem>
@@ -630,7 +631,16 @@ async fn register_records(
     let exempt = Arc::new(UploadSchedule::default());
     let body =
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(web::Bytes::from(xml)) });
-    let (id, _) = store_list(&state, &tenant, &org, exempt, "rest", None, Box::pin(body)).await?;
+    let (id, _) = store_list(
+        &state,
+        &tenant,
+        &org,
+        exempt,
+        store::UploadSource::Rest,
+        None,
+        Box::pin(body),
+    )
+    .await?;
     let run = RunInfo::new("replica-uploads", state.clock.now());
     state
         .applier
@@ -645,7 +655,7 @@ async fn register_records(
         .await
         .or_problem("report")?
         .ok_or_else(|| Problem::internal_because("report", anyhow::anyhow!("upload vanished")))?;
-    let mut res = if report.state == "done" {
+    let mut res = if report.state == store::UploadState::Done {
         HttpResponse::Ok()
     } else {
         HttpResponse::Accepted()
@@ -980,7 +990,7 @@ async fn request_reconciliation(
     )
     .await
     .or_problem("reconciliation")?;
-    let mut res = if r.state == "ready" {
+    let mut res = if r.state == store::ReconciliationState::Ready {
         HttpResponse::Created()
     } else {
         HttpResponse::Accepted()
@@ -1041,7 +1051,7 @@ async fn download_reconciliation(
 ) -> Result<HttpResponse, Problem> {
     let tenant = caller.tenant().to_owned();
     let r = reconciliation_of(&state, &tenant, *id).await?;
-    if r.state != "ready" {
+    if r.state != store::ReconciliationState::Ready {
         return Err(Problem::new(
             409,
             "reconciliation-not-ready",

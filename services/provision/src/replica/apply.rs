@@ -80,7 +80,7 @@ impl RunInfo {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UploadOutcome {
     pub upload_id: Uuid,
-    pub state: &'static str,
+    pub state: store::UploadState,
     pub registered: i64,
     pub overwritten: i64,
     pub deleted: i64,
@@ -359,7 +359,7 @@ impl Applier {
                     carrying,
                 )
                 .await?;
-            carrying |= outcome.state == "carried";
+            carrying |= outcome.state == store::UploadState::Carried;
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -425,9 +425,9 @@ impl Applier {
         Ok(UploadOutcome {
             upload_id: upload.id,
             state: if end == ChunkEnd::Done {
-                "done"
+                store::UploadState::Done
             } else {
-                "carried"
+                store::UploadState::Carried
             },
             registered: totals.registered,
             overwritten: totals.overwritten,

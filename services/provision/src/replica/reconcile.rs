@@ -32,7 +32,7 @@ pub async fn request(
         info_code: info_code.to_string(),
         major_version: major_version.map(str::to_string),
         dataset: dataset.map(str::to_string),
-        state: "queued".into(),
+        state: store::ReconciliationState::Queued,
         records: 0,
         created_at: now,
         ready_at: None,
@@ -47,7 +47,7 @@ pub async fn request(
     };
     if count <= state.settings.provision.reconciliation_immediate_max as i64 {
         r.records = make(state, tenant, &r).await?;
-        r.state = "ready".into();
+        r.state = store::ReconciliationState::Ready;
         r.ready_at = Some(state.clock.now());
     }
     Ok(r)

@@ -52,20 +52,17 @@ async fn apply(db: &chukan_db::Pool, delivery: Delivery) -> Result<(), HandleErr
     let event = delivery.decode::<TenantChanged>()?;
     let org = org_from_event(&event).ok_or_else(|| reject("TenantChanged out of range"))?;
     let mut client = db.get().await.map_err(retry("pool"))?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| HandleError::Retry(e.into()))?;
+    // The organisation registry is the platform's, not behind a tenant wall: a plain
+    // transaction, with the same inbox claim as every consumer.
+    let tx = client.transaction().await.map_err(retry("begin"))?;
     if chukan_mq::inbox::claim(&tx, crate::SCHEMA, CONSUMER, delivery.id)
         .await
-        .map_err(|e| HandleError::Retry(e.into()))?
+        .map_err(retry("inbox"))?
     {
         store::upsert_org(&tx, &org, event.revision)
             .await
-            .map_err(|e| HandleError::Retry(e.into()))?;
+            .map_err(retry("org"))?;
+        tx.commit().await.map_err(retry("commit"))?;
     }
-    tx.commit()
-        .await
-        .map_err(|e| HandleError::Retry(e.into()))?;
     Ok(())
 }

@@ -4,12 +4,39 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
 
+chukan_db::text_enum! {
+    /// Where a provision request is (`provision.provisions.state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum AnswerState {
+        /// Answered (provided, or nothing on record).
+        Answered = "answered",
+        /// 自動応答不可: waits for staff to answer by hand within its validity.
+        Waiting = "waiting",
+        /// Refused: by the permit check, an unreadable condition, or staff.
+        Refused = "refused",
+        /// Its validity ended while it waited.
+        Expired = "expired",
+    }
+}
+
+chukan_db::text_enum! {
+    /// What the answer sent to the inquirer said (`provision.provisions.status`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum AnswerStatus {
+        Provided = "provided",
+        Refused = "refused",
+        Expired = "expired",
+    }
+}
+
 /// A provision request as kept (情報提供等記録 of the provider side).
 #[derive(Debug, Clone)]
 pub struct ProvisionRow {
     pub permit_id: String,
-    pub state: String,
-    pub status: Option<String>,
+    pub state: AnswerState,
+    pub status: Option<AnswerStatus>,
     pub reason_code: Option<String>,
     pub reason: Option<String>,
     pub info_code: String,
@@ -38,11 +65,11 @@ const PROVISION_COLUMNS: &str = "permit_id, state, status, reason_code, reason, 
     branch_no, condition, inquirer_non_disclosure, requested_at, received_at, answered_at,
     expires_at, manual, non_disclosure, answered_by, records, signed_permit";
 
-fn provision_from(r: &tokio_postgres::Row) -> ProvisionRow {
-    ProvisionRow {
+fn provision_from(r: &tokio_postgres::Row) -> Result<ProvisionRow, Error> {
+    Ok(ProvisionRow {
         permit_id: r.get("permit_id"),
-        state: r.get("state"),
-        status: r.get("status"),
+        state: r.try_get("state")?,
+        status: r.try_get("status")?,
         reason_code: r.get("reason_code"),
         reason: r.get("reason"),
         info_code: r.get("info_code"),
@@ -64,7 +91,7 @@ fn provision_from(r: &tokio_postgres::Row) -> ProvisionRow {
         answered_by: r.get("answered_by"),
         records: r.get("records"),
         signed_permit: r.get("signed_permit"),
-    }
+    })
 }
 
 /// Records a provision request; `false` when its permit id is already recorded (redelivery).
@@ -128,17 +155,17 @@ pub async fn provision(
         if lock { " FOR UPDATE" } else { "" }
     );
     let stmt = tx.prepare_cached(&sql).await?;
-    Ok(tx
-        .query_opt(&stmt, &[&tenant, &permit_id])
+    tx.query_opt(&stmt, &[&tenant, &permit_id])
         .await?
-        .map(|r| provision_from(&r)))
+        .map(|r| provision_from(&r))
+        .transpose()
 }
 
 /// Provisions newest first, optionally of one state, after the one named by `before`.
 pub async fn provisions_page(
     tx: &impl GenericClient,
     tenant: &str,
-    state: Option<&str>,
+    state: Option<AnswerState>,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ProvisionRow>, Error> {
@@ -153,14 +180,14 @@ pub async fn provisions_page(
         ))
         .await?;
     let rows = tx.query(&stmt, &[&tenant, &state, &before, &limit]).await?;
-    Ok(rows.iter().map(provision_from).collect())
+    rows.iter().map(provision_from).collect()
 }
 
 /// How a waiting provision was settled.
 #[derive(Debug, Clone)]
 pub struct Settlement<'a> {
-    pub state: &'a str,
-    pub status: &'a str,
+    pub state: AnswerState,
+    pub status: AnswerStatus,
     pub reason_code: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub answered_at: DateTime<Utc>,

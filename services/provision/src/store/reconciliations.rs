@@ -5,6 +5,18 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
 use uuid::Uuid;
 
+chukan_db::text_enum! {
+    /// Where a reconciliation file is (`provision.reconciliations.state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ReconciliationState {
+        /// Asked for; the nightly batch makes it.
+        Queued = "queued",
+        /// Made: downloadable.
+        Ready = "ready",
+    }
+}
+
 /// A reconciliation file request and its state.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Reconciliation {
@@ -13,25 +25,24 @@ pub struct Reconciliation {
     pub info_code: String,
     pub major_version: Option<String>,
     pub dataset: Option<String>,
-    /// queued (made by the nightly batch) | ready (downloadable).
-    pub state: String,
+    pub state: ReconciliationState,
     /// Records in the file (when ready).
     pub records: i64,
     pub created_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
 }
 
-fn reconciliation_from(r: &tokio_postgres::Row) -> Reconciliation {
-    Reconciliation {
+fn reconciliation_from(r: &tokio_postgres::Row) -> Result<Reconciliation, Error> {
+    Ok(Reconciliation {
         id: r.get("id"),
         info_code: r.get("info_code"),
         major_version: r.get("major_version"),
         dataset: r.get("dataset"),
-        state: r.get("state"),
+        state: r.try_get("state")?,
         records: r.get("records"),
         created_at: r.get("created_at"),
         ready_at: r.get("ready_at"),
-    }
+    })
 }
 
 pub async fn insert_reconciliation(
@@ -41,8 +52,16 @@ pub async fn insert_reconciliation(
 ) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO provision.reconciliations (tenant_id, id, info_code, major_version, dataset, state, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
-        &[&tenant, &r.id, &r.info_code, &r.major_version, &r.dataset, &r.created_at],
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &tenant,
+            &r.id,
+            &r.info_code,
+            &r.major_version,
+            &r.dataset,
+            &ReconciliationState::Queued,
+            &r.created_at,
+        ],
     )
     .await?;
     Ok(())
@@ -53,14 +72,14 @@ pub async fn reconciliation(
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<Reconciliation>, Error> {
-    Ok(tx
-        .query_opt(
-            "SELECT id, info_code, major_version, dataset, state, records, created_at, ready_at
+    tx.query_opt(
+        "SELECT id, info_code, major_version, dataset, state, records, created_at, ready_at
              FROM provision.reconciliations WHERE tenant_id = $1 AND id = $2",
-            &[&tenant, &id],
-        )
-        .await?
-        .map(|r| reconciliation_from(&r)))
+        &[&tenant, &id],
+    )
+    .await?
+    .map(|r| reconciliation_from(&r))
+    .transpose()
 }
 
 pub async fn queued_reconciliations(
@@ -70,12 +89,12 @@ pub async fn queued_reconciliations(
     let rows = tx
         .query(
             "SELECT id, info_code, major_version, dataset, state, records, created_at, ready_at
-             FROM provision.reconciliations WHERE tenant_id = $1 AND state = 'queued'
+             FROM provision.reconciliations WHERE tenant_id = $1 AND state = $2
              ORDER BY created_at",
-            &[&tenant],
+            &[&tenant, &ReconciliationState::Queued],
         )
         .await?;
-    Ok(rows.iter().map(reconciliation_from).collect())
+    rows.iter().map(reconciliation_from).collect()
 }
 
 pub async fn insert_reconciliation_chunk(
@@ -102,9 +121,9 @@ pub async fn reconciliation_ready(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-        "UPDATE provision.reconciliations SET state = 'ready', records = $2, bytes = $3, ready_at = $4
+        "UPDATE provision.reconciliations SET state = $5, records = $2, bytes = $3, ready_at = $4
          WHERE id = $1",
-        &[&id, &records, &bytes, &now],
+        &[&id, &records, &bytes, &now, &ReconciliationState::Ready],
     )
     .await?;
     Ok(())

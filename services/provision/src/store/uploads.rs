@@ -7,18 +7,46 @@ use uuid::Uuid;
 
 use super::replicas::Rejection;
 
+chukan_db::text_enum! {
+    /// Where an upload is in the batch (`provision.uploads.state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum UploadState {
+        /// Accepted; waits for the night's batch or the immediate worker.
+        Queued = "queued",
+        /// The batch is applying it.
+        Processing = "processing",
+        /// The daily quota ran out: the rest waits for the next night (繰越).
+        Carried = "carried",
+        /// Applied to its end.
+        Done = "done",
+    }
+}
+
+chukan_db::text_enum! {
+    /// How a registration list arrived (`provision.uploads.source`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum UploadSource {
+        /// A file (ファイル連携), uploaded whole.
+        File = "file",
+        /// Entries posted to the REST route (オンライン連携).
+        Rest = "rest",
+    }
+}
+
 pub async fn insert_upload(
     tx: &impl GenericClient,
     tenant: &str,
     id: Uuid,
-    source: &str,
+    source: UploadSource,
     file_name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO provision.uploads (tenant_id, id, source, file_name, bytes, entries, state, created_at)
-         VALUES ($1, $2, $3, $4, 0, 0, 'queued', $5)",
-        &[&tenant, &id, &source, &file_name, &now],
+         VALUES ($1, $2, $3, $4, 0, 0, $5, $6)",
+        &[&tenant, &id, &source, &file_name, &UploadState::Queued, &now],
     )
     .await?;
     Ok(())
@@ -61,7 +89,7 @@ pub async fn set_upload_received(
 pub struct PendingUpload {
     pub id: Uuid,
     pub entries: i64,
-    pub state: String,
+    pub state: UploadState,
 }
 
 /// Uploads not yet done, oldest first (they are applied in the order they arrived).
@@ -73,19 +101,20 @@ pub async fn pending_uploads(
     let rows = tx
         .query(
             "SELECT id, entries, state FROM provision.uploads
-             WHERE tenant_id = $1 AND state <> 'done' AND ($2::uuid IS NULL OR id = $2)
+             WHERE tenant_id = $1 AND state <> $3 AND ($2::uuid IS NULL OR id = $2)
              ORDER BY created_at, id",
-            &[&tenant, &only],
+            &[&tenant, &only, &UploadState::Done],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| PendingUpload {
-            id: r.get(0),
-            entries: r.get(1),
-            state: r.get(2),
+    rows.iter()
+        .map(|r| {
+            Ok(PendingUpload {
+                id: r.get(0),
+                entries: r.get(1),
+                state: r.try_get(2)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn upload_chunk(
@@ -110,9 +139,9 @@ pub async fn mark_processing(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-        "UPDATE provision.uploads SET state = 'processing', started_at = coalesce(started_at, $2)
+        "UPDATE provision.uploads SET state = $3, started_at = coalesce(started_at, $2)
          WHERE id = $1",
-        &[&id, &now],
+        &[&id, &now, &UploadState::Processing],
     )
     .await?;
     Ok(())
@@ -187,8 +216,8 @@ pub async fn finish_upload(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     tx.execute(
-        "UPDATE provision.uploads SET state = 'done', carried = 0, finished_at = $2 WHERE id = $1",
-        &[&id, &now],
+        "UPDATE provision.uploads SET state = $3, carried = 0, finished_at = $2 WHERE id = $1",
+        &[&id, &now, &UploadState::Done],
     )
     .await?;
     tx.execute(
@@ -202,10 +231,10 @@ pub async fn finish_upload(
 /// Tonight's quota is used up: `carried` entries of the upload wait for the next night.
 pub async fn carry_upload(tx: &impl GenericClient, id: Uuid, carried: i64) -> Result<(), Error> {
     tx.execute(
-        "UPDATE provision.uploads SET state = 'carried', carried = $2,
+        "UPDATE provision.uploads SET state = $3, carried = $2,
              carried_nights = carried_nights + 1
          WHERE id = $1",
-        &[&id, &carried],
+        &[&id, &carried, &UploadState::Carried],
     )
     .await?;
     Ok(())
@@ -231,11 +260,9 @@ pub async fn daily_usage(
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UploadReport {
     pub id: Uuid,
-    /// file | rest
-    pub source: String,
+    pub source: UploadSource,
     pub file_name: Option<String>,
-    /// queued | processing | carried | done
-    pub state: String,
+    pub state: UploadState,
     pub bytes: i64,
     /// Entries in the list.
     pub entries: i64,
@@ -258,12 +285,12 @@ pub struct UploadReport {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn report_from(r: &tokio_postgres::Row) -> UploadReport {
-    UploadReport {
+fn report_from(r: &tokio_postgres::Row) -> Result<UploadReport, Error> {
+    Ok(UploadReport {
         id: r.get("id"),
-        source: r.get("source"),
+        source: r.try_get("source")?,
         file_name: r.get("file_name"),
-        state: r.get("state"),
+        state: r.try_get("state")?,
         bytes: r.get("bytes"),
         entries: r.get("entries"),
         precheck_rejected: r.get("precheck_rejected"),
@@ -276,7 +303,7 @@ fn report_from(r: &tokio_postgres::Row) -> UploadReport {
         created_at: r.get("created_at"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
-    }
+    })
 }
 
 const REPORT_COLUMNS: &str = "id, source, file_name, state, bytes, entries, precheck_rejected,
@@ -291,15 +318,15 @@ pub async fn upload_report(
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<UploadReport>, Error> {
-    Ok(tx
-        .query_opt(
-            &format!(
-                "SELECT {REPORT_COLUMNS} FROM provision.uploads u WHERE tenant_id = $1 AND id = $2"
-            ),
-            &[&tenant, &id],
-        )
-        .await?
-        .map(|r| report_from(&r)))
+    tx.query_opt(
+        &format!(
+            "SELECT {REPORT_COLUMNS} FROM provision.uploads u WHERE tenant_id = $1 AND id = $2"
+        ),
+        &[&tenant, &id],
+    )
+    .await?
+    .map(|r| report_from(&r))
+    .transpose()
 }
 
 pub async fn upload_reports(
@@ -316,7 +343,7 @@ pub async fn upload_reports(
             &[&tenant, &limit],
         )
         .await?;
-    Ok(rows.iter().map(report_from).collect())
+    rows.iter().map(report_from).collect()
 }
 
 /// Whether the tenant has an upload of this id (row-level security hides the others').
