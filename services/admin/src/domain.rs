@@ -9,34 +9,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// 団体区分 (kind of organisation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantKind {
-    /// 市区町村
-    Municipality,
-    /// 都道府県
-    Prefecture,
-    /// 一部事務組合・広域連合
-    Union,
-}
-
-impl TenantKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Municipality => "municipality",
-            Self::Prefecture => "prefecture",
-            Self::Union => "union",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "municipality" => Some(Self::Municipality),
-            "prefecture" => Some(Self::Prefecture),
-            "union" => Some(Self::Union),
-            _ => None,
-        }
+chukan_db::text_enum! {
+    /// 団体区分 (kind of organisation).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TenantKind {
+        /// 市区町村
+        Municipality = "municipality",
+        /// 都道府県
+        Prefecture = "prefecture",
+        /// 一部事務組合・広域連合
+        Union = "union",
     }
 }
 
@@ -596,5 +579,13 @@ mod tests {
         t.home_region = "north".into();
         assert!(t.validate().is_err());
         assert_eq!(TenantKind::parse("union"), Some(TenantKind::Union));
+    }
+
+    #[test]
+    fn every_tenant_kind_is_shown_as_it_is_stored() {
+        for &k in TenantKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(TenantKind::parse(k.as_str()), Some(k));
+        }
     }
 }

@@ -52,7 +52,7 @@ pub async fn insert_tenant(tx: &Transaction<'_>, t: &NewTenant) -> Result<Option
             &[
                 &t.org_code.as_str(),
                 &t.name,
-                &t.kind.as_str(),
+                &t.kind,
                 &t.population,
                 &t.home_region,
                 &group,
@@ -96,7 +96,6 @@ pub async fn update_tenant(
              RETURNING {TENANT_COLUMNS}"
         ))
         .await?;
-    let kind = change.kind.map(|k| k.as_str());
     let set_group = change.upload_group.is_some();
     let group = change.upload_group.flatten().map(|g| g.to_string());
     Ok(tx
@@ -104,7 +103,7 @@ pub async fn update_tenant(
             &stmt,
             &[
                 &org_code,
-                &kind,
+                &change.kind,
                 &change.population,
                 &set_group,
                 &group,

@@ -16,31 +16,14 @@ pub struct AcquisitionRequest {
     pub resident_record_code: ResidentRecordCode,
 }
 
-/// 符号取得要求の状態: `pending` (NWSの応答待ち), `done` (符号取得済み), `failed` (取得失敗).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AcquisitionStatus {
-    Pending,
-    Done,
-    Failed,
-}
-
-impl AcquisitionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Done => "done",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Self::Pending),
-            "done" => Some(Self::Done),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
+chukan_db::text_enum! {
+    /// 符号取得要求の状態: `pending` (NWSの応答待ち), `done` (符号取得済み), `failed` (取得失敗).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AcquisitionStatus {
+        Pending = "pending",
+        Done = "done",
+        Failed = "failed",
     }
 }
 
@@ -84,4 +67,16 @@ pub struct CodeHolding {
 /// value copied to another row or tenant does not decrypt.
 pub fn aad(tenant: &str, column: &str) -> Vec<u8> {
     format!("code|{column}|{tenant}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_is_shown_as_it_is_stored() {
+        for &v in AcquisitionStatus::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+    }
 }

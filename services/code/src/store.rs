@@ -93,14 +93,17 @@ pub async fn acquisition(tx: &impl GenericClient, id: Uuid) -> Result<Option<Acq
             &[&id],
         )
         .await?;
-    Ok(row.map(|r| Acquisition {
-        id: r.get(0),
-        status: AcquisitionStatus::parse(r.get(1)).unwrap_or(AcquisitionStatus::Failed),
-        reason_code: r.get(2),
-        reason: r.get(3),
-        created_at: r.get(4),
-        completed_at: r.get(5),
-    }))
+    row.map(|r| {
+        Ok(Acquisition {
+            id: r.get(0),
+            status: r.try_get::<_, AcquisitionStatus>(1)?,
+            reason_code: r.get(2),
+            reason: r.get(3),
+            created_at: r.get(4),
+            completed_at: r.get(5),
+        })
+    })
+    .transpose()
 }
 
 /// A pending acquisition locked for its result: (addressee index, sealed addressee).
@@ -168,7 +171,7 @@ pub async fn complete(
          WHERE id = $1",
         )
         .await?,
-        &[&id, &status.as_str(), &reason_code, &reason, &at],
+        &[&id, &status, &reason_code, &reason, &at],
     )
     .await?;
     Ok(())

@@ -116,59 +116,35 @@ pub fn condition_of(input: &InquiryInput) -> Result<Condition, &'static str> {
     }
 }
 
-/// 照会の状態 (status of an inquiry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum InquiryStatus {
-    /// 照会中 (sent, waiting for the result).
-    #[serde(rename = "sent")]
-    Sent,
-    /// 情報提供済み.
-    #[serde(rename = "provided")]
-    Provided,
-    /// 提供拒否.
-    #[serde(rename = "refused")]
-    Refused,
-    /// 別表第二で許可されていない照会.
-    #[serde(rename = "not-permitted")]
-    NotPermitted,
-    /// NWS が照会者の符号を知らない.
-    #[serde(rename = "unknown-code")]
-    UnknownCode,
-    /// 提供者機関が不明.
-    #[serde(rename = "unknown-provider")]
-    UnknownProvider,
-    /// 有効期限 (30日) 切れ.
-    #[serde(rename = "expired")]
-    Expired,
+chukan_db::text_enum! {
+    /// 照会の状態 (status of an inquiry).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    pub enum InquiryStatus {
+        /// 照会中 (sent, waiting for the result).
+        #[serde(rename = "sent")]
+        Sent = "sent",
+        /// 情報提供済み.
+        #[serde(rename = "provided")]
+        Provided = "provided",
+        /// 提供拒否.
+        #[serde(rename = "refused")]
+        Refused = "refused",
+        /// 別表第二で許可されていない照会.
+        #[serde(rename = "not-permitted")]
+        NotPermitted = "not-permitted",
+        /// NWS が照会者の符号を知らない.
+        #[serde(rename = "unknown-code")]
+        UnknownCode = "unknown-code",
+        /// 提供者機関が不明.
+        #[serde(rename = "unknown-provider")]
+        UnknownProvider = "unknown-provider",
+        /// 有効期限 (30日) 切れ.
+        #[serde(rename = "expired")]
+        Expired = "expired",
+    }
 }
 
 impl InquiryStatus {
-    pub const ALL: [InquiryStatus; 7] = [
-        Self::Sent,
-        Self::Provided,
-        Self::Refused,
-        Self::NotPermitted,
-        Self::UnknownCode,
-        Self::UnknownProvider,
-        Self::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sent => "sent",
-            Self::Provided => "provided",
-            Self::Refused => "refused",
-            Self::NotPermitted => "not-permitted",
-            Self::UnknownCode => "unknown-code",
-            Self::UnknownProvider => "unknown-provider",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// Japanese reason shown when the NWS gave none.
     pub fn default_reason(self) -> Option<&'static str> {
         match self {
@@ -426,8 +402,19 @@ mod tests {
             shown_status(InquiryStatus::Sent, now, past),
             InquiryStatus::Sent
         );
-        for s in InquiryStatus::ALL {
+        for &s in InquiryStatus::ALL {
             assert_eq!(InquiryStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn every_status_is_shown_as_it_is_stored() {
+        for &s in InquiryStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(
+                serde_json::from_value::<InquiryStatus>(s.as_str().into()).unwrap(),
+                s
+            );
         }
     }
 }

@@ -265,12 +265,12 @@ const INQUIRY_COLUMNS: &str = "id, serial_no, branch_no, batch_id, status, affai
     manual, requested_at, expires_at, permit_id, provided_at, result_at, late, record_count,
     reason_code, reason, confirmed_at";
 
-fn inquiry_of(r: &Row, now: DateTime<Utc>) -> Inquiry {
-    let stored = InquiryStatus::parse(r.get(4)).unwrap_or(InquiryStatus::Sent);
+fn inquiry_of(r: &Row, now: DateTime<Utc>) -> Result<Inquiry, Error> {
+    let stored = r.try_get::<_, InquiryStatus>(4)?;
     let expires_at: DateTime<Utc> = r.get(13);
     let status = crate::domain::shown_status(stored, expires_at, now);
     let reason: Option<String> = r.get(20);
-    Inquiry {
+    Ok(Inquiry {
         id: r.get(0),
         serial_no: r.get(1),
         branch_no: r.get(2),
@@ -296,7 +296,7 @@ fn inquiry_of(r: &Row, now: DateTime<Utc>) -> Inquiry {
         reason: reason.or_else(|| status.default_reason().map(str::to_owned)),
         confirmed_at: r.get(21),
         records: None,
-    }
+    })
 }
 
 /// An inquiry and its sealed result.
@@ -314,7 +314,8 @@ pub async fn inquiry(
             &[&id],
         )
         .await?;
-    Ok(row.map(|r| (inquiry_of(&r, now), r.get(22))))
+    row.map(|r| Ok((inquiry_of(&r, now)?, r.get(22))))
+        .transpose()
 }
 
 /// A page of inquiries in id order (UUIDv7: request order).
@@ -343,7 +344,7 @@ pub async fn list(
             &[&serial_no, &status, &confirmed, &after, &limit, &now],
         )
         .await?;
-    Ok(rows.iter().map(|r| inquiry_of(r, now)).collect())
+    rows.iter().map(|r| inquiry_of(r, now)).collect()
 }
 
 /// What the results consumer needs of an inquiry, locked for the update.
@@ -375,20 +376,23 @@ pub async fn lock_for_result(tx: &impl GenericClient, id: Uuid) -> Result<Option
             &[&id],
         )
         .await?;
-    Ok(row.map(|r| Awaiting {
-        status: InquiryStatus::parse(r.get(0)).unwrap_or(InquiryStatus::Sent),
-        answered: r.get(1),
-        serial_no: r.get(2),
-        branch_no: r.get(3),
-        addressee_enc: r.get(4),
-        affair_code: r.get(5),
-        procedure_code: r.get(6),
-        info_code: r.get(7),
-        provider_org: r.get(8),
-        inquirer_non_disclosure: r.get(9),
-        requested_at: r.get(10),
-        expires_at: r.get(11),
-    }))
+    row.map(|r| {
+        Ok(Awaiting {
+            status: r.try_get::<_, InquiryStatus>(0)?,
+            answered: r.get(1),
+            serial_no: r.get(2),
+            branch_no: r.get(3),
+            addressee_enc: r.get(4),
+            affair_code: r.get(5),
+            procedure_code: r.get(6),
+            info_code: r.get(7),
+            provider_org: r.get(8),
+            inquirer_non_disclosure: r.get(9),
+            requested_at: r.get(10),
+            expires_at: r.get(11),
+        })
+    })
+    .transpose()
 }
 
 /// A result as stored.
@@ -422,7 +426,7 @@ pub async fn store_result(
         .await?,
         &[
             &id,
-            &r.status.as_str(),
+            &r.status,
             &r.permit_id,
             &r.provider_non_disclosure,
             &r.manual,

@@ -211,49 +211,27 @@ fn too_large() -> Refusal {
     }
 }
 
-/// お知らせの状態 (state of a notice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NoticeStatus {
-    /// 受付済み: waiting for its deliver_at, or for the broker to take it.
-    Accepted,
-    /// 送信済み: handed to relay for the NWS.
-    Sent,
-    /// 配信済み: in the resident's portal inbox, unread.
-    Delivered,
-    /// 既読.
-    Read,
-    /// 回答済み.
-    Replied,
-    /// 配信不能: the NWS knows no such resident, or the resident has no portal account.
-    Undeliverable,
+chukan_db::text_enum! {
+    /// お知らせの状態 (state of a notice).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NoticeStatus {
+        /// 受付済み: waiting for its deliver_at, or for the broker to take it.
+        Accepted = "accepted",
+        /// 送信済み: handed to relay for the NWS.
+        Sent = "sent",
+        /// 配信済み: in the resident's portal inbox, unread.
+        Delivered = "delivered",
+        /// 既読.
+        Read = "read",
+        /// 回答済み.
+        Replied = "replied",
+        /// 配信不能: the NWS knows no such resident, or the resident has no portal account.
+        Undeliverable = "undeliverable",
+    }
 }
 
 impl NoticeStatus {
-    pub const ALL: [NoticeStatus; 6] = [
-        Self::Accepted,
-        Self::Sent,
-        Self::Delivered,
-        Self::Read,
-        Self::Replied,
-        Self::Undeliverable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Sent => "sent",
-            Self::Delivered => "delivered",
-            Self::Read => "read",
-            Self::Replied => "replied",
-            Self::Undeliverable => "undeliverable",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// Whether a report of `next` moves a notice now in `self` forward. States only advance
     /// (a late or repeated report never undoes a newer one); undeliverable ends a notice the
     /// portal never had.
@@ -504,8 +482,19 @@ mod tests {
         assert!(Sent.advances_to(Undeliverable));
         assert!(!Read.advances_to(Undeliverable));
         assert!(!Undeliverable.advances_to(Delivered));
-        for s in NoticeStatus::ALL {
+        for &s in NoticeStatus::ALL {
             assert_eq!(NoticeStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn every_state_is_shown_as_it_is_stored() {
+        for &s in NoticeStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(
+                serde_json::from_value::<NoticeStatus>(s.as_str().into()).unwrap(),
+                s
+            );
         }
     }
 }

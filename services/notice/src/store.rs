@@ -228,12 +228,11 @@ fn notice_columns(with_content: bool) -> String {
     )
 }
 
-fn notice_row(r: &Row) -> NoticeRow {
-    let state: String = r.get(1);
-    NoticeRow {
+fn notice_row(r: &Row) -> Result<NoticeRow, Error> {
+    Ok(NoticeRow {
         id: r.get(0),
-        // The CHECK constraint and SHOWN_STATE only ever yield known states.
-        state: NoticeStatus::parse(&state).unwrap_or(NoticeStatus::Accepted),
+        // SHOWN_STATE is text: the stored state, or `sent` in its place.
+        state: r.try_get::<_, NoticeStatus>(1)?,
         addressee_enc: r.get(2),
         title_enc: r.get(3),
         content_enc: r.get(4),
@@ -247,7 +246,7 @@ fn notice_row(r: &Row) -> NoticeRow {
         replied_at: r.get(12),
         reason_code: r.get(13),
         status_at: r.get(14),
-    }
+    })
 }
 
 /// One notice with its content, if visible to the tenant.
@@ -256,11 +255,11 @@ pub async fn notice(tx: &impl GenericClient, id: Uuid) -> Result<Option<NoticeRo
         "SELECT {} FROM notice.notices n WHERE n.id = $1",
         notice_columns(true)
     );
-    Ok(tx
-        .query_opt(&tx.prepare_cached(&sql).await?, &[&id])
+    tx.query_opt(&tx.prepare_cached(&sql).await?, &[&id])
         .await?
         .as_ref()
-        .map(notice_row))
+        .map(notice_row)
+        .transpose()
 }
 
 /// A page of notices without content, in id (acceptance) order.
@@ -285,7 +284,7 @@ pub async fn list(
             &[&bidx, &state, &after, &limit],
         )
         .await?;
-    Ok(rows.iter().map(notice_row).collect())
+    rows.iter().map(notice_row).collect()
 }
 
 /// Of `ids`, those the tenant has, with whether each was dispatched.
@@ -345,18 +344,16 @@ pub async fn lock_notices(
             &[&ids],
         )
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
-            let state: String = r.get(1);
-            LockedNotice {
+            Ok(LockedNotice {
                 id: r.get(0),
-                state: NoticeStatus::parse(&state).unwrap_or(NoticeStatus::Accepted),
+                state: r.try_get::<_, NoticeStatus>(1)?,
                 addressee_enc: r.get(2),
                 accepted_at: r.get(3),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A reported state, to store.
@@ -381,7 +378,7 @@ pub async fn apply_status(tx: &impl GenericClient, u: &StatusUpdate<'_>) -> Resu
         .await?,
         &[
             &u.id,
-            &u.state.as_str(),
+            &u.state,
             &u.read_at,
             &u.reply_enc,
             &u.replied_at,
@@ -467,5 +464,5 @@ pub async fn checked(tx: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Notice
         notice_columns(false)
     );
     let rows = tx.query(&tx.prepare_cached(&sql).await?, &[&ids]).await?;
-    Ok(rows.iter().map(notice_row).collect())
+    rows.iter().map(notice_row).collect()
 }
