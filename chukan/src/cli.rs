@@ -32,6 +32,7 @@ pub enum Target {
     Audit,
     Notice,
     Selfinfo,
+    Stats,
     Relay,
 }
 
@@ -50,6 +51,7 @@ impl Target {
             Target::Audit => "audit",
             Target::Notice => "notice",
             Target::Selfinfo => "selfinfo",
+            Target::Stats => "stats",
             Target::Relay => "relay",
         }
     }
@@ -91,6 +93,11 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: crate::audit::AuditCommand,
+    },
+    /// Statistics (統計): take a replica statistics snapshot on demand, print one.
+    Stats {
+        #[command(subcommand)]
+        command: crate::stats::StatsCommand,
     },
     /// Print the API's OpenAPI document (as served at /openapi.json), or who may call what.
     Openapi(crate::openapi::OpenApiArgs),
@@ -223,7 +230,9 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
             let settings = load(&args)?;
             chukan_db::migrate(&settings.database, &crate::serve::all_migrations()).await?;
             crate::serve::declare_bus(&settings.amqp).await?;
-            println!("migrated: admin, code, relay, provision, inquiry, audit, notice, selfinfo");
+            println!(
+                "migrated: admin, code, relay, provision, inquiry, audit, notice, selfinfo, stats"
+            );
             Ok(())
         }
         Some(Command::NwsSim) => {
@@ -244,6 +253,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Replica { command }) => crate::replica::run(command).await,
         Some(Command::Batch { command }) => crate::batch::run(load(&args)?, command).await,
         Some(Command::Audit { command }) => crate::audit::run(load(&args)?, command).await,
+        Some(Command::Stats { command }) => crate::stats::run(load(&args)?, command).await,
         Some(Command::Openapi(openapi)) => crate::openapi::run(openapi),
     }
 }

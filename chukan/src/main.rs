@@ -11,6 +11,7 @@ mod openapi;
 mod replica;
 mod serve;
 mod services;
+mod stats;
 mod tables;
 
 use clap::Parser;

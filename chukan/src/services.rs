@@ -42,7 +42,6 @@ pub const SERVICES: &[Service] = &[
         queues: || {
             vec![
                 chukan_provision::tenant_queue(),
-                chukan_provision::stats_queue(),
                 chukan_provision::nws_in_queue(),
                 chukan_provision::code_links_queue(),
                 // Self-information asks provision for replicas on this request/reply queue.
@@ -87,6 +86,13 @@ pub const SERVICES: &[Service] = &[
         openapi: Some(chukan_selfinfo::openapi),
     },
     Service {
+        target: Target::Stats,
+        migrations: chukan_stats::migrations,
+        queues: chukan_stats::queues,
+        start: |ctx| Box::pin(chukan_stats::start(ctx)),
+        openapi: Some(chukan_stats::openapi),
+    },
+    Service {
         target: Target::Relay,
         migrations: chukan_relay::migrations,
         queues: || vec![chukan_relay::outbound_queue()],
@@ -125,6 +131,7 @@ mod tests {
             Target::Audit,
             Target::Notice,
             Target::Selfinfo,
+            Target::Stats,
             Target::Relay,
         ] {
             assert_eq!(

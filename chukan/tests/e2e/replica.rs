@@ -320,6 +320,62 @@ async fn replica_upload_streams_a_list_and_prints_its_result_report() {
         .get(0);
     assert_eq!(replicas, 2000);
 
+    // Statistics follow from provision's count events alone; an operator takes a snapshot
+    // (`chukan stats snapshot`), and staff read it. The statistics schema holds counts by
+    // code, never an addressee.
+    let stats_db = owner_session(&stack, ORG).await;
+    chukan_testkit::wait_until(Duration::from_secs(30), "statistics count", || async {
+        let n: Option<i64> = stats_db
+            .query_one(
+                "SELECT sum(count)::int8 FROM stats.replica_counts WHERE info_code = $1",
+                &[&INFO_CODE],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n == Some(2000)
+    })
+    .await
+    .unwrap();
+    let snap = captured(&stack, &[], &["stats", "snapshot", "--date", "2026-12-05"])
+        .spawn()
+        .unwrap();
+    let snap = finish(snap, Duration::from_secs(60), "stats snapshot").await;
+    assert!(snap.ok, "stats snapshot failed: {}", snap.stderr);
+    assert!(
+        snap.stdout.contains("snapshot 2026-12-05"),
+        "{}",
+        snap.stdout
+    );
+    let staff = stack.staff_token(ORG).await;
+    let stats: Value = stack
+        .http
+        .get(format!(
+            "{}/v1/statistics/replicas?date=2026-12-05",
+            stack.api
+        ))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["reason"], "on-demand", "{stats}");
+    assert_eq!(stats["total"], 2000, "{stats}");
+    assert_eq!(stats["rows"][0]["info_code"], INFO_CODE);
+    assert_eq!(stats["rows"][0]["major_version"], MAJOR);
+    assert_eq!(stats["rows"][0]["dataset"], DATASET);
+    let first_addressee = format!("{:015}", 100_000_000);
+    let tables = crate::assert_nothing_in_the_clear(
+        &stack,
+        &["stats"],
+        ORG,
+        &[(first_addressee.as_str(), "addressee")],
+    )
+    .await;
+    assert!(tables >= 4, "{tables}");
+
     // A broken file is refused whole: the problem's code, detail and action are shown. The
     // server answers at the break, long before the end of a large file.
     let broken = Scratch(scratch_file("broken.xml"));

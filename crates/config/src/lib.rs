@@ -39,6 +39,7 @@ pub struct Settings {
     pub inquiry: InquirySettings,
     pub audit: AuditSettings,
     pub selfinfo: SelfInfoSettings,
+    pub stats: StatsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +349,37 @@ pub enum BulkEncoding {
 /// Durations from the whole numbers the keys name (`…_ms`, `…_secs`), checked once at load:
 /// a zero wait is a mistake (a busy loop, or a timeout nothing meets) unless the key says
 /// 0 means never.
+/// The `[stats]` settings: when replica statistics are taken.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsSettings {
+    /// Japan time (HH:MM) a scheduled snapshot is taken on its day: after the night's batch,
+    /// so the counts include it.
+    #[serde(deserialize_with = "japan_time")]
+    pub snapshot_at: chrono::NaiveTime,
+    /// How often the scheduler looks whether a snapshot is due (key `scheduler_poll_secs`).
+    #[serde(rename = "scheduler_poll_secs", deserialize_with = "duration::secs")]
+    pub scheduler_poll: Duration,
+    /// Replica migration windows (移行期間): a snapshot every Saturday inside them, besides
+    /// the monthly one on the first Saturday.
+    #[serde(default)]
+    pub migration_windows: Vec<MigrationWindow>,
+}
+
+/// A replica migration window, its first and last Japan dates included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct MigrationWindow {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+}
+
+/// A Japan time of day written `HH:MM`.
+fn japan_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono::NaiveTime, D::Error> {
+    use serde::de::Error as _;
+    let text = String::deserialize(d)?;
+    chrono::NaiveTime::parse_from_str(&text, "%H:%M")
+        .map_err(|_| D::Error::custom(format!("{text:?} is not a time written HH:MM")))
+}
+
 mod duration {
     use std::time::Duration;
 
@@ -462,6 +494,12 @@ impl Settings {
             ("selfinfo.batch", self.selfinfo.batch.into()),
             ("inquiry.bulk_max_lines", self.inquiry.bulk_max_lines as u64),
         ];
+        if let Some(w) = self.stats.migration_windows.iter().find(|w| w.from > w.to) {
+            return Err(SettingsError::Invalid {
+                key: "stats.migration_windows",
+                reason: format!("window {} – {} ends before it starts", w.from, w.to),
+            });
+        }
         if let Some((key, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(SettingsError::Invalid {
                 key,

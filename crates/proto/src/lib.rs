@@ -22,6 +22,8 @@ pub const CODE_LINKED: &str = "code.linked";
 pub const FLAGS_CHANGED: &str = "flags.changed";
 pub const DEPARTMENT_CHANGED: &str = "department.changed";
 pub const AUDIT_RECORD: &str = "audit.record";
+/// Replica counts provision announces (ReplicaCountChanged), for the statistics service.
+pub const STATS_REPLICA_COUNT: &str = "stats.replica-count";
 
 /// Validity of an inquiry request and of its provision permit (DOMAIN §6: 30 days).
 pub const REQUEST_VALIDITY_MS: i64 = 30 * 24 * 60 * 60 * 1000;

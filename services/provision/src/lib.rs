@@ -77,15 +77,6 @@ pub fn tenant_queue() -> QueueSpec {
     }
 }
 
-/// Where replica-count events wait for the statistics service (they are published mandatory,
-/// so a bound queue must exist; the stats service, not yet built, will consume it).
-pub fn stats_queue() -> QueueSpec {
-    QueueSpec {
-        name: "stats.replica-counts".into(),
-        bindings: vec![replica::apply::REPLICA_COUNT.into()],
-    }
-}
-
 /// Provision requests relay hands over from the NWS (`nws.in.provision`).
 pub fn nws_in_queue() -> QueueSpec {
     QueueSpec {

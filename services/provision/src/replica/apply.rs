@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// Routing keys this module publishes on.
-pub const REPLICA_COUNT: &str = "stats.replica-count";
+pub const REPLICA_COUNT: &str = chukan_proto::STATS_REPLICA_COUNT;
 pub const BATCH_PROGRESS: &str = "batch.progress";
 
 /// The published message for a duplicate record id (DOMAIN §6).

@@ -1,0 +1,317 @@
+//! REST routes of the statistics service for an organisation's own staff: its replica
+//! statistics by snapshot date, compared between two dates, as JSON or as CSV for Excel.
+//! Everything here is counts by code; there is no personal data to show.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use chukan_auth::Caller;
+use chukan_core::{Problem, problem::ProtectedRouteProblems};
+use chukan_db::OrProblem as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::{
+    StatsState,
+    calendar::SnapshotReason,
+    export::{self, CsvEncoding},
+    store,
+};
+
+/// The service's part of `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(get_replica_statistics, list_snapshots),
+    components(schemas(
+        ReplicaStatistics,
+        ReplicaStatisticsRow,
+        SnapshotList,
+        SnapshotView,
+        SnapshotReason,
+        Problem
+    )),
+    tags((
+        name = "statistics",
+        description = "統計: 副本統計（副本件数の版・データセット別スナップショット。毎月第1土曜日、移行期間中は毎週土曜日）を日付ごとに参照・比較し、CSV（Excel 向け UTF-8 BOM 付き、または Shift_JIS）で出力します。"
+    ))
+)]
+pub struct ApiDoc;
+
+// Who may call what is each operation's `security` (enforced by chukan-auth's gate):
+// statistics are counts without personal data, read by administrators and business staff.
+
+/// Most snapshot dates one list answer holds.
+const MAX_SNAPSHOTS: i64 = 200;
+
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<StatsState>) {
+    cfg.app_data(state)
+        .route(
+            "/v1/statistics/replicas",
+            web::get().to(get_replica_statistics),
+        )
+        .route(
+            "/v1/statistics/replicas/snapshots",
+            web::get().to(list_snapshots),
+        );
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReplicaStatisticsParams {
+    /// Snapshot date (YYYY-MM-DD, Japan date); default: the newest snapshot.
+    #[param(value_type = Option<String>, format = Date)]
+    pub date: Option<String>,
+    /// A second snapshot date to compare with (its count and the difference per row).
+    #[param(value_type = Option<String>, format = Date)]
+    pub compare: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+    /// CSV character set: `utf-8` (default, with BOM) or `shift_jis`.
+    pub encoding: Option<String>,
+}
+
+/// 副本統計: an organisation's replica counts by item, major version and dataset on a date.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaStatistics {
+    pub date: NaiveDate,
+    pub reason: SnapshotReason,
+    pub taken_at: Option<DateTime<Utc>>,
+    /// The date compared with, when asked.
+    pub compare: Option<NaiveDate>,
+    pub rows: Vec<ReplicaStatisticsRow>,
+    /// Sum of `count` over the rows.
+    pub total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaStatisticsRow {
+    /// 特定個人情報名コード.
+    pub info_code: String,
+    /// メジャーバージョン.
+    pub major_version: String,
+    /// データセット.
+    pub dataset: String,
+    /// 件数 on `date` (0 when the kind was held only on the compared date).
+    pub count: i64,
+    /// 件数 on `compare` (only when comparing).
+    pub compare_count: Option<i64>,
+    /// `count - compare_count` (only when comparing).
+    pub difference: Option<i64>,
+}
+
+// Problem is what every handler answers with; boxing it for a helper buys nothing.
+#[allow(clippy::result_large_err)]
+fn parse_date(field: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, Problem> {
+    raw.map(|raw| NaiveDate::parse_from_str(raw, "%Y-%m-%d"))
+        .transpose()
+        .map_err(|_| {
+            Problem::invalid(
+                format!("項目「{field}」は YYYY-MM-DD 形式の日付で指定してください。"),
+                "日付を確認して再度照会してください。",
+            )
+        })
+}
+
+/// The output asked for: JSON, or CSV in a character set.
+enum Output {
+    Json,
+    Csv(CsvEncoding),
+}
+
+// Problem is what every handler answers with; boxing it for a helper buys nothing.
+#[allow(clippy::result_large_err)]
+fn output(format: Option<&str>, encoding: Option<&str>) -> Result<Output, Problem> {
+    let encoding = match encoding {
+        None => CsvEncoding::default(),
+        Some(e) => CsvEncoding::parse(e).ok_or_else(|| {
+            Problem::invalid(
+                "項目「encoding」は utf-8 または shift_jis を指定してください。",
+                "文字コードを確認して再度照会してください。",
+            )
+        })?,
+    };
+    match format {
+        None | Some("json") => Ok(Output::Json),
+        Some("csv") => Ok(Output::Csv(encoding)),
+        Some(_) => Err(Problem::invalid(
+            "項目「format」は json または csv を指定してください。",
+            "出力形式を確認して再度照会してください。",
+        )),
+    }
+}
+
+fn no_snapshot(date: Option<NaiveDate>) -> Problem {
+    let detail = match date {
+        Some(d) => format!("{d} の副本統計はありません。"),
+        None => "副本統計はまだ作成されていません。".into(),
+    };
+    Problem::new(
+        404,
+        "snapshot-not-found",
+        "No snapshot",
+        detail,
+        "副本統計は毎月第1土曜日（移行期間中は毎週土曜日）に作成されます。作成済みの日付は /v1/statistics/replicas/snapshots で確認してください。",
+    )
+}
+
+/// `GET /v1/statistics/replicas`: the organisation's replica statistics of a snapshot date.
+#[utoipa::path(
+    get, path = "/v1/statistics/replicas", tag = "statistics", operation_id = "getReplicaStatistics",
+    summary = "副本統計の参照・比較・CSV出力 (replica statistics of a snapshot date)",
+    params(ReplicaStatisticsParams),
+    responses(
+        (status = 200, description = "JSON, or CSV (Japanese headers) with `format=csv`", content(
+            (ReplicaStatistics = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "snapshot-not-found", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems
+    ),
+    security(("bearer" = ["system_admin", "business_staff"]))
+)]
+pub(crate) async fn get_replica_statistics(
+    caller: Caller,
+    state: web::Data<StatsState>,
+    params: web::Query<ReplicaStatisticsParams>,
+) -> Result<HttpResponse, Problem> {
+    let asked = parse_date("date", params.date.as_deref())?;
+    let compare = parse_date("compare", params.compare.as_deref())?;
+    let output = output(params.format.as_deref(), params.encoding.as_deref())?;
+    let tenant = caller.tenant();
+    let mut client = state.db.get().await.or_problem("pool")?;
+    // Which snapshots exist is platform-level (no organisation data): read outside the wall.
+    let run = match asked {
+        Some(d) => store::snapshot_run(&client, d)
+            .await
+            .or_problem("snapshot")?,
+        None => store::finished_runs(&client, 1)
+            .await
+            .or_problem("snapshot")?
+            .into_iter()
+            .next(),
+    };
+    let run = run
+        .filter(|r| r.finished_at.is_some())
+        .ok_or_else(|| no_snapshot(asked))?;
+    if let Some(c) = compare {
+        let other = store::snapshot_run(&client, c)
+            .await
+            .or_problem("snapshot")?;
+        if other.is_none_or(|r| r.finished_at.is_none()) {
+            return Err(no_snapshot(Some(c)));
+        }
+    }
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
+    let rows = store::snapshot_rows(&tx, tenant, run.date, compare)
+        .await
+        .or_problem("statistics")?;
+    tx.commit().await.or_problem("commit")?;
+    let rows: Vec<ReplicaStatisticsRow> = rows
+        .into_iter()
+        .map(|r| {
+            let count = r.count.unwrap_or(0);
+            ReplicaStatisticsRow {
+                info_code: r.info_code,
+                major_version: r.major_version,
+                dataset: r.dataset,
+                count,
+                compare_count: compare.map(|_| r.compare_count.unwrap_or(0)),
+                difference: compare.map(|_| count - r.compare_count.unwrap_or(0)),
+            }
+        })
+        .collect();
+    match output {
+        Output::Csv(encoding) => Ok(csv(run.date, compare, &rows, encoding)),
+        Output::Json => Ok(HttpResponse::Ok().json(ReplicaStatistics {
+            date: run.date,
+            reason: run.reason,
+            taken_at: run.finished_at,
+            compare,
+            total: rows.iter().map(|r| r.count).sum(),
+            rows,
+        })),
+    }
+}
+
+fn csv(
+    date: NaiveDate,
+    compare: Option<NaiveDate>,
+    rows: &[ReplicaStatisticsRow],
+    encoding: CsvEncoding,
+) -> HttpResponse {
+    let count_header = format!("件数（{date}）");
+    let compare_header = compare.map(|c| format!("件数（{c}）"));
+    let mut headers = vec![
+        "特定個人情報名コード",
+        "メジャーバージョン",
+        "データセット",
+        count_header.as_str(),
+    ];
+    if let Some(h) = &compare_header {
+        headers.extend([h.as_str(), "差分"]);
+    }
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut line = vec![
+                r.info_code.clone(),
+                r.major_version.clone(),
+                r.dataset.clone(),
+                r.count.to_string(),
+            ];
+            if let (Some(c), Some(d)) = (r.compare_count, r.difference) {
+                line.extend([c.to_string(), d.to_string()]);
+            }
+            line
+        })
+        .collect();
+    let name = match compare {
+        Some(c) => format!("replica-statistics-{date}-vs-{c}.csv"),
+        None => format!("replica-statistics-{date}.csv"),
+    };
+    export::response(&name, &headers, &lines, encoding)
+}
+
+/// 副本統計の作成日: the snapshots taken.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotList {
+    pub snapshots: Vec<SnapshotView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotView {
+    pub date: NaiveDate,
+    pub reason: SnapshotReason,
+    pub taken_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/statistics/replicas/snapshots`: the snapshot dates, newest first.
+#[utoipa::path(
+    get, path = "/v1/statistics/replicas/snapshots", tag = "statistics", operation_id = "listReplicaSnapshots",
+    summary = "副本統計の作成日一覧 (replica statistics snapshots, newest first)",
+    responses(
+        (status = 200, body = SnapshotList),
+        ProtectedRouteProblems
+    ),
+    security(("bearer" = ["system_admin", "business_staff"]))
+)]
+pub(crate) async fn list_snapshots(
+    _caller: Caller,
+    state: web::Data<StatsState>,
+) -> Result<HttpResponse, Problem> {
+    let client = state.db.get().await.or_problem("pool")?;
+    let runs = store::finished_runs(&client, MAX_SNAPSHOTS)
+        .await
+        .or_problem("snapshots")?;
+    Ok(HttpResponse::Ok().json(SnapshotList {
+        snapshots: runs
+            .into_iter()
+            .map(|r| SnapshotView {
+                date: r.date,
+                reason: r.reason,
+                taken_at: r.finished_at,
+            })
+            .collect(),
+    }))
+}

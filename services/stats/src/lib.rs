@@ -1,0 +1,95 @@
+//! The statistics service (統計, F10 業務統計情報の集計; seed §2.5): what the platform and each
+//! organisation learn from counts, never from residents' data.
+//!
+//! It consumes the bus only, and only events without resident fields. Today: replica
+//! statistics (副本統計) — provision's `stats.replica-count` events keep the newest count per
+//! organisation × item × major version × dataset ([`replicas`]); [`snapshots`] copies them
+//! under a snapshot date by the calendar rule ([`calendar`]: monthly on the first Saturday,
+//! weekly on Saturdays in a migration window) or on demand (`chukan stats snapshot`); [`api`]
+//! serves them by date, compared between two dates, as JSON or CSV for Excel ([`export`]).
+
+pub mod api;
+pub mod calendar;
+pub mod export;
+pub mod metrics;
+pub mod replicas;
+pub mod snapshots;
+pub mod store;
+
+use std::sync::Arc;
+
+use chukan_core::Clock;
+use chukan_mq::QueueSpec;
+use chukan_runtime::{Context, Parts};
+use utoipa::OpenApi as _;
+
+pub const SCHEMA: &str = "stats";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub fn migrations() -> chukan_db::Migrations {
+    chukan_db::Migrations {
+        schema: SCHEMA,
+        runner: embedded::migrations::runner,
+    }
+}
+
+/// What handlers, consumers and the scheduler share. Cheap to clone.
+#[derive(Clone)]
+pub struct StatsState {
+    pub db: chukan_db::Pool,
+    pub clock: Arc<dyn Clock>,
+    /// The `[stats]` settings.
+    pub settings: chukan_config::StatsSettings,
+}
+
+impl StatsState {
+    pub fn new(ctx: &Context) -> Self {
+        Self {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+            settings: ctx.settings.stats.clone(),
+        }
+    }
+}
+
+/// Replica counts provision announces (`stats.replica-count`).
+pub fn replica_counts_queue() -> QueueSpec {
+    QueueSpec::new("stats.replica-counts", &[chukan_proto::STATS_REPLICA_COUNT])
+}
+
+/// Every queue the service consumes, for the binary to declare before anything runs.
+pub fn queues() -> Vec<QueueSpec> {
+    vec![replica_counts_queue()]
+}
+
+/// The service's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::ApiDoc::openapi()
+}
+
+pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
+    let state = StatsState::new(ctx);
+    let queue = replica_counts_queue();
+    ctx.bus.declare_queue(&queue).await?;
+    let consumer = chukan_mq::consumer::start(
+        &ctx.bus,
+        &queue,
+        "stats",
+        ctx.settings.amqp.prefetch,
+        Arc::new(replicas::ReplicaCounts::new(state.clone())),
+    );
+    let workers = vec![
+        consumer.into_worker(&queue.name),
+        snapshots::start(state.clone()),
+    ];
+    let data = actix_web::web::Data::new(state);
+    Ok(Parts {
+        name: "stats",
+        routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
+        workers,
+        openapi: Some(openapi()),
+    })
+}

@@ -1,0 +1,229 @@
+//! SQL of the statistics service, one function per question. Tenant-owned tables are only
+//! touched inside `chukan_db::tenant_tx`; every statement also names the tenant so the indexes
+//! lead with it.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Error;
+
+use crate::calendar::SnapshotReason;
+
+/// One reported count.
+#[derive(Debug, Clone)]
+pub struct ReplicaCount<'a> {
+    pub info_code: &'a str,
+    pub major_version: &'a str,
+    pub dataset: &'a str,
+    pub count: i64,
+    pub counted_at: DateTime<Utc>,
+}
+
+/// Keeps the newest report of a count (a late or repeated one changes nothing) and notes the
+/// organisation for the snapshot job. Returns whether the count changed.
+pub async fn record_count(
+    tx: &impl GenericClient,
+    tenant: &str,
+    c: &ReplicaCount<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let seen = tx
+        .prepare_cached(
+            "INSERT INTO stats.tenants (tenant_id, first_seen) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO stats.replica_counts
+                 (tenant_id, info_code, major_version, dataset, count, counted_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, info_code, major_version, dataset) DO UPDATE
+                 SET count = EXCLUDED.count, counted_at = EXCLUDED.counted_at
+                 WHERE stats.replica_counts.counted_at <= EXCLUDED.counted_at",
+        )
+        .await?;
+    // One round trip for both statements.
+    let seen_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant, &now];
+    let upsert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &tenant,
+        &c.info_code,
+        &c.major_version,
+        &c.dataset,
+        &c.count,
+        &c.counted_at,
+    ];
+    let (seen, changed) = futures_util::join!(
+        tx.execute(&seen, &seen_params),
+        tx.execute(&upsert, &upsert_params),
+    );
+    seen?;
+    Ok(changed? == 1)
+}
+
+/// Organisations that have reported counts (no RLS: codes only).
+pub async fn tenants(client: &impl GenericClient) -> Result<Vec<String>, Error> {
+    let rows = client
+        .query(
+            "SELECT tenant_id FROM stats.tenants ORDER BY tenant_id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A snapshot run as recorded.
+#[derive(Debug, Clone)]
+pub struct SnapshotRun {
+    pub date: NaiveDate,
+    pub reason: SnapshotReason,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub tenants: i32,
+}
+
+fn run_from(r: &tokio_postgres::Row) -> Result<SnapshotRun, Error> {
+    Ok(SnapshotRun {
+        date: r.get(0),
+        reason: r.try_get(1)?,
+        started_at: r.get(2),
+        finished_at: r.get(3),
+        tenants: r.get(4),
+    })
+}
+
+const RUN_COLUMNS: &str = "snapshot_date, reason, started_at, finished_at, tenants";
+
+pub async fn snapshot_run(
+    client: &impl GenericClient,
+    date: NaiveDate,
+) -> Result<Option<SnapshotRun>, Error> {
+    client
+        .query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM stats.snapshot_runs WHERE snapshot_date = $1"),
+            &[&date],
+        )
+        .await?
+        .map(|r| run_from(&r))
+        .transpose()
+}
+
+/// Finished snapshots, newest first.
+pub async fn finished_runs(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<SnapshotRun>, Error> {
+    client
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM stats.snapshot_runs WHERE finished_at IS NOT NULL
+                 ORDER BY snapshot_date DESC LIMIT $1"
+            ),
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(run_from)
+        .collect()
+}
+
+/// Starts (or starts again) the run of `date`; an on-demand run replaces what is there.
+pub async fn begin_run(
+    client: &impl GenericClient,
+    date: NaiveDate,
+    reason: SnapshotReason,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO stats.snapshot_runs (snapshot_date, reason, started_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (snapshot_date) DO UPDATE
+                 SET reason = EXCLUDED.reason, started_at = EXCLUDED.started_at,
+                     finished_at = NULL, tenants = 0",
+            &[&date, &reason, &now],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn finish_run(
+    client: &impl GenericClient,
+    date: NaiveDate,
+    tenants: i32,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE stats.snapshot_runs SET finished_at = $2, tenants = $3
+             WHERE snapshot_date = $1",
+            &[&date, &now, &tenants],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Copies the tenant's current counts into the snapshot of `date`, replacing an earlier copy
+/// (a run cut short, or an on-demand run repeated the same day).
+pub async fn copy_counts(
+    tx: &impl GenericClient,
+    tenant: &str,
+    date: NaiveDate,
+) -> Result<u64, Error> {
+    tx.execute(
+        "DELETE FROM stats.replica_snapshots WHERE tenant_id = $1 AND snapshot_date = $2",
+        &[&tenant, &date],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO stats.replica_snapshots
+             (tenant_id, snapshot_date, info_code, major_version, dataset, count)
+         SELECT tenant_id, $2, info_code, major_version, dataset, count
+         FROM stats.replica_counts WHERE tenant_id = $1",
+        &[&tenant, &date],
+    )
+    .await
+}
+
+/// One row of a snapshot, with the count of a second date to compare with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub info_code: String,
+    pub major_version: String,
+    pub dataset: String,
+    /// Absent when the kind was not held on that date.
+    pub count: Option<i64>,
+    pub compare_count: Option<i64>,
+}
+
+/// The tenant's snapshot of `date`, in item / version / dataset order; with `compare`, every
+/// kind held on either date.
+pub async fn snapshot_rows(
+    tx: &impl GenericClient,
+    tenant: &str,
+    date: NaiveDate,
+    compare: Option<NaiveDate>,
+) -> Result<Vec<SnapshotRow>, Error> {
+    let rows = tx
+        .query(
+            "SELECT coalesce(a.info_code, b.info_code), coalesce(a.major_version, b.major_version),
+                    coalesce(a.dataset, b.dataset), a.count, b.count
+             FROM (SELECT * FROM stats.replica_snapshots
+                   WHERE tenant_id = $1 AND snapshot_date = $2) a
+             FULL JOIN (SELECT * FROM stats.replica_snapshots
+                        WHERE tenant_id = $1 AND snapshot_date = $3) b
+               USING (info_code, major_version, dataset)
+             ORDER BY 1, 2, 3",
+            &[&tenant, &date, &compare],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| SnapshotRow {
+            info_code: r.get(0),
+            major_version: r.get(1),
+            dataset: r.get(2),
+            count: r.get(3),
+            compare_count: r.get(4),
+        })
+        .collect())
+}

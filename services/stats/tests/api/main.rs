@@ -1,0 +1,325 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The statistics service against real PostgreSQL and RabbitMQ; the tests play provision,
+//! publishing `stats.replica-count` events as it does.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
+use chukan_auth::Role;
+use chukan_core::ManualClock;
+use chukan_mq::OutgoingMessage;
+use chukan_proto::{Message as _, ReplicaCountChanged};
+use chukan_stats::{StatsState, calendar::SnapshotReason, snapshots};
+use chukan_testkit::{TestApi, TestEnv};
+use serde_json::{Value, json};
+
+const ORG_A: &str = "1310010000000001";
+const ORG_B: &str = "2710000000000002";
+const INFO: &str = "TM00000000000002";
+const INFO_OTHER: &str = "TM00000000000031";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct App {
+    env: TestEnv,
+    api: TestApi,
+    clock: Arc<ManualClock>,
+    state: StatsState,
+}
+
+/// 2026-12-05 07:00 JST: the first Saturday of December, after `snapshot_at`.
+fn first_saturday_morning() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 4, 22, 0, 0).unwrap()
+}
+
+async fn spawn_app() -> App {
+    let clock = Arc::new(ManualClock::new(first_saturday_morning()));
+    let env = TestEnv::new_with(
+        &[chukan_stats::migrations()],
+        |s| {
+            // The scheduler is driven by the tests through `take_if_due`.
+            s.stats.scheduler_poll = Duration::from_secs(3600);
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let parts = chukan_stats::start(&env.ctx).await.unwrap();
+    let state = StatsState::new(&env.ctx);
+    let api = env.spawn_api(vec![parts]).await.unwrap();
+    App {
+        env,
+        api,
+        clock,
+        state,
+    }
+}
+
+impl App {
+    fn token(&self, tenant: &str) -> String {
+        self.env.token(tenant, &[Role::BusinessStaff])
+    }
+
+    async fn report(&self, tenant: &str, info: &str, dataset: &str, count: i64, at_ms: i64) {
+        let event = ReplicaCountChanged {
+            tenant: tenant.into(),
+            info_code: info.into(),
+            major_version: "0002".into(),
+            dataset: dataset.into(),
+            count,
+            delta: 0,
+            at_ms,
+        };
+        self.env
+            .publish(&OutgoingMessage::new(
+                tenant,
+                chukan_proto::STATS_REPLICA_COUNT,
+                event.encode_to_vec(),
+            ))
+            .await;
+    }
+
+    /// The count kept for a kind, read as its tenant.
+    async fn count(&self, tenant: &str, info: &str, dataset: &str) -> i64 {
+        self.env
+            .scalar_i64(
+                tenant,
+                &format!(
+                    "SELECT coalesce(max(count), -1) FROM stats.replica_counts
+                     WHERE info_code = '{info}' AND dataset = '{dataset}'"
+                ),
+            )
+            .await
+    }
+
+    async fn wait_count(&self, tenant: &str, info: &str, dataset: &str, want: i64) {
+        chukan_testkit::wait_until(DEADLINE, "replica count applied", || async {
+            self.count(tenant, info, dataset).await == want
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn get(&self, tenant: &str, path: &str) -> (u16, Value) {
+        self.api.get(&self.token(tenant), path).await
+    }
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+#[actix_rt::test]
+async fn the_newest_count_wins_whatever_order_the_events_arrive_in() {
+    let app = spawn_app().await;
+    let t0 = first_saturday_morning().timestamp_millis();
+    // The newer report first, then an older one overtaken on the way, then a repeat.
+    app.report(ORG_A, INFO, "D01", 120, t0 + 2_000).await;
+    app.wait_count(ORG_A, INFO, "D01", 120).await;
+    app.report(ORG_A, INFO, "D01", 90, t0 + 1_000).await;
+    app.report(ORG_A, INFO, "D01", 120, t0 + 2_000).await;
+    // A marker published after both: once it is applied, so are they (one queue, in order).
+    app.report(ORG_A, INFO, "D99", 1, t0).await;
+    app.wait_count(ORG_A, INFO, "D99", 1).await;
+    assert_eq!(app.count(ORG_A, INFO, "D01").await, 120);
+    // Behind the tenant wall: the other organisation sees nothing of it.
+    assert_eq!(app.count(ORG_B, INFO, "D01").await, -1);
+}
+
+#[actix_rt::test]
+async fn a_snapshot_keeps_the_counts_of_its_date_and_two_dates_compare() {
+    let app = spawn_app().await;
+    let t0 = first_saturday_morning().timestamp_millis();
+    app.report(ORG_A, INFO, "D01", 100, t0).await;
+    app.report(ORG_A, INFO_OTHER, "D01", 7, t0).await;
+    app.report(ORG_B, INFO, "D01", 555, t0).await;
+    app.wait_count(ORG_A, INFO_OTHER, "D01", 7).await;
+    app.wait_count(ORG_B, INFO, "D01", 555).await;
+
+    // The first Saturday after snapshot_at: the scheduled (monthly) snapshot is due once.
+    let taken = snapshots::take_if_due(&app.state).await.unwrap().unwrap();
+    assert_eq!(taken.date, date("2026-12-05"));
+    assert_eq!(taken.reason, SnapshotReason::Monthly);
+    assert_eq!(taken.tenants, 2);
+    assert!(snapshots::take_if_due(&app.state).await.unwrap().is_none());
+
+    // Counts change; a week later (no migration window) nothing is scheduled, an operator
+    // takes one on demand.
+    app.report(ORG_A, INFO, "D01", 130, t0 + 1_000).await;
+    app.report(ORG_A, INFO, "D02", 5, t0 + 1_000).await;
+    app.wait_count(ORG_A, INFO, "D02", 5).await;
+    app.clock.advance(chrono::TimeDelta::days(7));
+    assert!(snapshots::take_if_due(&app.state).await.unwrap().is_none());
+    snapshots::take(&app.state, date("2026-12-12"), SnapshotReason::OnDemand)
+        .await
+        .unwrap();
+
+    let (status, first) = app
+        .get(ORG_A, "/v1/statistics/replicas?date=2026-12-05")
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["reason"], "monthly");
+    assert_eq!(first["total"], 107);
+    assert_eq!(
+        first["rows"],
+        json!([
+            {"info_code": INFO, "major_version": "0002", "dataset": "D01", "count": 100,
+             "compare_count": null, "difference": null},
+            {"info_code": INFO_OTHER, "major_version": "0002", "dataset": "D01", "count": 7,
+             "compare_count": null, "difference": null},
+        ])
+    );
+
+    // Without a date: the newest snapshot; compared with the first one.
+    let (status, cmp) = app
+        .get(ORG_A, "/v1/statistics/replicas?compare=2026-12-05")
+        .await;
+    assert_eq!(status, 200, "{cmp}");
+    assert_eq!(cmp["date"], "2026-12-12");
+    assert_eq!(cmp["reason"], "on-demand");
+    let rows = cmp["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["count"], 130);
+    assert_eq!(rows[0]["compare_count"], 100);
+    assert_eq!(rows[0]["difference"], 30);
+    assert_eq!(rows[1]["dataset"], "D02");
+    assert_eq!(rows[1]["compare_count"], 0);
+    assert_eq!(rows[1]["difference"], 5);
+
+    // Organisation B sees its own counts only.
+    let (_, b) = app
+        .get(ORG_B, "/v1/statistics/replicas?date=2026-12-05")
+        .await;
+    assert_eq!(b["total"], 555);
+    assert_eq!(b["rows"].as_array().unwrap().len(), 1);
+
+    let (status, list) = app.get(ORG_A, "/v1/statistics/replicas/snapshots").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["snapshots"][0]["date"], "2026-12-12");
+    assert_eq!(list["snapshots"][1]["date"], "2026-12-05");
+}
+
+#[actix_rt::test]
+async fn csv_opens_in_excel_in_utf8_with_a_bom_or_in_shift_jis() {
+    let app = spawn_app().await;
+    app.report(
+        ORG_A,
+        INFO,
+        "D01",
+        42,
+        first_saturday_morning().timestamp_millis(),
+    )
+    .await;
+    app.wait_count(ORG_A, INFO, "D01", 42).await;
+    snapshots::take(&app.state, date("2026-12-05"), SnapshotReason::OnDemand)
+        .await
+        .unwrap();
+    let token = app.token(ORG_A);
+
+    let res = app
+        .api
+        .get_response(&token, "/v1/statistics/replicas?date=2026-12-05&format=csv")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("replica-statistics-2026-12-05.csv")
+    );
+    let body = res.bytes().await.unwrap();
+    assert_eq!(&body[..3], b"\xEF\xBB\xBF");
+    let text = std::str::from_utf8(&body[3..]).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "特定個人情報名コード,メジャーバージョン,データセット,件数（2026-12-05）\r\n{INFO},0002,D01,42\r\n"
+        )
+    );
+
+    let res = app
+        .api
+        .get_response(
+            &token,
+            "/v1/statistics/replicas?date=2026-12-05&format=csv&encoding=shift_jis",
+        )
+        .await;
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "text/csv; charset=Shift_JIS"
+    );
+    let body = res.bytes().await.unwrap();
+    // 「特定個人情報名コード」 in Shift_JIS (JIS X 0208), as Excel on a Japanese PC reads it.
+    let header =
+        b"\x93\xc1\x92\xe8\x8c\xc2\x90\x6c\x8f\xee\x95\xf1\x96\xbc\x83\x52\x81\x5b\x83\x68";
+    assert!(body.starts_with(header));
+}
+
+#[actix_rt::test]
+async fn bad_queries_are_refused_and_a_missing_snapshot_says_when_they_are_made() {
+    let app = spawn_app().await;
+    let (status, p) = app.get(ORG_A, "/v1/statistics/replicas").await;
+    assert_eq!(status, 404);
+    assert_eq!(p["code"], "snapshot-not-found");
+    for (query, field) in [
+        ("date=2026-13-01", "date"),
+        ("date=05/12/2026", "date"),
+        ("compare=yesterday", "compare"),
+        ("format=xlsx", "format"),
+        ("format=csv&encoding=latin1", "encoding"),
+    ] {
+        let (status, p) = app
+            .get(ORG_A, &format!("/v1/statistics/replicas?{query}"))
+            .await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(p["code"], "invalid-field", "{query}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(field),
+            "{query}: {p}"
+        );
+    }
+    snapshots::take(&app.state, date("2026-12-05"), SnapshotReason::OnDemand)
+        .await
+        .unwrap();
+    let (status, p) = app
+        .get(
+            ORG_A,
+            "/v1/statistics/replicas?date=2026-12-05&compare=2026-11-07",
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(p["detail"].as_str().unwrap().contains("2026-11-07"));
+    // A system client (an unattended business system) does not read statistics.
+    let client = app.env.token(ORG_A, &[Role::SystemClient]);
+    let (status, _) = app.api.get(&client, "/v1/statistics/replicas").await;
+    assert_eq!(status, 403);
+}
+
+#[actix_rt::test]
+async fn every_route_is_in_the_openapi_document() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .api
+        .http
+        .get(app.api.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/statistics/replicas",
+        "/v1/statistics/replicas/snapshots",
+    ] {
+        let get = &doc["paths"][path]["get"];
+        assert!(get.is_object(), "{path}");
+        assert_eq!(
+            get["security"][0]["bearer"],
+            json!(["system_admin", "business_staff"])
+        );
+    }
+}
