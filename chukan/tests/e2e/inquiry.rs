@@ -137,11 +137,16 @@ async fn waiting_permit(stack: &Stack, token_b: &str) -> String {
 /// The events in `org`'s provision-record log once it holds `want` of them, sorted.
 pub(crate) async fn recorded_events(stack: &Stack, org: &str, want: usize) -> Vec<String> {
     let staff = stack.staff_token(org).await;
+    recorded_events_as(stack, &staff, want).await
+}
+
+/// The events of the caller's organisation's provision-record log, sorted.
+async fn recorded_events_as(stack: &Stack, staff: &str, want: usize) -> Vec<String> {
     poll(30, "the provision records", || async {
         let (_, page) = stack
             .call(
                 Method::POST,
-                &staff,
+                staff,
                 "/v1/records/search",
                 Some(serde_json::json!({"limit": 100})),
             )
@@ -160,6 +165,38 @@ pub(crate) async fn recorded_events(stack: &Stack, org: &str, want: usize) -> Ve
             Ok(events)
         } else {
             Err(page)
+        }
+    })
+    .await
+}
+
+/// The events the statistics service counted for the caller's organisation around today
+/// (one name per event counted), sorted, once `want` of them are exchanges (not `code.*`).
+async fn counted_events(stack: &Stack, staff: &str, want: usize) -> Vec<String> {
+    let today = chukan_core::calendar::japan_date(chrono::Utc::now());
+    let path = format!(
+        "/v1/statistics/exchanges?from={}&to={}",
+        today - chrono::Days::new(1),
+        today + chrono::Days::new(1)
+    );
+    poll(30, "the business statistics", || async {
+        let (_, body) = stack.call(Method::GET, staff, &path, None).await;
+        let mut events: Vec<String> = body["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| {
+                        let n = r["count"].as_u64().unwrap_or(0) as usize;
+                        std::iter::repeat_n(r["event"].as_str().unwrap_or("").to_string(), n)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        events.sort();
+        if events.iter().filter(|e| !e.starts_with("code.")).count() >= want {
+            Ok(events)
+        } else {
+            Err(body)
         }
     })
     .await
@@ -220,9 +257,13 @@ async fn a_inquires_of_b_and_gets_the_automatic_answer_as_of_the_date_asked() {
     assert_eq!(status, 404);
 
     // Every exchange is recorded once in both parties' provision-record logs (情報提供等記録):
-    // A has "inquiry sent" and "result received" for each inquiry, B "provision made".
+    // A has "inquiry sent" and "result received" for each inquiry, B "provision made". The
+    // business statistics (業務統計) count exactly what each log holds.
+    let staff_a = stack.staff_token(ORG_A).await;
+    let staff_b = stack.staff_token(ORG_B).await;
+    let logged_a = recorded_events_as(&stack, &staff_a, 4).await;
     assert_eq!(
-        recorded_events(&stack, ORG_A, 4).await,
+        logged_a,
         [
             "inquiry.sent",
             "inquiry.sent",
@@ -230,10 +271,20 @@ async fn a_inquires_of_b_and_gets_the_automatic_answer_as_of_the_date_asked() {
             "result.received"
         ]
     );
-    assert_eq!(
-        recorded_events(&stack, ORG_B, 2).await,
-        ["provision.made", "provision.made"]
-    );
+    let logged_b = recorded_events_as(&stack, &staff_b, 2).await;
+    assert_eq!(logged_b, ["provision.made", "provision.made"]);
+    // Code acquisitions are counted too, though they are no provision record.
+    let counted_a = counted_events(&stack, &staff_a, 4).await;
+    let (codes, exchanges): (Vec<String>, Vec<String>) =
+        counted_a.into_iter().partition(|e| e.starts_with("code."));
+    assert_eq!(exchanges, logged_a);
+    assert_eq!(codes, ["code.acquired"]);
+    let counted_b = counted_events(&stack, &staff_b, 2).await;
+    let exchanges_b: Vec<String> = counted_b
+        .into_iter()
+        .filter(|e| !e.starts_with("code."))
+        .collect();
+    assert_eq!(exchanges_b, logged_b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

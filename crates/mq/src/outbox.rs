@@ -52,6 +52,16 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Writes every message of `msgs` as [`enqueue`] does, pipelined: one round trip for all.
+pub async fn enqueue_all(
+    tx: &impl deadpool_postgres::GenericClient,
+    schema: &str,
+    msgs: &[OutgoingMessage],
+) -> Result<(), tokio_postgres::Error> {
+    futures_util::future::try_join_all(msgs.iter().map(|m| enqueue(tx, schema, m))).await?;
+    Ok(())
+}
+
 /// What one relay round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Round {

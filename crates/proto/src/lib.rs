@@ -22,6 +22,8 @@ pub const CODE_LINKED: &str = "code.linked";
 pub const FLAGS_CHANGED: &str = "flags.changed";
 pub const DEPARTMENT_CHANGED: &str = "department.changed";
 pub const AUDIT_RECORD: &str = "audit.record";
+/// Exchange events counted by the statistics service (ExchangeStat).
+pub const STATS_EXCHANGE: &str = "stats.exchange";
 /// Replica counts provision announces (ReplicaCountChanged), for the statistics service.
 pub const STATS_REPLICA_COUNT: &str = "stats.replica-count";
 
@@ -61,6 +63,29 @@ pub fn signing_bytes(env: &Envelope) -> Vec<u8> {
         out.extend_from_slice(field);
     }
     out
+}
+
+impl ExchangeStat {
+    /// The counting twin of `record`: its codes, outcome and times, without the resident,
+    /// the permit or the serial number.
+    pub fn of(record: &AuditRecord) -> Self {
+        ExchangeStat {
+            tenant: record.tenant.clone(),
+            event: record.event.clone(),
+            inquirer_org: record.inquirer_org.clone(),
+            provider_org: record.provider_org.clone(),
+            affair_code: record.affair_code.clone(),
+            procedure_code: record.procedure_code.clone(),
+            info_code: record.info_code.clone(),
+            outcome: record.outcome.clone(),
+            requested_at_ms: record.requested_at_ms,
+            at_ms: if record.provided_at_ms > 0 {
+                record.provided_at_ms
+            } else {
+                record.at_ms
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! Each service also hands back its part of the OpenAPI document; [`http_server`] merges
 //! them into one and serves it at `GET /openapi.json` (public, at any hour).
 
+mod audit;
 mod document;
 mod hours;
 mod periodic;
@@ -27,6 +28,7 @@ use utoipa::openapi::{
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
+pub use audit::audit_messages;
 pub use chukan_core::worker::{StopStage, Worker};
 pub use hours::HoursGate;
 pub use periodic::{TaskEnd, periodic_worker};

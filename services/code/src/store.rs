@@ -107,21 +107,30 @@ pub async fn acquisition(tx: &impl GenericClient, id: Uuid) -> Result<Option<Acq
 }
 
 /// A pending acquisition locked for its result: (addressee index, sealed addressee).
-pub async fn lock_pending(
-    tx: &impl GenericClient,
-    id: Uuid,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
+/// A request still waiting for the NWS, locked for its answer.
+#[derive(Debug)]
+pub struct Pending {
+    pub addressee_bidx: Vec<u8>,
+    pub addressee_enc: Vec<u8>,
+    pub requested_at: DateTime<Utc>,
+}
+
+pub async fn lock_pending(tx: &impl GenericClient, id: Uuid) -> Result<Option<Pending>, Error> {
     let row = tx
         .query_opt(
             &tx.prepare_cached(
-                "SELECT addressee_bidx, addressee_enc FROM code.acquisitions
+                "SELECT addressee_bidx, addressee_enc, created_at FROM code.acquisitions
              WHERE id = $1 AND status = 'pending' FOR UPDATE",
             )
             .await?,
             &[&id],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    Ok(row.map(|r| Pending {
+        addressee_bidx: r.get(0),
+        addressee_enc: r.get(1),
+        requested_at: r.get(2),
+    }))
 }
 
 pub async fn store_link(

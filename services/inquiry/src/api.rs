@@ -273,7 +273,7 @@ async fn create_inquiry(
     let (inserted, sent, audited, marked) = futures_util::join!(
         store::insert_inquiry(&tx, &row),
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &request),
-        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit),
+        chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &audit),
         store::mark_tenant_active(&tx, &tenant),
     );
     inserted.or_problem("insert")?;

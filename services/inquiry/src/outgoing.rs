@@ -67,8 +67,8 @@ pub struct AuditFacts<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// AuditRecord on `audit.record`.
-pub fn audit(f: &AuditFacts<'_>) -> OutgoingMessage {
+/// AuditRecord on `audit.record`, and its counting twin on `stats.exchange`.
+pub fn audit(f: &AuditFacts<'_>) -> [OutgoingMessage; 2] {
     let record_id = Uuid::now_v7();
     let record = AuditRecord {
         record_id: record_id.to_string(),
@@ -90,9 +90,5 @@ pub fn audit(f: &AuditFacts<'_>) -> OutgoingMessage {
         at_ms: f.at.timestamp_millis(),
         ..Default::default()
     };
-    let mut msg =
-        OutgoingMessage::new(f.tenant, chukan_proto::AUDIT_RECORD, record.encode_to_vec());
-    // One id for the bus message and the record: the audit service's idempotency key.
-    msg.id = record_id;
-    msg
+    chukan_runtime::audit_messages(&record)
 }

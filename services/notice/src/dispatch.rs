@@ -34,7 +34,7 @@ pub async fn dispatch(
     );
     let (sent, audited, marked) = futures_util::join!(
         chukan_mq::outbox::enqueue(tx, crate::SCHEMA, &send),
-        chukan_mq::outbox::enqueue(tx, crate::SCHEMA, &audit),
+        chukan_mq::outbox::enqueue_all(tx, crate::SCHEMA, &audit),
         store::mark_dispatched(tx, d.notice_id, d.now, send.id),
     );
     sent?;

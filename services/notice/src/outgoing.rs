@@ -49,7 +49,8 @@ pub fn status_check(tenant: &str, check_id: Uuid, notice_ids: &[Uuid]) -> Outgoi
 }
 
 /// AuditRecord on `audit.record` for a notice event of this tenant ("notice.sent",
-/// "notice.status-received"); `outcome` is the notice's state.
+/// "notice.status-received"), and its counting twin on `stats.exchange`; `outcome` is the
+/// notice's state.
 pub fn audit(
     tenant: &str,
     event: &str,
@@ -57,7 +58,7 @@ pub fn audit(
     requested_at: DateTime<Utc>,
     outcome: &str,
     at: DateTime<Utc>,
-) -> OutgoingMessage {
+) -> [OutgoingMessage; 2] {
     let record_id = Uuid::now_v7();
     let record = AuditRecord {
         record_id: record_id.to_string(),
@@ -70,8 +71,5 @@ pub fn audit(
         at_ms: at.timestamp_millis(),
         ..Default::default()
     };
-    let mut msg = OutgoingMessage::new(tenant, chukan_proto::AUDIT_RECORD, record.encode_to_vec());
-    // One id for the bus message and the record: the audit service's idempotency key.
-    msg.id = record_id;
-    msg
+    chukan_runtime::audit_messages(&record)
 }

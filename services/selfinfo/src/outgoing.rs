@@ -33,8 +33,9 @@ pub struct AuditFacts<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// AuditRecord on `audit.record`; the bus message id is the record id (audit's idempotency key).
-pub fn audit(f: &AuditFacts<'_>) -> OutgoingMessage {
+/// AuditRecord on `audit.record` (the bus message id is the record id, audit's idempotency
+/// key), and its counting twin on `stats.exchange`.
+pub fn audit(f: &AuditFacts<'_>) -> [OutgoingMessage; 2] {
     let record_id = Uuid::now_v7();
     let record = AuditRecord {
         record_id: record_id.to_string(),
@@ -52,8 +53,5 @@ pub fn audit(f: &AuditFacts<'_>) -> OutgoingMessage {
         at_ms: f.at.timestamp_millis(),
         ..AuditRecord::default()
     };
-    let mut msg =
-        OutgoingMessage::new(f.tenant, chukan_proto::AUDIT_RECORD, record.encode_to_vec());
-    msg.id = record_id;
-    msg
+    chukan_runtime::audit_messages(&record)
 }

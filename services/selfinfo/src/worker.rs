@@ -309,7 +309,7 @@ async fn answer_one(state: &SelfInfoState, id: Uuid, tenant: &str) -> anyhow::Re
         store::store_answer(&tx, id, &stored),
         store::delete_pending(&tx, id),
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &to_nws),
-        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit),
+        chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &audit),
     );
     a?;
     b?;

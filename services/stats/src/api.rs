@@ -13,15 +13,21 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::{
     StatsState,
     calendar::SnapshotReason,
+    durations,
     export::{self, CsvEncoding},
     store,
 };
 
+/// Longest span of days one business statistics answer covers.
+const MAX_DAYS: i64 = 366;
+
 /// The service's part of `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(get_replica_statistics, list_snapshots),
+    paths(get_replica_statistics, list_snapshots, get_exchange_statistics),
     components(schemas(
+        ExchangeStatistics,
+        ExchangeStatisticsRow,
         ReplicaStatistics,
         ReplicaStatisticsRow,
         SnapshotList,
@@ -31,7 +37,7 @@ use crate::{
     )),
     tags((
         name = "statistics",
-        description = "統計: 副本統計（副本件数の版・データセット別スナップショット。毎月第1土曜日、移行期間中は毎週土曜日）を日付ごとに参照・比較し、CSV（Excel 向け UTF-8 BOM 付き、または Shift_JIS）で出力します。"
+        description = "統計: 業務統計（情報照会・情報提供・符号取得・お知らせ・自己情報提供の日別件数と所要時間）と副本統計（副本件数の版・データセット別スナップショット。毎月第1土曜日、移行期間中は毎週土曜日）を日付ごとに参照・比較し、CSV（Excel 向け UTF-8 BOM 付き、または Shift_JIS）で出力します。"
     ))
 )]
 pub struct ApiDoc;
@@ -51,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<StatsState>) {
         .route(
             "/v1/statistics/replicas/snapshots",
             web::get().to(list_snapshots),
+        )
+        .route(
+            "/v1/statistics/exchanges",
+            web::get().to(get_exchange_statistics),
         );
 }
 
@@ -314,4 +324,160 @@ pub(crate) async fn list_snapshots(
             })
             .collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ExchangeStatisticsParams {
+    /// First Japan date (YYYY-MM-DD); default six days before `to`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<String>,
+    /// Last Japan date (YYYY-MM-DD), included; default today.
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<String>,
+    /// Only this event (e.g. `inquiry.sent`, `provision.made`, `code.acquired`).
+    pub event: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+    /// CSV character set: `utf-8` (default, with BOM) or `shift_jis`.
+    pub encoding: Option<String>,
+}
+
+/// 業務統計: an organisation's exchanges per Japan day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExchangeStatistics {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub rows: Vec<ExchangeStatisticsRow>,
+}
+
+/// One day × event × affair × procedure × item × outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExchangeStatisticsRow {
+    pub day: NaiveDate,
+    /// `inquiry.sent`, `result.received`, `permit.refused`, `provision.made`,
+    /// `provision.manual`, `provision.refused`, `code.acquired`, `code.failed`,
+    /// `notice.sent`, `notice.status-received`, `selfinfo.answered`, `selfinfo.refused`.
+    pub event: String,
+    /// 事務コード, 事務手続コード, 特定個人情報名コード (empty where the event has none).
+    pub affair_code: String,
+    pub procedure_code: String,
+    pub info_code: String,
+    pub outcome: String,
+    pub count: i64,
+    /// Events whose duration is known (asked → this event), and its statistics in
+    /// milliseconds: p50 and p95 read from a histogram (exact to its bucket), max exact.
+    pub timed: i64,
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
+/// `GET /v1/statistics/exchanges`: the organisation's business statistics per day.
+#[utoipa::path(
+    get, path = "/v1/statistics/exchanges", tag = "statistics", operation_id = "getExchangeStatistics",
+    summary = "業務統計の参照・CSV出力 (exchanges per day with durations)",
+    params(ExchangeStatisticsParams),
+    responses(
+        (status = 200, description = "JSON, or CSV (Japanese headers) with `format=csv`", content(
+            (ExchangeStatistics = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "invalid-field", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems
+    ),
+    security(("bearer" = ["system_admin", "business_staff"]))
+)]
+pub(crate) async fn get_exchange_statistics(
+    caller: Caller,
+    state: web::Data<StatsState>,
+    params: web::Query<ExchangeStatisticsParams>,
+) -> Result<HttpResponse, Problem> {
+    let today = chukan_core::calendar::japan_date(state.clock.now());
+    let to = parse_date("to", params.to.as_deref())?.unwrap_or(today);
+    let from = parse_date("from", params.from.as_deref())?.unwrap_or(to - chrono::Days::new(6));
+    if from > to || (to - from).num_days() >= MAX_DAYS {
+        return Err(Problem::invalid(
+            format!("項目「from」「to」は from ≦ to、{MAX_DAYS} 日以内の期間で指定してください。"),
+            "期間を見直して再度照会してください。",
+        ));
+    }
+    let event = params.event.as_deref();
+    if event.is_some_and(|e| e.is_empty() || e.len() > 40 || !e.is_ascii()) {
+        return Err(Problem::invalid(
+            "項目「event」は inquiry.sent などのイベント名で指定してください。",
+            "イベント名を確認して再度照会してください。",
+        ));
+    }
+    let output = output(params.format.as_deref(), params.encoding.as_deref())?;
+    let tenant = caller.tenant();
+    let mut client = state.db.get().await.or_problem("pool")?;
+    let tx = chukan_db::tenant_tx(&mut client, tenant)
+        .await
+        .or_problem("begin")?;
+    let days = store::exchange_days(&tx, tenant, from, to, event)
+        .await
+        .or_problem("statistics")?;
+    tx.commit().await.or_problem("commit")?;
+    let rows: Vec<ExchangeStatisticsRow> = days
+        .into_iter()
+        .map(|d| {
+            let timed = d.timed > 0;
+            ExchangeStatisticsRow {
+                p50_ms: durations::quantile(&d.buckets, 0.5, d.duration_max_ms),
+                p95_ms: durations::quantile(&d.buckets, 0.95, d.duration_max_ms),
+                max_ms: timed.then_some(d.duration_max_ms),
+                day: d.day,
+                event: d.event,
+                affair_code: d.affair_code,
+                procedure_code: d.procedure_code,
+                info_code: d.info_code,
+                outcome: d.outcome,
+                count: d.count,
+                timed: d.timed,
+            }
+        })
+        .collect();
+    match output {
+        Output::Json => Ok(HttpResponse::Ok().json(ExchangeStatistics { from, to, rows })),
+        Output::Csv(encoding) => {
+            let headers = [
+                "日付",
+                "イベント",
+                "事務コード",
+                "事務手続コード",
+                "特定個人情報名コード",
+                "結果",
+                "件数",
+                "所要時間の件数",
+                "所要時間中央値（ミリ秒）",
+                "所要時間95パーセンタイル（ミリ秒）",
+                "所要時間最大（ミリ秒）",
+            ];
+            let ms = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.day.to_string(),
+                        r.event.clone(),
+                        r.affair_code.clone(),
+                        r.procedure_code.clone(),
+                        r.info_code.clone(),
+                        r.outcome.clone(),
+                        r.count.to_string(),
+                        r.timed.to_string(),
+                        ms(r.p50_ms),
+                        ms(r.p95_ms),
+                        ms(r.max_ms),
+                    ]
+                })
+                .collect();
+            Ok(export::response(
+                &format!("exchange-statistics-{from}-{to}.csv"),
+                &headers,
+                &lines,
+                encoding,
+            ))
+        }
+    }
 }

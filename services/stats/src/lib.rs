@@ -1,7 +1,10 @@
 //! The statistics service (統計, F10 業務統計情報の集計; seed §2.5): what the platform and each
 //! organisation learn from counts, never from residents' data.
 //!
-//! It consumes the bus only, and only events without resident fields. Today: replica
+//! It consumes the bus only, and only events without resident fields. Business statistics
+//! (業務統計): every exchange event of every service (`stats.exchange`, the counting twin of
+//! its audit record, or the code service's acquisition) is counted once into its
+//! organisation's Japan day ([`exchanges`], durations in [`durations`]). Replica
 //! statistics (副本統計) — provision's `stats.replica-count` events keep the newest count per
 //! organisation × item × major version × dataset ([`replicas`]); [`snapshots`] copies them
 //! under a snapshot date by the calendar rule ([`calendar`]: monthly on the first Saturday,
@@ -10,6 +13,8 @@
 
 pub mod api;
 pub mod calendar;
+pub mod durations;
+pub mod exchanges;
 pub mod export;
 pub mod metrics;
 pub mod replicas;
@@ -60,9 +65,14 @@ pub fn replica_counts_queue() -> QueueSpec {
     QueueSpec::new("stats.replica-counts", &[chukan_proto::STATS_REPLICA_COUNT])
 }
 
+/// Exchange events every service announces (`stats.exchange`).
+pub fn exchanges_queue() -> QueueSpec {
+    QueueSpec::new("stats.exchanges", &[chukan_proto::STATS_EXCHANGE])
+}
+
 /// Every queue the service consumes, for the binary to declare before anything runs.
 pub fn queues() -> Vec<QueueSpec> {
-    vec![replica_counts_queue()]
+    vec![replica_counts_queue(), exchanges_queue()]
 }
 
 /// The service's part of the OpenAPI document.
@@ -72,19 +82,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = StatsState::new(ctx);
-    let queue = replica_counts_queue();
-    ctx.bus.declare_queue(&queue).await?;
-    let consumer = chukan_mq::consumer::start(
-        &ctx.bus,
-        &queue,
-        "stats",
-        ctx.settings.amqp.prefetch,
-        Arc::new(replicas::ReplicaCounts::new(state.clone())),
-    );
-    let workers = vec![
-        consumer.into_worker(&queue.name),
-        snapshots::start(state.clone()),
+    let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 2] = [
+        (
+            replica_counts_queue(),
+            Arc::new(replicas::ReplicaCounts::new(state.clone())),
+        ),
+        (
+            exchanges_queue(),
+            Arc::new(exchanges::Exchanges::new(state.clone())),
+        ),
     ];
+    let mut workers = vec![snapshots::start(state.clone())];
+    for (queue, handler) in consumers {
+        ctx.bus.declare_queue(&queue).await?;
+        let consumer = chukan_mq::consumer::start(
+            &ctx.bus,
+            &queue,
+            "stats",
+            ctx.settings.amqp.prefetch,
+            handler,
+        );
+        workers.push(consumer.into_worker(&queue.name));
+    }
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "stats",

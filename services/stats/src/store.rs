@@ -227,3 +227,110 @@ pub async fn snapshot_rows(
         })
         .collect())
 }
+
+/// One exchange event to count.
+#[derive(Debug, Clone)]
+pub struct Exchange<'a> {
+    pub day: NaiveDate,
+    pub event: &'a str,
+    pub affair_code: &'a str,
+    pub procedure_code: &'a str,
+    pub info_code: &'a str,
+    pub outcome: &'a str,
+    pub duration_ms: Option<i64>,
+    /// [`crate::durations::one`] of the duration.
+    pub buckets: Vec<i64>,
+}
+
+/// Adds one event to its day's row (the buckets add up position by position).
+pub async fn count_exchange(
+    tx: &impl GenericClient,
+    tenant: &str,
+    e: &Exchange<'_>,
+) -> Result<(), Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO stats.exchange_days (tenant_id, day, event, affair_code, procedure_code,
+                 info_code, outcome, count, timed, duration_sum_ms, duration_max_ms, buckets)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9, $10)
+             ON CONFLICT (tenant_id, day, event, affair_code, procedure_code, info_code, outcome)
+             DO UPDATE SET
+                 count = exchange_days.count + 1,
+                 timed = exchange_days.timed + EXCLUDED.timed,
+                 duration_sum_ms = exchange_days.duration_sum_ms + EXCLUDED.duration_sum_ms,
+                 duration_max_ms = greatest(exchange_days.duration_max_ms, EXCLUDED.duration_max_ms),
+                 buckets = ARRAY(SELECT a + b FROM unnest(exchange_days.buckets, EXCLUDED.buckets)
+                                 WITH ORDINALITY AS t(a, b, i) ORDER BY i)",
+        )
+        .await?;
+    let timed = i64::from(e.duration_ms.is_some());
+    let duration = e.duration_ms.unwrap_or(0);
+    tx.execute(
+        &stmt,
+        &[
+            &tenant,
+            &e.day,
+            &e.event,
+            &e.affair_code,
+            &e.procedure_code,
+            &e.info_code,
+            &e.outcome,
+            &timed,
+            &duration,
+            &e.buckets,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One day's row of the business statistics.
+#[derive(Debug, Clone)]
+pub struct ExchangeDay {
+    pub day: NaiveDate,
+    pub event: String,
+    pub affair_code: String,
+    pub procedure_code: String,
+    pub info_code: String,
+    pub outcome: String,
+    pub count: i64,
+    pub timed: i64,
+    pub duration_max_ms: i64,
+    pub buckets: Vec<i64>,
+}
+
+/// The tenant's rows from `from` to `to` (Japan dates, both included), optionally of one
+/// event, in day / event / code / outcome order.
+pub async fn exchange_days(
+    tx: &impl GenericClient,
+    tenant: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    event: Option<&str>,
+) -> Result<Vec<ExchangeDay>, Error> {
+    let rows = tx
+        .query(
+            "SELECT day, event, affair_code, procedure_code, info_code, outcome, count, timed,
+                    duration_max_ms, buckets
+             FROM stats.exchange_days
+             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3 AND ($4::text IS NULL OR event = $4)
+             ORDER BY day, event, affair_code, procedure_code, info_code, outcome",
+            &[&tenant, &from, &to, &event],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ExchangeDay {
+            day: r.get(0),
+            event: r.get(1),
+            affair_code: r.get(2),
+            procedure_code: r.get(3),
+            info_code: r.get(4),
+            outcome: r.get(5),
+            count: r.get(6),
+            timed: r.get(7),
+            duration_max_ms: r.get(8),
+            buckets: r.get(9),
+        })
+        .collect())
+}

@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 use chrono::Utc;
 use chukan_mq::OutgoingMessage;
 use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
-use chukan_proto::{CODE_LINKED, CodeAcquireResult, CodeLinked, Message, NwsInbound};
+use chukan_proto::{
+    CODE_LINKED, CodeAcquireResult, CodeLinked, ExchangeStat, Message, NwsInbound, STATS_EXCHANGE,
+};
 use futures_util::future::BoxFuture;
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use uuid::Uuid;
@@ -74,7 +76,12 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
         RESULTS.with_label_values(&["duplicate"]).inc();
         return Ok(());
     }
-    let Some((bidx, addressee_enc)) = pending.map_err(retry("lock"))? else {
+    let Some(store::Pending {
+        addressee_bidx: bidx,
+        addressee_enc,
+        requested_at,
+    }) = pending.map_err(retry("lock"))?
+    else {
         // Unknown or already answered: record the message as seen and move on.
         tx.commit().await.map_err(retry("commit"))?;
         RESULTS.with_label_values(&["no_pending_request"]).inc();
@@ -145,6 +152,28 @@ async fn apply(state: &CodeState, delivery: Delivery) -> Result<(), HandleError>
         .map_err(retry("complete"))?;
         RESULTS.with_label_values(&["failed"]).inc();
     }
+    // Counted by the statistics service (符号取得 per organisation per day), without the
+    // resident or the code.
+    let (event, outcome) = if result.ok && !result.code.is_empty() {
+        ("code.acquired", "done")
+    } else {
+        ("code.failed", result.reason_code.as_str())
+    };
+    let stat = ExchangeStat {
+        tenant: tenant.to_owned(),
+        event: event.into(),
+        outcome: outcome.into(),
+        requested_at_ms: requested_at.timestamp_millis(),
+        at_ms: now.timestamp_millis(),
+        ..ExchangeStat::default()
+    };
+    chukan_mq::outbox::enqueue(
+        &tx,
+        crate::SCHEMA,
+        &OutgoingMessage::new(tenant, STATS_EXCHANGE, stat.encode_to_vec()),
+    )
+    .await
+    .map_err(retry("outbox"))?;
     tx.commit().await.map_err(retry("commit"))?;
     state.outbox.wake();
     Ok(())

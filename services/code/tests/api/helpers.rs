@@ -22,6 +22,8 @@ pub struct TestApp {
     pub sent: Arc<Mutex<Vec<Delivery>>>,
     /// Every code.linked event the service published.
     pub linked: Arc<Mutex<Vec<Delivery>>>,
+    /// Every stats.exchange event (an acquisition counted for the statistics).
+    pub stats: Arc<Mutex<Vec<Delivery>>>,
 }
 
 /// Collects every delivery on a test queue bound to `key`.
@@ -49,14 +51,18 @@ pub async fn spawn_app() -> TestApp {
     let (sent, sent_worker) = capture(&env, "test.nws-out", chukan_proto::NWS_OUT).await;
     let (linked, linked_worker) =
         capture(&env, "test.code-linked", chukan_proto::CODE_LINKED).await;
+    let (stats, stats_worker) =
+        capture(&env, "test.stats-exchange", chukan_proto::STATS_EXCHANGE).await;
     let mut api = env.spawn_api(vec![parts]).await.unwrap();
     api.workers.push(sent_worker);
     api.workers.push(linked_worker);
+    api.workers.push(stats_worker);
     TestApp {
         env,
         api,
         sent,
         linked,
+        stats,
     }
 }
 

@@ -87,6 +87,24 @@ async fn acquisition_goes_out_once_and_a_duplicated_answer_has_one_effect() {
     .unwrap();
     let linked = app.linked.lock().unwrap().clone();
     assert_eq!(linked.len(), 1, "one event for one link");
+    // Counted for the statistics: an acquisition done, with neither the addressee nor the code.
+    chukan_testkit::wait_until(Duration::from_secs(10), "stats.exchange", || async {
+        !app.stats.lock().unwrap().is_empty()
+    })
+    .await
+    .unwrap();
+    let stats = app.stats.lock().unwrap().clone();
+    assert_eq!(stats.len(), 1);
+    let stat = chukan_proto::ExchangeStat::decode(stats[0].body.as_slice()).unwrap();
+    assert_eq!(
+        (
+            stat.tenant.as_str(),
+            stat.event.as_str(),
+            stat.outcome.as_str()
+        ),
+        (ORG_A, "code.acquired", "done")
+    );
+    assert!(stat.requested_at_ms > 0 && stat.at_ms >= stat.requested_at_ms);
     let event = chukan_proto::CodeLinked::decode(linked[0].body.as_slice()).unwrap();
     assert_eq!(
         (

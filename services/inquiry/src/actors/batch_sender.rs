@@ -114,7 +114,7 @@ async fn send_chunk(state: &InquiryState, tenant: &str, batch_id: Uuid) -> anyho
             requested_at: l.requested_at,
             expires_at: l.expires_at,
         }));
-        messages.push(outgoing::audit(&outgoing::AuditFacts {
+        messages.extend(outgoing::audit(&outgoing::AuditFacts {
             tenant,
             event: "inquiry.sent",
             provider_org: &l.provider_org,
@@ -134,15 +134,7 @@ async fn send_chunk(state: &InquiryState, tenant: &str, batch_id: Uuid) -> anyho
         dispatched.push(l.id);
     }
     // Pipelined: the outbox rows go out together, then the lines are marked.
-    let results = futures_util::future::join_all(
-        messages
-            .iter()
-            .map(|m| chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, m)),
-    )
-    .await;
-    for r in results {
-        r?;
-    }
+    chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &messages).await?;
     store::mark_dispatched(&tx, &dispatched, now).await?;
     tx.commit().await?;
     state.outbox.wake();

@@ -133,7 +133,7 @@ async fn apply(state: &InquiryState, delivery: Delivery) -> Result<(), HandleErr
     });
     let (updated, queued) = futures_util::join!(
         store::store_result(&tx, id, &stored),
-        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit),
+        chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &audit),
     );
     updated.map_err(retry("store result"))?;
     queued.map_err(retry("outbox"))?;

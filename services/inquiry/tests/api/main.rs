@@ -5,7 +5,7 @@ mod bulk;
 mod helpers;
 
 use chrono::{DateTime, Duration, Utc};
-use chukan_proto::InquiryResult;
+use chukan_proto::{InquiryResult, Message as _};
 use helpers::{
     AFFAIR, INFO, ORG_A, ORG_B, PROCEDURE, PROVIDER, decode_request, inquiry_body, provided,
     spawn_app, wait_until,
@@ -106,6 +106,10 @@ async fn an_inquiry_goes_out_once_and_its_result_is_stored_sealed_exactly_once()
     assert_eq!(audit.tenant, ORG_A);
     assert_eq!(audit.serial_no, "0000000000000001");
     assert_eq!(audit.addressee, "000000000012345");
+    // Its counting twin for the statistics: the same codes and times, no resident.
+    wait_until("the stats twins", || async { app.stats.count() >= 2 }).await;
+    let twin = chukan_proto::ExchangeStat::decode(app.stats.all()[0].body.as_slice()).unwrap();
+    assert_eq!(twin, chukan_proto::ExchangeStat::of(audit));
 
     // The NWS's result, delivered twice with one message id and once more with another.
     let msg_id = uuid::Uuid::now_v7();

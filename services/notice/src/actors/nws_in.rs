@@ -143,7 +143,7 @@ async fn apply(state: &NoticeService, delivery: Delivery) -> Result<(), HandleEr
             next.as_str(),
             now,
         );
-        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &audit)
+        chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &audit)
             .await
             .map_err(retry("outbox"))?;
         outcomes.push(next.as_str());

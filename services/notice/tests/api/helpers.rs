@@ -38,6 +38,8 @@ pub struct TestApp {
     pub nws_out: Captured,
     /// Audit events (`audit.record`).
     pub audit: Captured,
+    /// The audit records\' counting twins (`stats.exchange`).
+    pub stats: Captured,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -52,6 +54,9 @@ pub async fn spawn_app() -> TestApp {
     let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD])
         .await
         .unwrap();
+    let stats = Captured::start(&env.ctx.bus, "stats", &[chukan_proto::STATS_EXCHANGE])
+        .await
+        .unwrap();
     let parts = chukan_notice::start(&env.ctx).await.unwrap();
     let api = env.spawn_api(vec![parts]).await.unwrap();
     TestApp {
@@ -60,6 +65,7 @@ pub async fn spawn_app() -> TestApp {
         clock,
         nws_out,
         audit,
+        stats,
     }
 }
 

@@ -4,7 +4,7 @@
 mod helpers;
 
 use chrono::Utc;
-use chukan_proto::{NoticeState, NoticeStatusReport};
+use chukan_proto::{Message as _, NoticeState, NoticeStatusReport};
 use helpers::{
     ADDRESSEE, ORG_A, ORG_B, decode_check, decode_send, notice_body, spawn_app, state, wait_until,
 };
@@ -129,6 +129,9 @@ async fn a_notice_goes_out_once_sealed_and_is_audited() {
     assert_eq!(audit.addressee, ADDRESSEE);
     assert_eq!(audit.outcome, "sent");
     assert!(uuid::Uuid::parse_str(&audit.record_id).is_ok());
+    wait_until("the stats twin", || async { app.stats.count() >= 1 }).await;
+    let twin = chukan_proto::ExchangeStat::decode(app.stats.all()[0].body.as_slice()).unwrap();
+    assert_eq!(twin, chukan_proto::ExchangeStat::of(audit));
 
     // At rest the text, attachment and addressee are ciphertext.
     let mut client = app.env.owner_pool().unwrap().get().await.unwrap();

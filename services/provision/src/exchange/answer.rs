@@ -6,8 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chukan_crypto::{TenantKeys, Verifiers};
 use chukan_mq::OutgoingMessage;
 use chukan_proto::{
-    AUDIT_RECORD, AuditRecord, InquiryCondition, Message, NWS_OUT, NwsOutbound, ProvidedRecord,
-    ProvisionAnswer, ProvisionPermit, SignedPermit,
+    AuditRecord, InquiryCondition, Message, NWS_OUT, NwsOutbound, ProvidedRecord, ProvisionAnswer,
+    ProvisionPermit, SignedPermit,
 };
 
 use crate::{
@@ -172,7 +172,8 @@ pub fn at_ms(ms: i64) -> Option<DateTime<Utc>> {
 /// The answer message and its audit record, ready for the outbox.
 pub struct Outgoing {
     pub answer: OutgoingMessage,
-    pub audit: OutgoingMessage,
+    /// The provision record and its counting twin.
+    pub audit: [OutgoingMessage; 2],
 }
 
 /// Builds the NwsOutbound answer and the AuditRecord of one provision.
@@ -214,7 +215,7 @@ pub fn outgoing(
     };
     Outgoing {
         answer: OutgoingMessage::new(tenant, NWS_OUT, out.encode_to_vec()),
-        audit: OutgoingMessage::new(tenant, AUDIT_RECORD, audit.encode_to_vec()),
+        audit: chukan_runtime::audit_messages(&audit),
     }
 }
 

@@ -41,7 +41,7 @@ impl From<tokio_postgres::Error> for ManualError {
 
 async fn enqueue(tx: &impl deadpool_postgres::GenericClient, out: &Outgoing) -> anyhow::Result<()> {
     chukan_mq::outbox::enqueue(tx, crate::SCHEMA, &out.answer).await?;
-    chukan_mq::outbox::enqueue(tx, crate::SCHEMA, &out.audit).await?;
+    chukan_mq::outbox::enqueue_all(tx, crate::SCHEMA, &out.audit).await?;
     Ok(())
 }
 

@@ -148,7 +148,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
             let (inserted, a, b) = futures_util::join!(
                 store::insert_provision(&tx, tenant, &row),
                 chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.answer),
-                chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.audit),
+                chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &out.audit),
             );
             a.map_err(retry("outbox"))?;
             b.map_err(retry("outbox"))?;
@@ -199,7 +199,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
         chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.answer)
             .await
             .map_err(retry("outbox"))?;
-        chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.audit)
+        chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &out.audit)
             .await
             .map_err(retry("outbox"))?;
         tx.commit().await.map_err(retry("commit"))?;
@@ -330,7 +330,7 @@ async fn apply(state: &ProvisionState, delivery: Delivery) -> Result<(), HandleE
             let (inserted, a, b) = futures_util::join!(
                 store::insert_provision(&tx, tenant, &row),
                 chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.answer),
-                chukan_mq::outbox::enqueue(&tx, crate::SCHEMA, &out.audit),
+                chukan_mq::outbox::enqueue_all(&tx, crate::SCHEMA, &out.audit),
             );
             a.map_err(retry("outbox"))?;
             b.map_err(retry("outbox"))?;

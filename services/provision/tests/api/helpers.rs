@@ -50,7 +50,7 @@ pub struct TestApp {
     pub counts: Arc<Mutex<Vec<Delivery>>>,
     /// Signs provision permits as the NWS would; its public key is in relay.nws_public_keys.
     pub nws: Arc<chukan_crypto::Signer>,
-    /// What provision published on nws.out, audit.record and flags.changed.
+    /// What provision published on nws.out, audit.record, stats.exchange and flags.changed.
     pub out: Arc<Mutex<Vec<Delivery>>>,
 }
 
@@ -104,13 +104,15 @@ pub async fn spawn_app_with(at: DateTime<Utc>, configure: impl FnOnce(&mut Setti
         .declare_queue(&QueueSpec::new("test.batch-progress", &["batch.progress"]))
         .await
         .unwrap();
-    // Stand-ins for relay (nws.out), audit (audit.record) and inquiry (flags.changed).
+    // Stand-ins for relay (nws.out), audit (audit.record), stats (stats.exchange) and inquiry
+    // (flags.changed).
     let out: Arc<Mutex<Vec<Delivery>>> = Arc::default();
     let spec = QueueSpec::new(
         "test.provision-out",
         &[
             chukan_proto::NWS_OUT,
             chukan_proto::AUDIT_RECORD,
+            chukan_proto::STATS_EXCHANGE,
             chukan_proto::FLAGS_CHANGED,
         ],
     );

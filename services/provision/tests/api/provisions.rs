@@ -179,6 +179,17 @@ impl TestApp {
             .collect()
     }
 
+    /// The counting twins of the audit records (stats.exchange).
+    fn stats(&self) -> Vec<chukan_proto::ExchangeStat> {
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.routing_key.ends_with(chukan_proto::STATS_EXCHANGE))
+            .map(|d| chukan_proto::ExchangeStat::decode(d.body.as_slice()).unwrap())
+            .collect()
+    }
+
     fn flag_events(&self) -> Vec<FlagsChanged> {
         self.out
             .lock()
@@ -445,6 +456,25 @@ async fn a_redelivered_request_is_answered_once() {
             .count(),
         1
     );
+    // Every provision record has its counting twin for the statistics, and only one.
+    wait_until(DEADLINE, "a stats twin per audit record", || async {
+        app.stats().len() == app.audits().len()
+    })
+    .await
+    .unwrap();
+    let mut twins: Vec<_> = app
+        .stats()
+        .into_iter()
+        .map(|s| (s.event, s.outcome))
+        .collect();
+    let mut records: Vec<_> = app
+        .audits()
+        .into_iter()
+        .map(|a| (a.event, a.outcome))
+        .collect();
+    twins.sort();
+    records.sort();
+    assert_eq!(twins, records);
     assert_eq!(app.count_rows(ORG_A, "provisions").await, 2);
 }
 

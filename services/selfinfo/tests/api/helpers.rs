@@ -63,6 +63,8 @@ pub struct TestApp {
     pub api: TestApi,
     pub nws_out: Captured,
     pub audit: Captured,
+    /// The audit records\' counting twins (`stats.exchange`).
+    pub stats: Captured,
     pub provision_stub: Arc<ProvisionStub>,
     pub audit_stub: Arc<AuditStub>,
     servers: Mutex<Vec<RpcServerHandle>>,
@@ -104,6 +106,9 @@ pub async fn spawn_app_without_peers() -> TestApp {
     let audit = Captured::start(&env.ctx.bus, "audit", &[chukan_proto::AUDIT_RECORD])
         .await
         .unwrap();
+    let stats = Captured::start(&env.ctx.bus, "stats", &[chukan_proto::STATS_EXCHANGE])
+        .await
+        .unwrap();
     for name in [chukan_selfinfo::PROVISION_RPC, chukan_selfinfo::AUDIT_RPC] {
         env.ctx
             .bus
@@ -118,6 +123,7 @@ pub async fn spawn_app_without_peers() -> TestApp {
         api,
         nws_out,
         audit,
+        stats,
         provision_stub: Arc::default(),
         audit_stub: Arc::default(),
         servers: Mutex::new(Vec::new()),

@@ -8,7 +8,7 @@ mod helpers;
 use std::sync::atomic::Ordering;
 
 use chukan_auth::Role;
-use chukan_proto::{DisclosableRecord, SelfInfoItem};
+use chukan_proto::{DisclosableRecord, Message as _, SelfInfoItem};
 use helpers::{
     INFO, INFO_OTHER, ORG_A, ORG_B, replica, spawn_app, spawn_app_without_peers, wait_until,
 };
@@ -109,6 +109,9 @@ async fn a_request_is_answered_once_with_replicas_records_and_attachments() {
     let record_id = uuid::Uuid::parse_str(&audit[0].record_id).unwrap();
     assert_eq!(record_id.get_version_num(), 7);
     assert_eq!(app.audit.all()[0].id, record_id, "bus id = record id");
+    wait_until("the stats twin", || async { app.stats.count() >= 1 }).await;
+    let twin = chukan_proto::ExchangeStat::decode(app.stats.all()[0].body.as_slice()).unwrap();
+    assert_eq!(twin, chukan_proto::ExchangeStat::of(&audit[0]));
 
     // The same NWS message again, and the same portal request under a new NWS message:
     // neither is answered a second time.

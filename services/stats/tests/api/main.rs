@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use chukan_auth::Role;
 use chukan_core::ManualClock;
 use chukan_mq::OutgoingMessage;
-use chukan_proto::{Message as _, ReplicaCountChanged};
+use chukan_proto::{ExchangeStat, Message as _, ReplicaCountChanged};
 use chukan_stats::{StatsState, calendar::SnapshotReason, snapshots};
 use chukan_testkit::{TestApi, TestEnv};
 use serde_json::{Value, json};
@@ -97,6 +97,27 @@ impl App {
         })
         .await
         .unwrap();
+    }
+
+    /// Publishes one exchange event as a service's outbox would; returns its message.
+    async fn exchange(&self, stat: ExchangeStat) -> OutgoingMessage {
+        let msg = OutgoingMessage::new(
+            stat.tenant.clone(),
+            chukan_proto::STATS_EXCHANGE,
+            stat.encode_to_vec(),
+        );
+        self.env.publish(&msg).await;
+        msg
+    }
+
+    /// Exchange events counted for `tenant` (all days).
+    async fn exchanges_counted(&self, tenant: &str) -> i64 {
+        self.env
+            .scalar_i64(
+                tenant,
+                "SELECT coalesce(sum(count), 0)::int8 FROM stats.exchange_days",
+            )
+            .await
     }
 
     async fn get(&self, tenant: &str, path: &str) -> (u16, Value) {
@@ -322,4 +343,145 @@ async fn every_route_is_in_the_openapi_document() {
             json!(["system_admin", "business_staff"])
         );
     }
+}
+
+/// An inquiry result received by `tenant` at `at` (JST), `ms` after it was asked.
+fn result_received(tenant: &str, at: DateTime<Utc>, ms: i64, outcome: &str) -> ExchangeStat {
+    ExchangeStat {
+        tenant: tenant.into(),
+        event: "result.received".into(),
+        inquirer_org: tenant.into(),
+        provider_org: ORG_B.into(),
+        affair_code: "JM00000000000001".into(),
+        procedure_code: "JT00000000000001".into(),
+        info_code: INFO.into(),
+        outcome: outcome.into(),
+        requested_at_ms: at.timestamp_millis() - ms,
+        at_ms: at.timestamp_millis(),
+    }
+}
+
+#[actix_rt::test]
+async fn exchanges_are_counted_once_per_day_of_their_own_with_durations() {
+    let app = spawn_app().await;
+    // 2026-12-04 23:50 JST and 2026-12-05 00:10 JST: two Japan days, though one UTC day.
+    let late_evening = Utc.with_ymd_and_hms(2026, 12, 4, 14, 50, 0).unwrap();
+    let after_midnight = Utc.with_ymd_and_hms(2026, 12, 4, 15, 10, 0).unwrap();
+    for ms in [800, 1_200, 1_500, 2_000] {
+        app.exchange(result_received(ORG_A, after_midnight, ms, "provided"))
+            .await;
+    }
+    // A redelivery (the same message again) is not counted twice.
+    let once = app
+        .exchange(result_received(ORG_A, after_midnight, 45_000, "refused"))
+        .await;
+    app.env.publish(&once).await;
+    // A late event of the previous day, arriving last, lands in its own day.
+    app.exchange(result_received(ORG_A, late_evening, 300, "provided"))
+        .await;
+    app.exchange(result_received(ORG_B, after_midnight, 100, "provided"))
+        .await;
+    chukan_testkit::wait_until(DEADLINE, "exchanges counted", || async {
+        app.exchanges_counted(ORG_A).await == 6 && app.exchanges_counted(ORG_B).await == 1
+    })
+    .await
+    .unwrap();
+
+    let (status, body) = app
+        .get(
+            ORG_A,
+            "/v1/statistics/exchanges?from=2026-12-04&to=2026-12-05",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{body}");
+    assert_eq!(rows[0]["day"], "2026-12-04");
+    assert_eq!(rows[0]["count"], 1);
+    assert_eq!(rows[0]["max_ms"], 300);
+    let provided = &rows[1];
+    assert_eq!(
+        (provided["day"].as_str(), provided["outcome"].as_str()),
+        (Some("2026-12-05"), Some("provided"))
+    );
+    assert_eq!(provided["event"], "result.received");
+    assert_eq!(provided["info_code"], INFO);
+    assert_eq!(provided["count"], 4);
+    assert_eq!(provided["timed"], 4);
+    assert_eq!(provided["max_ms"], 2_000);
+    let p50 = provided["p50_ms"].as_i64().unwrap();
+    assert!((1_000..=2_000).contains(&p50), "{p50}");
+    assert_eq!(rows[2]["outcome"], "refused");
+    assert_eq!(rows[2]["count"], 1, "a redelivery counted twice");
+    // One duration of 45 s: its quantiles lie in its bucket (30 s, 60 s], capped by the max.
+    let p95 = rows[2]["p95_ms"].as_i64().unwrap();
+    assert!((30_000..=45_000).contains(&p95), "{p95}");
+    assert_eq!(rows[2]["max_ms"], 45_000);
+
+    // One event filter, and CSV with Japanese headers.
+    let (_, only) = app
+        .get(
+            ORG_A,
+            "/v1/statistics/exchanges?from=2026-12-04&to=2026-12-05&event=inquiry.sent",
+        )
+        .await;
+    assert_eq!(only["rows"], json!([]));
+    let res = app
+        .api
+        .get_response(
+            &app.token(ORG_A),
+            "/v1/statistics/exchanges?from=2026-12-05&to=2026-12-05&format=csv",
+        )
+        .await;
+    let body = res.bytes().await.unwrap();
+    let text = std::str::from_utf8(&body[3..]).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("日付,イベント,事務コード")
+    );
+    assert!(lines.next().unwrap().starts_with(&format!(
+        "2026-12-05,result.received,JM00000000000001,JT00000000000001,{INFO},provided,4,4,"
+    )));
+
+    // A span the API does not answer.
+    let (status, p) = app
+        .get(
+            ORG_A,
+            "/v1/statistics/exchanges?from=2026-12-05&to=2026-12-01",
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(p["code"], "invalid-field");
+}
+
+#[actix_rt::test]
+async fn an_exchange_event_that_names_another_tenant_is_dead_lettered_not_counted() {
+    let app = spawn_app().await;
+    let at = first_saturday_morning();
+    // The header says A, the body says B: a producer defect, never counted for either.
+    let stat = result_received(ORG_B, at, 10, "provided");
+    let msg = OutgoingMessage::new(ORG_A, chukan_proto::STATS_EXCHANGE, stat.encode_to_vec());
+    app.env.publish(&msg).await;
+    app.exchange(result_received(ORG_A, at, 10, "provided"))
+        .await;
+    chukan_testkit::wait_until(DEADLINE, "the good event counted", || async {
+        app.exchanges_counted(ORG_A).await == 1
+    })
+    .await
+    .unwrap();
+    chukan_testkit::wait_until(DEADLINE, "the bad event dead-lettered", || async {
+        let queue = app
+            .env
+            .ctx
+            .bus
+            .qualify(&chukan_stats::exchanges_queue().name);
+        chukan_mq::metrics::dead_lettered(&queue) >= 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(app.exchanges_counted(ORG_A).await, 1);
+    assert_eq!(app.exchanges_counted(ORG_B).await, 0);
 }
