@@ -172,6 +172,13 @@ pub enum AdminCommand {
         #[arg(long)]
         department: Option<String>,
     },
+    /// Create a platform client (J-LIS, the ministry): its tokens have no tenant and the
+    /// platform_operator role, accepted only by platform routes. Prints its id and secret once.
+    #[command(name = "create-platform-client")]
+    PlatformClient {
+        #[arg(long)]
+        name: String,
+    },
     /// Unlock a staff account as a platform operator (e.g. when no administrator of the tenant
     /// can log in); recorded with the operator and the reason in the account's trail.
     #[command(name = "unlock-user")]
@@ -338,6 +345,13 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
             println!(
                 "{}",
                 serde_json::json!({ "tenant": tenant, "client_id": client_id, "client_secret": secret })
+            );
+        }
+        AdminCommand::PlatformClient { name } => {
+            let (client_id, secret) = chukan_admin::create_platform_client(&pool, name).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "client_id": client_id, "client_secret": secret })
             );
         }
         AdminCommand::UnlockUser {

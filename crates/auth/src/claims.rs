@@ -12,6 +12,10 @@ pub enum Role {
     BusinessStaff,
     /// 連携システム: a business system calling the API on its own account.
     SystemClient,
+    /// プラットフォーム運用者 (J-LIS, the ministry): the platform realm, with no tenant. Accepted
+    /// only by platform routes (cross-organisation statistics and operations), which show
+    /// aggregates, never an organisation's personal data.
+    PlatformOperator,
 }
 
 impl Role {
@@ -21,13 +25,19 @@ impl Role {
             Role::SystemAdmin => "system_admin",
             Role::BusinessStaff => "business_staff",
             Role::SystemClient => "system_client",
+            Role::PlatformOperator => "platform_operator",
         }
     }
 
     pub fn parse(name: &str) -> Option<Role> {
-        [Role::SystemAdmin, Role::BusinessStaff, Role::SystemClient]
-            .into_iter()
-            .find(|r| r.name() == name)
+        [
+            Role::SystemAdmin,
+            Role::BusinessStaff,
+            Role::SystemClient,
+            Role::PlatformOperator,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
     }
 }
 
@@ -52,6 +62,18 @@ impl Claims {
     pub fn has_any(&self, roles: &[Role]) -> bool {
         self.roles.iter().any(|r| roles.contains(r))
     }
+
+    /// Whether the claims belong to one realm: an organisation's (a tenant, and none of the
+    /// platform role) or the platform's (the platform role alone, and no tenant). A token
+    /// mixing them would carry a tenant into a platform route or the platform role into an
+    /// organisation's: it is never issued and never accepted.
+    pub fn realm_is_consistent(&self) -> bool {
+        if self.roles.contains(&Role::PlatformOperator) {
+            self.tenant.is_empty() && self.roles.len() == 1 && self.dept.is_none()
+        } else {
+            !self.tenant.is_empty()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +94,25 @@ mod tests {
         assert_eq!(claims.dept, None);
         assert!(serde_json::to_value(&claims).unwrap().get("dept").is_none());
         assert!(claims.has_any(&[Role::SystemClient]));
+        assert!(claims.realm_is_consistent());
+    }
+
+    #[test]
+    fn the_platform_role_goes_only_without_a_tenant_and_alone() {
+        let claims = |tenant: &str, roles: &[&str]| -> Claims {
+            serde_json::from_value(serde_json::json!({
+                "sub": "p1", "tenant": tenant, "roles": roles,
+                "iss": "i", "aud": "a", "iat": 1, "exp": 2, "jti": "j"
+            }))
+            .unwrap()
+        };
+        assert!(claims("", &["platform_operator"]).realm_is_consistent());
+        assert!(!claims("1310010000000001", &["platform_operator"]).realm_is_consistent());
+        assert!(!claims("", &["platform_operator", "system_admin"]).realm_is_consistent());
+        assert!(!claims("", &["system_admin"]).realm_is_consistent());
+        assert_eq!(
+            Role::parse("platform_operator"),
+            Some(Role::PlatformOperator)
+        );
     }
 }

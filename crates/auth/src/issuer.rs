@@ -85,6 +85,11 @@ impl TokenIssuer {
             exp: now.saturating_add(ttl),
             jti: uuid::Uuid::now_v7().to_string(),
         };
+        if !claims.realm_is_consistent() {
+            return Err(AuthError::Invalid(
+                "a token is either an organisation's or the platform's".into(),
+            ));
+        }
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.signer.kid().to_owned());
         let access_token = jsonwebtoken::encode(&header, &claims, &self.key)

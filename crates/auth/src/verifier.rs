@@ -97,9 +97,15 @@ impl TokenVerifier {
                 self.key(&kid).ok_or(AuthError::UnknownKey)?
             }
         };
-        jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| map_error(e.kind()))
+            .map_err(|e| map_error(e.kind()))?;
+        if !claims.realm_is_consistent() {
+            return Err(AuthError::Invalid(
+                "mixes the organisation and platform realms".into(),
+            ));
+        }
+        Ok(claims)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {

@@ -91,6 +91,10 @@ pub struct AmqpSettings {
     /// Outbox polling interval when not woken (key `outbox_poll_ms`).
     #[serde(rename = "outbox_poll_ms", deserialize_with = "duration::millis")]
     pub outbox_poll: Duration,
+    /// How often the backlog gauges (queue depths, outbox and inbox rows) are refreshed
+    /// (key `backlog_sample_ms`).
+    #[serde(rename = "backlog_sample_ms", deserialize_with = "duration::millis")]
+    pub backlog_sample: Duration,
     /// Type of the work and dead-letter queues.
     pub queue_type: QueueType,
     /// Idle queue expiry (key `queue_expires_ms`); None (0) = never.
@@ -363,6 +367,9 @@ pub struct StatsSettings {
     /// the monthly one on the first Saturday.
     #[serde(default)]
     pub migration_windows: Vec<MigrationWindow>,
+    /// An organisation is listed as behind its registration schedule when its replicas fall
+    /// short of the plan due by more than this share of it (0.2 = more than 20 % short).
+    pub behind_plan_share: f64,
 }
 
 /// A replica migration window, its first and last Japan dates included.
@@ -494,6 +501,12 @@ impl Settings {
             ("selfinfo.batch", self.selfinfo.batch.into()),
             ("inquiry.bulk_max_lines", self.inquiry.bulk_max_lines as u64),
         ];
+        if !(self.stats.behind_plan_share > 0.0 && self.stats.behind_plan_share < 1.0) {
+            return Err(SettingsError::Invalid {
+                key: "stats.behind_plan_share",
+                reason: "must be between 0 and 1 (exclusive)".into(),
+            });
+        }
         if let Some(w) = self.stats.migration_windows.iter().find(|w| w.from > w.to) {
             return Err(SettingsError::Invalid {
                 key: "stats.migration_windows",
@@ -569,6 +582,7 @@ mod tests {
         // Each mistake is named by its key, at load, not found later at a use site.
         for (var, value, key) in [
             ("CHUKAN__AMQP__OUTBOX_POLL_MS", "0", "outbox_poll_ms"),
+            ("CHUKAN__AMQP__BACKLOG_SAMPLE_MS", "0", "backlog_sample_ms"),
             ("CHUKAN__AMQP__QUEUE_TYPE", "fast", "queue_type"),
             ("CHUKAN__INQUIRY__BULK_ENCODING", "latin-1", "bulk_encoding"),
             ("CHUKAN__SELFINFO__BATCH", "0", "selfinfo.batch"),
@@ -596,6 +610,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.amqp.outbox_poll, Duration::from_millis(250));
+        assert_eq!(s.amqp.backlog_sample, Duration::from_secs(15));
         assert_eq!(s.amqp.queue_expires, None, "0 means never");
         assert_eq!(s.amqp.queue_type, QueueType::Classic);
         assert_eq!(s.selfinfo.lease, Duration::from_secs(90));

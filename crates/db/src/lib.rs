@@ -117,6 +117,19 @@ pub async fn tenant_snapshot_tx<'a>(
     Ok(tx)
 }
 
+/// Opens a read-only transaction for a platform route (the platform realm: J-LIS, the
+/// ministry): the schemas that hold aggregates only (statistics) have a `platform_read`
+/// policy that shows every organisation's rows to it. Read-only, so it can change nothing;
+/// no tenant is set, so every `tenant_wall` table stays empty to it.
+pub async fn platform_tx(
+    client: &mut PooledClient,
+) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    let tx = client.build_transaction().read_only(true).start().await?;
+    tx.execute("SELECT set_config('chukan.platform', 'on', true)", &[])
+        .await?;
+    Ok(tx)
+}
+
 /// The one statement that sets the tenant the `tenant_wall` policies see; no other code
 /// writes it.
 ///

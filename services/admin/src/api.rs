@@ -536,6 +536,9 @@ async fn client_credentials_grant(
     client_id: &str,
     secret: &str,
 ) -> Result<chukan_auth::IssuedToken, AdminError> {
+    if client_id.starts_with(store::PLATFORM_CLIENT_PREFIX) {
+        return platform_grant(state, client_id, secret).await;
+    }
     let tenant = client_id
         .split_once('.')
         .and_then(|(org, _)| OrgCode::parse(org).ok())
@@ -566,6 +569,28 @@ async fn client_credentials_grant(
         )
         .map_err(|e| anyhow::anyhow!("issuing a token: {e}"))?;
     tracing::info!(tenant = %tenant, client = client_id, "system client logged in");
+    Ok(issued)
+}
+
+/// The platform realm's grant: a token with no tenant and the platform role alone.
+async fn platform_grant(
+    state: &AdminState,
+    client_id: &str,
+    secret: &str,
+) -> Result<chukan_auth::IssuedToken, AdminError> {
+    let stored = {
+        let client = state.db.get().await?;
+        store::platform_client_secret(&client, client_id).await?
+    };
+    let presented = passwords::client_secret_hash(secret);
+    stored
+        .filter(|hash| passwords::constant_time_eq(hash, &presented))
+        .ok_or(AdminError::InvalidClient)?;
+    let issued = state
+        .issuer
+        .issue(client_id, "", &[Role::PlatformOperator], None)
+        .map_err(|e| anyhow::anyhow!("issuing a token: {e}"))?;
+    tracing::info!(client = client_id, "platform client logged in");
     Ok(issued)
 }
 

@@ -340,14 +340,12 @@ pub fn too_few_administrators_after(
 
 /// Stored name of a role (the same as its serde name).
 pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::SystemAdmin => "system_admin",
-        Role::BusinessStaff => "business_staff",
-        Role::SystemClient => "system_client",
-    }
+    role.name()
 }
 
-/// Role from its stored name; unknown names are dropped by callers (never widen access).
+/// An organisation's role from its stored name; unknown names — and the platform's role,
+/// which no organisation user or client may hold — are dropped by callers (never widen
+/// access).
 pub fn role_from_name(name: &str) -> Option<Role> {
     match name {
         "system_admin" => Some(Role::SystemAdmin),
@@ -555,6 +553,8 @@ mod tests {
             assert_eq!(role_from_name(role_name(role)), Some(role));
         }
         assert_eq!(role_from_name("root"), None);
+        // No organisation user or client can be given the platform's role.
+        assert_eq!(role_from_name("platform_operator"), None);
     }
 
     #[test]

@@ -251,6 +251,33 @@ pub async fn create_client(
     Ok((created.client_id, secret))
 }
 
+/// Creates a platform client (the platform realm: J-LIS, the ministry); returns its id and
+/// its secret (shown only now). Its tokens carry no tenant and the platform role alone.
+pub async fn create_platform_client(
+    pool: &chukan_db::Pool,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        anyhow::bail!("a client name needs 1 to 100 characters, none of them control characters");
+    }
+    let client_id = format!(
+        "{}{}",
+        store::PLATFORM_CLIENT_PREFIX,
+        passwords::new_client_suffix()
+    );
+    let secret = passwords::new_client_secret();
+    let client = pool.get().await.context("database connection")?;
+    store::insert_platform_client(
+        &client,
+        &client_id,
+        name,
+        &passwords::client_secret_hash(&secret),
+    )
+    .await?;
+    Ok((client_id, secret))
+}
+
 /// A platform operator's unlock of a staff account (the tenant may have no administrator able
 /// to log in): clears the lock and every source's delay and records the operator and the
 /// reason in the account's trail (`admin.account_events`). Returns the user's id.

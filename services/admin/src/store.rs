@@ -654,3 +654,36 @@ pub async fn client_record(tx: &Transaction<'_>, client_id: &str) -> Result<Opti
             department: r.get(3),
         }))
 }
+
+/// Prefix of every platform client id: the realm is known from the id alone.
+pub const PLATFORM_CLIENT_PREFIX: &str = "platform.";
+
+pub async fn insert_platform_client(
+    client: &impl deadpool_postgres::GenericClient,
+    client_id: &str,
+    name: &str,
+    secret_hash: &[u8],
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO admin.platform_clients (client_id, name, secret_hash) VALUES ($1, $2, $3)",
+            &[&client_id, &name, &secret_hash],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A platform client's secret hash, if it exists and is not disabled.
+pub async fn platform_client_secret(
+    client: &impl deadpool_postgres::GenericClient,
+    client_id: &str,
+) -> Result<Option<Vec<u8>>> {
+    Ok(client
+        .query_opt(
+            "SELECT secret_hash FROM admin.platform_clients
+             WHERE client_id = $1 AND disabled_at IS NULL",
+            &[&client_id],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}

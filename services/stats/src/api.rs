@@ -24,8 +24,25 @@ const MAX_DAYS: i64 = 366;
 /// The service's part of `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(get_replica_statistics, list_snapshots, get_exchange_statistics),
+    paths(
+        get_replica_statistics,
+        list_snapshots,
+        get_exchange_statistics,
+        crate::schedule::put_schedule,
+        crate::schedule::get_schedule,
+        crate::platform::get_replicas,
+        crate::platform::get_behind,
+        crate::platform::take_snapshot
+    ),
     components(schemas(
+        crate::schedule::PlansRequest,
+        crate::schedule::PlanInput,
+        crate::schedule::PlanView,
+        crate::schedule::PlanList,
+        crate::platform::PlatformReplicaStatistics,
+        crate::platform::PlatformReplicaRow,
+        crate::platform::SnapshotRequest,
+        crate::platform::SnapshotTaken,
         ExchangeStatistics,
         ExchangeStatisticsRow,
         ReplicaStatistics,
@@ -36,6 +53,9 @@ const MAX_DAYS: i64 = 366;
         Problem
     )),
     tags((
+        name = "platform",
+        description = "プラットフォーム運用者（地方公共団体情報システム機構・所管省庁）向け: 全団体の副本統計、登録計画に対して遅れている団体、副本統計の臨時作成。団体のトークンでは呼び出せません。"
+    ), (
         name = "statistics",
         description = "統計: 業務統計（情報照会・情報提供・符号取得・お知らせ・自己情報提供の日別件数と所要時間）と副本統計（副本件数の版・データセット別スナップショット。毎月第1土曜日、移行期間中は毎週土曜日）を日付ごとに参照・比較し、CSV（Excel 向け UTF-8 BOM 付き、または Shift_JIS）で出力します。"
     ))
@@ -61,6 +81,26 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<StatsState>) {
         .route(
             "/v1/statistics/exchanges",
             web::get().to(get_exchange_statistics),
+        )
+        .route(
+            "/v1/statistics/schedule",
+            web::put().to(crate::schedule::put_schedule),
+        )
+        .route(
+            "/v1/statistics/schedule",
+            web::get().to(crate::schedule::get_schedule),
+        )
+        .route(
+            "/v1/platform/statistics/replicas",
+            web::get().to(crate::platform::get_replicas),
+        )
+        .route(
+            "/v1/platform/statistics/schedule",
+            web::get().to(crate::platform::get_behind),
+        )
+        .route(
+            "/v1/platform/statistics/replicas/snapshots",
+            web::post().to(crate::platform::take_snapshot),
         );
 }
 
@@ -109,7 +149,7 @@ pub struct ReplicaStatisticsRow {
 
 // Problem is what every handler answers with; boxing it for a helper buys nothing.
 #[allow(clippy::result_large_err)]
-fn parse_date(field: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, Problem> {
+pub(crate) fn parse_date(field: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, Problem> {
     raw.map(|raw| NaiveDate::parse_from_str(raw, "%Y-%m-%d"))
         .transpose()
         .map_err(|_| {
@@ -121,14 +161,14 @@ fn parse_date(field: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, Probl
 }
 
 /// The output asked for: JSON, or CSV in a character set.
-enum Output {
+pub(crate) enum Output {
     Json,
     Csv(CsvEncoding),
 }
 
 // Problem is what every handler answers with; boxing it for a helper buys nothing.
 #[allow(clippy::result_large_err)]
-fn output(format: Option<&str>, encoding: Option<&str>) -> Result<Output, Problem> {
+pub(crate) fn output(format: Option<&str>, encoding: Option<&str>) -> Result<Output, Problem> {
     let encoding = match encoding {
         None => CsvEncoding::default(),
         Some(e) => CsvEncoding::parse(e).ok_or_else(|| {
@@ -146,6 +186,26 @@ fn output(format: Option<&str>, encoding: Option<&str>) -> Result<Output, Proble
             "出力形式を確認して再度照会してください。",
         )),
     }
+}
+
+/// The finished snapshot of `asked`, or the newest one. Which snapshots exist is
+/// platform-level (no organisation data), read outside any tenant wall.
+pub(crate) async fn finished_run(
+    client: &chukan_db::PooledClient,
+    asked: Option<NaiveDate>,
+) -> Result<store::SnapshotRun, Problem> {
+    let run = match asked {
+        Some(d) => store::snapshot_run(client, d)
+            .await
+            .or_problem("snapshot")?,
+        None => store::finished_runs(client, 1)
+            .await
+            .or_problem("snapshot")?
+            .into_iter()
+            .next(),
+    };
+    run.filter(|r| r.finished_at.is_some())
+        .ok_or_else(|| no_snapshot(asked))
 }
 
 fn no_snapshot(date: Option<NaiveDate>) -> Problem {
@@ -188,27 +248,9 @@ pub(crate) async fn get_replica_statistics(
     let output = output(params.format.as_deref(), params.encoding.as_deref())?;
     let tenant = caller.tenant();
     let mut client = state.db.get().await.or_problem("pool")?;
-    // Which snapshots exist is platform-level (no organisation data): read outside the wall.
-    let run = match asked {
-        Some(d) => store::snapshot_run(&client, d)
-            .await
-            .or_problem("snapshot")?,
-        None => store::finished_runs(&client, 1)
-            .await
-            .or_problem("snapshot")?
-            .into_iter()
-            .next(),
-    };
-    let run = run
-        .filter(|r| r.finished_at.is_some())
-        .ok_or_else(|| no_snapshot(asked))?;
+    let run = finished_run(&client, asked).await?;
     if let Some(c) = compare {
-        let other = store::snapshot_run(&client, c)
-            .await
-            .or_problem("snapshot")?;
-        if other.is_none_or(|r| r.finished_at.is_none()) {
-            return Err(no_snapshot(Some(c)));
-        }
+        finished_run(&client, Some(c)).await?;
     }
     let tx = chukan_db::tenant_tx(&mut client, tenant)
         .await

@@ -17,7 +17,9 @@ pub mod durations;
 pub mod exchanges;
 pub mod export;
 pub mod metrics;
+pub mod platform;
 pub mod replicas;
+pub mod schedule;
 pub mod snapshots;
 pub mod store;
 

@@ -334,3 +334,148 @@ pub async fn exchange_days(
         })
         .collect())
 }
+
+/// One planned count (登録計画).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub info_code: String,
+    pub plan_date: NaiveDate,
+    pub planned_count: i64,
+}
+
+/// Records (or replaces) the tenant's plans, all in the caller's transaction.
+pub async fn upsert_plans(
+    tx: &impl GenericClient,
+    tenant: &str,
+    plans: &[Plan],
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO stats.replica_plans
+                 (tenant_id, info_code, plan_date, planned_count, recorded_at, recorded_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, info_code, plan_date) DO UPDATE
+                 SET planned_count = EXCLUDED.planned_count,
+                     recorded_at = EXCLUDED.recorded_at, recorded_by = EXCLUDED.recorded_by",
+        )
+        .await?;
+    // Pipelined: one round trip for every plan.
+    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 6]> = plans
+        .iter()
+        .map(|p| -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+            [
+                &tenant,
+                &p.info_code,
+                &p.plan_date,
+                &p.planned_count,
+                &now,
+                &by,
+            ]
+        })
+        .collect();
+    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&stmt, p))).await?;
+    Ok(())
+}
+
+/// A plan next to what is held now.
+#[derive(Debug, Clone)]
+pub struct PlanVsActual {
+    pub tenant: String,
+    pub info_code: String,
+    pub plan_date: NaiveDate,
+    pub planned_count: i64,
+    pub actual_count: i64,
+}
+
+fn plan_vs_actual_from(r: &tokio_postgres::Row) -> PlanVsActual {
+    PlanVsActual {
+        tenant: r.get(0),
+        info_code: r.get(1),
+        plan_date: r.get(2),
+        planned_count: r.get(3),
+        actual_count: r.get(4),
+    }
+}
+
+/// Every plan of the tenant with the replicas it holds of the item now, by date.
+pub async fn plans_of(tx: &impl GenericClient, tenant: &str) -> Result<Vec<PlanVsActual>, Error> {
+    let rows = tx
+        .query(
+            "SELECT p.tenant_id, p.info_code, p.plan_date, p.planned_count,
+                    coalesce((SELECT sum(c.count) FROM stats.replica_counts c
+                              WHERE c.tenant_id = p.tenant_id AND c.info_code = p.info_code),
+                             0)::int8
+             FROM stats.replica_plans p WHERE p.tenant_id = $1
+             ORDER BY p.plan_date, p.info_code",
+            &[&tenant],
+        )
+        .await?;
+    Ok(rows.iter().map(plan_vs_actual_from).collect())
+}
+
+/// Across organisations (a platform transaction): for each organisation × item, the newest
+/// plan due by `today` whose replicas fall short of it by more than `share`, newest first.
+pub async fn behind_plan(
+    tx: &impl GenericClient,
+    today: NaiveDate,
+    share: f64,
+    limit: i64,
+) -> Result<Vec<PlanVsActual>, Error> {
+    let rows = tx
+        .query(
+            "WITH due AS (
+                 SELECT DISTINCT ON (tenant_id, info_code)
+                        tenant_id, info_code, plan_date, planned_count
+                 FROM stats.replica_plans WHERE plan_date <= $1
+                 ORDER BY tenant_id, info_code, plan_date DESC),
+             held AS (
+                 SELECT tenant_id, info_code, sum(count)::int8 AS count
+                 FROM stats.replica_counts GROUP BY tenant_id, info_code)
+             SELECT d.tenant_id, d.info_code, d.plan_date, d.planned_count,
+                    coalesce(h.count, 0)::int8
+             FROM due d LEFT JOIN held h USING (tenant_id, info_code)
+             WHERE d.planned_count > 0
+               AND (d.planned_count - coalesce(h.count, 0))::float8 / d.planned_count > $2
+             ORDER BY d.plan_date DESC, d.tenant_id, d.info_code
+             LIMIT $3",
+            &[&today, &share, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(plan_vs_actual_from).collect())
+}
+
+/// One organisation's row of a snapshot, across organisations (a platform transaction).
+#[derive(Debug, Clone)]
+pub struct PlatformSnapshotRow {
+    pub tenant: String,
+    pub info_code: String,
+    pub major_version: String,
+    pub dataset: String,
+    pub count: i64,
+}
+
+pub async fn snapshot_all(
+    tx: &impl GenericClient,
+    date: NaiveDate,
+) -> Result<Vec<PlatformSnapshotRow>, Error> {
+    let rows = tx
+        .query(
+            "SELECT tenant_id, info_code, major_version, dataset, count
+             FROM stats.replica_snapshots WHERE snapshot_date = $1
+             ORDER BY tenant_id, info_code, major_version, dataset",
+            &[&date],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PlatformSnapshotRow {
+            tenant: r.get(0),
+            info_code: r.get(1),
+            major_version: r.get(2),
+            dataset: r.get(3),
+            count: r.get(4),
+        })
+        .collect())
+}

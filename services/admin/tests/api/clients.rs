@@ -98,3 +98,36 @@ async fn a_wrong_secret_or_unknown_client_is_refused() {
     // The right secret still works.
     assert_eq!(client_token(&app, &id, &secret).await.status(), 200);
 }
+
+#[actix_rt::test]
+async fn a_platform_client_gets_a_token_without_a_tenant_that_organisation_routes_refuse() {
+    let app = spawn_app().await;
+    let (id, secret) = chukan_admin::create_platform_client(&app.env.ctx.db, "J-LIS 運用")
+        .await
+        .unwrap();
+    assert!(id.starts_with("platform."), "{id}");
+    let res = client_token(&app, &id, &secret).await;
+    assert_eq!(res.status(), 200);
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = claims(&token);
+    assert_eq!(c["tenant"], "");
+    assert_eq!(c["roles"], json!(["platform_operator"]));
+    assert!(c.get("dept").is_none());
+    // No organisation route takes it: it has none of their roles and no tenant.
+    for path in ["/v1/users", "/v1/clients", "/v1/tenants/self", "/v1/departments"] {
+        assert_problem(app.get(&token, path).await, 403, "forbidden").await;
+    }
+    // A wrong secret, or a platform id that does not exist, is refused like any client.
+    assert_eq!(client_token(&app, &id, "00").await.status(), 401);
+    let unknown = "platform.00000000000000000000000000000000";
+    assert_eq!(client_token(&app, unknown, &secret).await.status(), 401);
+    // A name is required.
+    assert!(
+        chukan_admin::create_platform_client(&app.env.ctx.db, " ")
+            .await
+            .is_err()
+    );
+}

@@ -485,3 +485,177 @@ async fn an_exchange_event_that_names_another_tenant_is_dead_lettered_not_counte
     assert_eq!(app.exchanges_counted(ORG_A).await, 1);
     assert_eq!(app.exchanges_counted(ORG_B).await, 0);
 }
+
+#[actix_rt::test]
+async fn platform_operators_see_every_organisation_and_organisations_only_their_own() {
+    let app = spawn_app().await;
+    let t0 = first_saturday_morning().timestamp_millis();
+    app.report(ORG_A, INFO, "D01", 10, t0).await;
+    app.report(ORG_B, INFO, "D01", 20, t0).await;
+    app.wait_count(ORG_A, INFO, "D01", 10).await;
+    app.wait_count(ORG_B, INFO, "D01", 20).await;
+    let platform = app.env.token("", &[Role::PlatformOperator]);
+
+    // An operator takes a snapshot on demand and reads every organisation's rows.
+    let (status, taken) = app
+        .api
+        .post(
+            &platform,
+            "/v1/platform/statistics/replicas/snapshots",
+            &json!({"date": "2026-12-05"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{taken}");
+    assert_eq!(taken["organisations"], 2);
+    let (status, all) = app
+        .api
+        .get(&platform, "/v1/platform/statistics/replicas")
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["organisations"], 2);
+    assert_eq!(all["total"], 30);
+    assert_eq!(all["rows"][0]["org_code"], ORG_A);
+    assert_eq!(all["rows"][1]["org_code"], ORG_B);
+
+    // The platform realm is refused by organisation routes, and organisations (even their
+    // administrators) by platform routes.
+    let (status, _) = app.api.get(&platform, "/v1/statistics/replicas").await;
+    assert_eq!(status, 403);
+    let (status, _) = app.api.get(&platform, "/v1/statistics/schedule").await;
+    assert_eq!(status, 403);
+    let admin = app.env.token(ORG_A, &[Role::SystemAdmin]);
+    for path in [
+        "/v1/platform/statistics/replicas",
+        "/v1/platform/statistics/schedule",
+    ] {
+        let (status, _) = app.api.get(&admin, path).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, _) = app
+        .api
+        .post(
+            &admin,
+            "/v1/platform/statistics/replicas/snapshots",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // A token mixing the realms is never issued.
+    let issuer = chukan_auth::TokenIssuer::from_settings(&app.env.settings.auth).unwrap();
+    assert!(
+        issuer
+            .issue("x", ORG_A, &[Role::PlatformOperator], None)
+            .is_err()
+    );
+    assert!(issuer.issue("x", "", &[Role::BusinessStaff], None).is_err());
+}
+
+#[actix_rt::test]
+async fn organisations_far_behind_their_registration_schedule_are_listed_newest_first() {
+    let app = spawn_app().await;
+    let t0 = first_saturday_morning().timestamp_millis();
+    // A holds 50 of item INFO and 95 of INFO_OTHER; B holds 100 of INFO.
+    app.report(ORG_A, INFO, "D01", 30, t0).await;
+    app.report(ORG_A, INFO, "D02", 20, t0).await;
+    app.report(ORG_A, INFO_OTHER, "D01", 95, t0).await;
+    app.report(ORG_B, INFO, "D01", 100, t0).await;
+    app.wait_count(ORG_A, INFO_OTHER, "D01", 95).await;
+    app.wait_count(ORG_A, INFO, "D02", 20).await;
+    app.wait_count(ORG_B, INFO, "D01", 100).await;
+
+    // A planned 200 of INFO by December (far behind: 75 % short) and 1,000 by next year
+    // (not due yet), 100 of INFO_OTHER (5 % short: within the share); B planned 100 (met).
+    let (status, a) = app
+        .api
+        .call(
+            reqwest::Method::PUT,
+            &app.token(ORG_A),
+            "/v1/statistics/schedule",
+            Some(&json!({"plans": [
+                {"info_code": INFO, "date": "2026-12-01", "planned_count": 200},
+                {"info_code": INFO, "date": "2027-06-01", "planned_count": 1000},
+                {"info_code": INFO_OTHER, "date": "2026-11-01", "planned_count": 100},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let plans = a["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 3);
+    assert_eq!(plans[1]["info_code"], INFO);
+    assert_eq!(plans[1]["actual_count"], 50);
+    assert_eq!(plans[1]["shortfall"], 0.75);
+    let (status, _) = app
+        .api
+        .call(
+            reqwest::Method::PUT,
+            &app.token(ORG_B),
+            "/v1/statistics/schedule",
+            Some(&json!({"plans": [{"info_code": INFO, "date": "2026-10-01", "planned_count": 100}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let platform = app.env.token("", &[Role::PlatformOperator]);
+    let (status, behind) = app
+        .api
+        .get(&platform, "/v1/platform/statistics/schedule")
+        .await;
+    assert_eq!(status, 200, "{behind}");
+    assert_eq!(
+        behind["plans"],
+        json!([{"org_code": ORG_A, "info_code": INFO, "date": "2026-12-01",
+                "planned_count": 200, "actual_count": 50, "shortfall": 0.75}])
+    );
+    // A smaller share lists INFO_OTHER too, after the newer plan.
+    let (_, wider) = app
+        .api
+        .get(&platform, "/v1/platform/statistics/schedule?share=0.01")
+        .await;
+    let listed: Vec<&str> = wider["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["info_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [INFO, INFO_OTHER]);
+    let (status, _) = app
+        .api
+        .get(&platform, "/v1/platform/statistics/schedule?share=1.5")
+        .await;
+    assert_eq!(status, 400);
+
+    // B sees its own plan only.
+    let (_, b) = app.get(ORG_B, "/v1/statistics/schedule").await;
+    assert_eq!(b["plans"].as_array().unwrap().len(), 1);
+
+    // Bad plans are refused whole and change nothing.
+    for (plans, field) in [
+        (
+            json!([{"info_code": "X", "date": "2026-12-01", "planned_count": 1}]),
+            "info_code",
+        ),
+        (
+            json!([{"info_code": INFO, "date": "2026/12/01", "planned_count": 1}]),
+            "date",
+        ),
+        (
+            json!([{"info_code": INFO, "date": "2026-12-01", "planned_count": -1}]),
+            "planned_count",
+        ),
+        (json!([]), "plans"),
+    ] {
+        let (status, p) = app
+            .api
+            .call(
+                reqwest::Method::PUT,
+                &app.token(ORG_B),
+                "/v1/statistics/schedule",
+                Some(&json!({ "plans": plans })),
+            )
+            .await;
+        assert_eq!(status, 400, "{field}");
+        assert!(p["detail"].as_str().unwrap().contains(field), "{p}");
+    }
+    let (_, b) = app.get(ORG_B, "/v1/statistics/schedule").await;
+    assert_eq!(b["plans"].as_array().unwrap().len(), 1);
+}
