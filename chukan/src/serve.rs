@@ -55,7 +55,9 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
     declare_all_queues(&ctx.bus).await?;
     let parts = start_services(&ctx, target).await?;
 
-    let mut workers: Vec<Worker> = Vec::new();
+    // Every process follows the planned outages platform operators announce.
+    let mut workers: Vec<Worker> =
+        chukan_runtime::calendar_sync::start(&ctx.bus, ctx.calendar.clone());
     let mut routes = Vec::new();
     let mut docs = Vec::new();
     for p in parts {

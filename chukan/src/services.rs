@@ -25,7 +25,13 @@ pub const SERVICES: &[Service] = &[
     Service {
         target: Target::Admin,
         migrations: chukan_admin::migrations,
-        queues: || vec![chukan_admin::batch_queue()],
+        queues: || {
+            vec![
+                chukan_admin::batch_queue(),
+                // Every process asks admin for the calendar on this request/reply queue.
+                chukan_admin::calendar_rpc_queue(),
+            ]
+        },
         start: |ctx| Box::pin(chukan_admin::start(ctx)),
         openapi: Some(chukan_admin::openapi),
     },

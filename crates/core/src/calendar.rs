@@ -5,9 +5,11 @@
 //! - weekdays 08:00–21:00 open; 21:00–24:00 send/receive stopped (the API answers, the NWS
 //!   link holds traffic); 00:00–08:00 closed;
 //! - Saturdays, Sundays, public holidays and the year-end days (12/29–1/3) 08:00–17:00;
-//! - planned outage days (計画停止日) closed all day.
+//! - planned outage days (計画停止日) closed all day: those of the settings, and those platform
+//!   operators announce at runtime (admin's `/v1/calendar`, `calendar.changed`), which every
+//!   process applies with [`ServiceCalendar::set_announced`] without a restart.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::RwLock};
 
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday,
@@ -40,9 +42,12 @@ pub enum DayKind {
     PlannedOutage,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ServiceCalendar {
+    /// From the settings (`calendar.planned_outages`): fixed for the process's life.
     planned_outages: BTreeSet<NaiveDate>,
+    /// Announced by platform operators at runtime; replaced whole on each announcement.
+    announced: RwLock<BTreeSet<NaiveDate>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +67,35 @@ impl ServiceCalendar {
     pub fn new(planned_outages: impl IntoIterator<Item = NaiveDate>) -> Self {
         Self {
             planned_outages: planned_outages.into_iter().collect(),
+            announced: RwLock::default(),
         }
+    }
+
+    /// Replaces the planned outages announced at runtime (the whole list each time, so a
+    /// late or repeated announcement converges on the newest).
+    pub fn set_announced(&self, dates: impl IntoIterator<Item = NaiveDate>) {
+        *self
+            .announced
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = dates.into_iter().collect();
+    }
+
+    /// Every planned outage date, from the settings and announced, in order.
+    pub fn planned_outages(&self) -> Vec<NaiveDate> {
+        let announced = self
+            .announced
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.planned_outages.union(&announced).copied().collect()
+    }
+
+    fn is_planned_outage(&self, date: NaiveDate) -> bool {
+        self.planned_outages.contains(&date)
+            || self
+                .announced
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(&date)
     }
 
     /// Parses `YYYY-MM-DD` strings as they come from settings.
@@ -78,7 +111,7 @@ impl ServiceCalendar {
     }
 
     pub fn day_kind(&self, date: NaiveDate) -> DayKind {
-        if self.planned_outages.contains(&date) {
+        if self.is_planned_outage(date) {
             DayKind::PlannedOutage
         } else if matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
             || is_year_end(date)
@@ -166,6 +199,29 @@ mod tests {
 
     fn cal() -> ServiceCalendar {
         ServiceCalendar::from_strings(&["2026-06-17".to_string()]).unwrap()
+    }
+
+    #[test]
+    fn an_announced_outage_closes_its_day_and_a_later_announcement_replaces_it() {
+        let c = cal();
+        // 2026-12-09 is a Wednesday: open at 10:00 until announced.
+        let at = jst(2026, 12, 9, 10, 0);
+        assert_eq!(c.state_at(at), ServiceState::Open);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 9).unwrap();
+        c.set_announced([day]);
+        assert_eq!(
+            c.state_at(at),
+            ServiceState::Closed(ClosedReason::PlannedOutage)
+        );
+        assert_eq!(c.next_opening(at), jst(2026, 12, 10, 8, 0));
+        assert_eq!(
+            c.planned_outages(),
+            [NaiveDate::from_ymd_opt(2026, 6, 17).unwrap(), day]
+        );
+        // The settings' outages stay; the announced list is replaced whole.
+        c.set_announced([]);
+        assert_eq!(c.state_at(at), ServiceState::Open);
+        assert_eq!(c.planned_outages().len(), 1);
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub const CODE_LINKED: &str = "code.linked";
 pub const FLAGS_CHANGED: &str = "flags.changed";
 pub const DEPARTMENT_CHANGED: &str = "department.changed";
 pub const AUDIT_RECORD: &str = "audit.record";
+/// Planned outages announced by platform operators (CalendarChanged), to every process.
+pub const CALENDAR_CHANGED: &str = "calendar.changed";
+/// Admin's request/reply queue answering the current calendar (CalendarRequest → CalendarChanged).
+pub const CALENDAR_RPC: &str = "admin.calendar-rpc";
 /// Exchange events counted by the statistics service (ExchangeStat).
 pub const STATS_EXCHANGE: &str = "stats.exchange";
 /// Replica counts provision announces (ReplicaCountChanged), for the statistics service.

@@ -10,6 +10,7 @@
 //! them into one and serves it at `GET /openapi.json` (public, at any hour).
 
 mod audit;
+pub mod calendar_sync;
 mod document;
 mod hours;
 mod periodic;

@@ -43,7 +43,10 @@ use crate::{
         crate::departments::put_department,
         crate::departments::end_department,
         crate::departments::list_departments,
-        crate::departments::get_department
+        crate::departments::get_department,
+        crate::calendar::get_calendar,
+        crate::calendar::put_outage,
+        crate::calendar::delete_outage
     ),
     components(schemas(
         TokenRequest,
@@ -63,6 +66,9 @@ use crate::{
         crate::departments::DepartmentPeriod,
         crate::departments::DepartmentRequest,
         crate::departments::DepartmentEnd,
+        crate::calendar::PlannedOutage,
+        crate::calendar::CalendarView,
+        crate::calendar::OutageRequest,
         OrgCode,
         Problem
     )),
@@ -72,7 +78,8 @@ use crate::{
         (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間"),
         (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行"),
         (name = "departments", description = "部署 (departments): 対象外事務手続コード"),
-        (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況")
+        (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況"),
+        (name = "calendar", description = "計画停止日 (planned outages): プラットフォーム運用者が登録し、全サービスに即時に通知")
     )
 )]
 pub struct ApiDoc;
@@ -101,6 +108,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
                 .route("", web::get().to(list_clients)),
         )
         .service(web::scope("/v1/batches").route("", web::get().to(list_batches)))
+        .service(
+            web::scope("/v1/calendar")
+                .route("", web::get().to(crate::calendar::get_calendar))
+                .route(
+                    "/outages/{date}",
+                    web::put().to(crate::calendar::put_outage),
+                )
+                .route(
+                    "/outages/{date}",
+                    web::delete().to(crate::calendar::delete_outage),
+                ),
+        )
         .service(
             web::scope("/v1/departments")
                 .route("", web::get().to(crate::departments::list_departments))

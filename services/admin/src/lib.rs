@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub mod actors;
 pub mod api;
+pub mod calendar;
 pub mod departments;
 pub mod domain;
 pub mod lockout;
@@ -68,6 +69,9 @@ pub struct AdminState {
     pub clock: Arc<dyn Clock>,
     /// Lockout and throttling of staff logins (`auth.*`).
     pub login_policy: lockout::LoginPolicy,
+    /// Planned outages from this process's settings (`calendar.planned_outages`), shown
+    /// beside those announced at runtime.
+    pub configured_outages: Vec<chrono::NaiveDate>,
 }
 
 /// Admin's part of the OpenAPI document (merged by the server at `/openapi.json`).
@@ -80,11 +84,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runtime::Parts> {
     let issuer = TokenIssuer::from_settings(&ctx.settings.auth).context("settings auth.*")?;
     let login_policy = lockout::LoginPolicy::from_settings(&ctx.settings.auth)?;
+    let configured_outages =
+        chukan_core::ServiceCalendar::from_strings(&ctx.settings.calendar.planned_outages)?
+            .planned_outages();
     let state = web::Data::new(AdminState {
         db: ctx.db.clone(),
         issuer,
         clock: ctx.clock.clone(),
         login_policy,
+        configured_outages,
     });
     let routes: chukan_runtime::Routes = Arc::new(move |cfg| api::configure(cfg, state.clone()));
     let outbox = chukan_mq::outbox::start(
@@ -105,15 +113,33 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         ctx.settings.amqp.prefetch,
         Arc::new(actors::batch_progress::BatchStatus::new(ctx.db.clone())),
     );
+    let calendar_queue = calendar_rpc_queue();
+    ctx.bus
+        .declare_queue(&calendar_queue)
+        .await
+        .context("declaring admin's calendar queue")?;
+    let calendar = chukan_mq::rpc::serve(
+        &ctx.bus,
+        &calendar_queue,
+        "admin",
+        ctx.settings.amqp.prefetch,
+        calendar::rpc_handler(ctx.db.clone()),
+    );
     Ok(chukan_runtime::Parts {
         name: "admin",
         routes: Some(routes),
         workers: vec![
             batches.into_worker("admin.batches"),
+            calendar.into_worker("admin.calendar-rpc"),
             outbox.into_worker("admin.outbox"),
         ],
         openapi: Some(openapi()),
     })
+}
+
+/// Where processes ask admin for the current calendar (`admin.calendar-rpc`).
+pub fn calendar_rpc_queue() -> QueueSpec {
+    QueueSpec::new(chukan_proto::CALENDAR_RPC, &[])
 }
 
 /// Writes the `tenant.changed` announcement of `tenant` to admin's outbox (in `tx`).

@@ -117,7 +117,12 @@ async fn a_platform_client_gets_a_token_without_a_tenant_that_organisation_route
     assert_eq!(c["roles"], json!(["platform_operator"]));
     assert!(c.get("dept").is_none());
     // No organisation route takes it: it has none of their roles and no tenant.
-    for path in ["/v1/users", "/v1/clients", "/v1/tenants/self", "/v1/departments"] {
+    for path in [
+        "/v1/users",
+        "/v1/clients",
+        "/v1/tenants/self",
+        "/v1/departments",
+    ] {
         assert_problem(app.get(&token, path).await, 403, "forbidden").await;
     }
     // A wrong secret, or a platform id that does not exist, is refused like any client.

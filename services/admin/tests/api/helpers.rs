@@ -35,6 +35,8 @@ pub struct TestApp {
     pub tenant_events: Arc<Mutex<Vec<Delivery>>>,
     /// Every `department.changed` admin published (bound as inquiry's queue is).
     pub department_events: Arc<Mutex<Vec<Delivery>>>,
+    /// Every `calendar.changed` admin published (bound as every process's subscription is).
+    pub calendar_events: Arc<Mutex<Vec<Delivery>>>,
 }
 
 /// Collects every delivery on a test queue bound to `key`.
@@ -80,8 +82,11 @@ pub async fn spawn_app() -> TestApp {
         capture(&env, "test.tenants", chukan_admin::TENANT_CHANGED).await;
     let (department_events, departments_worker) =
         capture(&env, "test.departments", chukan_proto::DEPARTMENT_CHANGED).await;
+    let (calendar_events, calendar_worker) =
+        capture(&env, "test.calendar", chukan_proto::CALENDAR_CHANGED).await;
     api.workers.push(tenants_worker);
     api.workers.push(departments_worker);
+    api.workers.push(calendar_worker);
 
     let mut admins = Vec::new();
     for (tenant, name) in [(TENANT_A, "テスト市"), (TENANT_B, "サンプル町")] {
@@ -115,6 +120,7 @@ pub async fn spawn_app() -> TestApp {
         admin_b: admins[2],
         tenant_events,
         department_events,
+        calendar_events,
     }
 }
 

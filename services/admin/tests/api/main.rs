@@ -2,6 +2,7 @@
 //! admin's API against real PostgreSQL and RabbitMQ, one fresh database per test.
 
 mod batches;
+mod calendar;
 mod clients;
 mod departments;
 mod helpers;
