@@ -10,10 +10,12 @@ use anyhow::Context as _;
 use chukan_config::DatabaseSettings;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 mod failure;
+mod pool_metrics;
 mod text_enum;
 
 pub use deadpool_postgres::{Object as PooledClient, Pool, Transaction};
 pub use failure::{OrProblem, is_unavailable, problem_of};
+pub use pool_metrics::observe_pool;
 use secrecy::ExposeSecret as _;
 use tokio_postgres::{Client, Config, NoTls};
 

@@ -19,7 +19,8 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
-    Bus, Delivery, Envelope, HandleError, Handler, Publisher, QueueSpec, lifecycle, metrics, trace,
+    Bus, Delivery, Envelope, HandleError, Handler, Publisher, QueueSpec, depth, lifecycle, metrics,
+    trace,
 };
 
 /// Longest wait for in-flight handlers when stopping.
@@ -54,6 +55,12 @@ impl Actor for QueueConsumer {
             }
             ctx.stop();
         }));
+        let depths = depth::sample_until_stopped(
+            self.config.bus.clone(),
+            self.config.spec.clone(),
+            self.stop.clone(),
+        );
+        ctx.spawn(depths.into_actor(self));
     }
 }
 

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub mod broadcast;
 pub mod consumer;
+mod depth;
 mod handling;
 pub mod inbox;
 mod lifecycle;

@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Mutex, Notify, watch};
 use uuid::Uuid;
 
-use crate::{Bus, Envelope, OutgoingMessage, Publisher, header, lifecycle, trace};
+use crate::{Bus, Envelope, OutgoingMessage, Publisher, header, lifecycle, metrics, trace};
 
 /// Rows taken per round; each round is one transaction holding their row locks.
 const BATCH: i64 = 256;
@@ -59,6 +59,48 @@ pub async fn enqueue_all(
     msgs: &[OutgoingMessage],
 ) -> Result<(), tokio_postgres::Error> {
     futures_util::future::try_join_all(msgs.iter().map(|m| enqueue(tx, schema, m))).await?;
+    Ok(())
+}
+
+/// Sets `chukan_outbox_backlog`, `chukan_outbox_oldest_age_seconds` and `chukan_inbox_rows`
+/// for `schema` from one statement. Each relay calls it every `amqp.backlog_sample_ms`.
+///
+/// The age is measured by the database's clock against `created_at` (indexed, so the oldest
+/// row is one index probe). The inbox only grows, so it is not counted once the planner has
+/// statistics for it: its size is estimated from them as the planner does (rows per page ×
+/// the pages it has now); a table never analysed yet is small enough to count.
+pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> {
+    let quoted = chukan_db::quote_ident(schema);
+    let client = pool.get().await.context("backlog sample: no connection")?;
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT
+               (SELECT count(*) FROM {quoted}.outbox),
+               (SELECT GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+                  FROM {quoted}.outbox),
+               (SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                         THEN (c.reltuples::float8 / c.relpages
+                               * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+                         ELSE (SELECT count(*) FROM {quoted}.inbox)
+                       END
+                  FROM pg_class c WHERE c.oid = to_regclass($1))"
+        ))
+        .await?;
+    let row = client
+        .query_one(&statement, &[&format!("{quoted}.inbox")])
+        .await?;
+    let backlog: i64 = row.try_get(0)?;
+    let oldest_age: Option<f64> = row.try_get(1)?;
+    let inbox: Option<i64> = row.try_get(2)?;
+    metrics::OUTBOX_BACKLOG
+        .with_label_values(&[schema])
+        .set(backlog);
+    metrics::OUTBOX_OLDEST_AGE
+        .with_label_values(&[schema])
+        .set(oldest_age.unwrap_or(0.0));
+    metrics::INBOX_ROWS
+        .with_label_values(&[schema])
+        .set(inbox.unwrap_or(0));
     Ok(())
 }
 
@@ -230,7 +272,55 @@ impl Actor for OutboxRelay {
             }
             ctx.stop();
         }));
+
+        // The backlog gauges on a clock of their own: a relay stuck on the broker is exactly
+        // when they must keep moving.
+        let sampler = sample_until_stopped(
+            self.core.pool.clone(),
+            self.core.schema,
+            self.core.bus.settings().backlog_sample,
+            self.stop.clone(),
+        );
+        ctx.spawn(sampler.into_actor(self));
     }
+}
+
+/// [`sample`] every `every` until a stop is requested.
+async fn sample_until_stopped(
+    pool: chukan_db::Pool,
+    schema: &'static str,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = sample(&pool, schema).await {
+            tracing::warn!(
+                schema,
+                error = format!("{error:#}"),
+                "outbox backlog could not be sampled"
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = lifecycle::stopped(&mut stop) => break,
+        }
+    }
+}
+
+/// The backlog gauges of a schema that runs no relay (its consumers fill an inbox, it
+/// publishes nothing): [`sample`] every `every` as a worker of its own.
+pub fn sample_worker(
+    name: &str,
+    pool: chukan_db::Pool,
+    schema: &'static str,
+    every: Duration,
+) -> Worker {
+    let (stop_tx, stop_rx, done_tx, done_rx) = lifecycle::channels();
+    tokio::spawn(async move {
+        sample_until_stopped(pool, schema, every, stop_rx).await;
+        let _ = done_tx.send(Some(Ok(())));
+    });
+    lifecycle::worker(name, StopStage::Outbox, Arc::new(stop_tx), done_rx)
 }
 
 /// Starts an [`OutboxRelay`] for `schema` (inside an actix system).

@@ -436,6 +436,11 @@ pub fn serve(
         prefetch,
         handler,
     });
+    tokio::spawn(crate::depth::sample_until_stopped(
+        bus.clone(),
+        spec.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(async move {
         let result = run(config, stop_rx).await;
         let _ = done_tx.send(Some(result.map_err(|e| format!("{e:#}"))));

@@ -44,6 +44,8 @@ impl TestEnv {
         let mut amqp = defaults.amqp;
         amqp.namespace = format!("t{}.", Uuid::new_v4().simple());
         amqp.retry_delays_ms = vec![50, 50];
+        // Backlog gauges refresh quickly, so a test waits on them, not on a 15 s period.
+        amqp.backlog_sample = Duration::from_millis(100);
         // The per-run test vhost when scripts/test provides one. Queues stay quorum here:
         // these tests exercise the production topology (and delete what they declare).
         if let Ok(url) = std::env::var("CHUKAN_TEST_AMQP") {
@@ -644,5 +646,156 @@ async fn consumer_resumes_after_losing_its_subscription() {
     assert_eq!(env.counter("effect").await, 2);
 
     handle.stop().await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn the_relay_reports_its_outbox_backlog_and_age_and_the_inbox_size() {
+    let mut env = TestEnv::new().await;
+    // Nothing is bound to this key yet: the relay cannot publish the row, which stays.
+    let stuck = OutgoingMessage::new("tenant-a", "gauges.event", b"stuck".to_vec());
+    {
+        let mut client = env.pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        outbox::enqueue(&tx, SCHEMA, &stuck).await.unwrap();
+        // As if written a minute ago.
+        tx.execute(
+            "UPDATE mqtest.outbox SET created_at = now() - interval '60 seconds'",
+            &[],
+        )
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            chukan_mq::inbox::claim(&tx, SCHEMA, "gauges", Uuid::now_v7())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        env.bus.clone(),
+        Duration::from_millis(100),
+    );
+    wait_until(WAIT, "the relay's sample of a waiting row", || async {
+        metrics::outbox_backlog(SCHEMA) == 1
+            && metrics::outbox_oldest_age_seconds(SCHEMA) >= 60.0
+            && metrics::inbox_rows(SCHEMA) == 3
+    })
+    .await;
+
+    // Once a queue is bound the row goes out, and the sample shows an empty outbox.
+    env.queue("gauges.in", "gauges.event").await;
+    wait_until(WAIT, "the relay's sample of an empty outbox", || async {
+        metrics::outbox_backlog(SCHEMA) == 0 && metrics::outbox_oldest_age_seconds(SCHEMA) == 0.0
+    })
+    .await;
+    assert_eq!(metrics::inbox_rows(SCHEMA), 3);
+
+    // With statistics the inbox is estimated from them instead of counted.
+    let (owner, conn) = tokio_postgres::connect(
+        &format!("postgres://postgres@127.0.0.1:5432/{}", env.dbname),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    owner.batch_execute("ANALYZE mqtest.inbox").await.unwrap();
+    outbox::sample(&env.pool, SCHEMA).await.unwrap();
+    assert_eq!(metrics::inbox_rows(SCHEMA), 3);
+
+    let worker = relay.into_worker("outbox-mqtest");
+    (worker.stop)().await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn a_schema_without_a_relay_reports_its_inbox_through_a_sampler() {
+    let env = TestEnv::new().await;
+    {
+        let client = env.pool.get().await.unwrap();
+        for _ in 0..2 {
+            chukan_mq::inbox::claim(&client, SCHEMA, "sampled", Uuid::now_v7())
+                .await
+                .unwrap();
+        }
+    }
+    let worker = outbox::sample_worker(
+        "backlog-mqtest",
+        env.pool.clone(),
+        SCHEMA,
+        Duration::from_millis(100),
+    );
+    wait_until(WAIT, "the sampler's report", || async {
+        metrics::inbox_rows(SCHEMA) == 2 && metrics::outbox_backlog(SCHEMA) == 0
+    })
+    .await;
+    (worker.stop)().await;
+    worker.finished.await.unwrap();
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn consumers_report_their_queue_and_dead_letter_depths() {
+    let mut env = TestEnv::new().await;
+    let held_spec = env.queue("depth.held", "depth.held").await;
+    let rejected_spec = env.queue("depth.rejected", "depth.rejected").await;
+    // One delivery at a time, each held until the gate closes: the rest wait in the queue.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let holding = consumer::start(&env.bus, &held_spec, "depth", 1, {
+        let gate = gate.clone();
+        Arc::new(move |_: Delivery| {
+            let gate = gate.clone();
+            async move {
+                // Err once closed: the handler is let go.
+                let _ = gate.acquire().await;
+                Ok(())
+            }
+            .boxed()
+        })
+    });
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let rejecting = consumer::start(
+        &env.bus,
+        &rejected_spec,
+        "depth",
+        4,
+        failing(attempts.clone(), true),
+    );
+
+    let publisher = env.bus.publisher().await.unwrap();
+    for key in [
+        "depth.held",
+        "depth.held",
+        "depth.held",
+        "depth.rejected",
+        "depth.rejected",
+    ] {
+        publisher
+            .publish(&OutgoingMessage::new("tenant-a", key, b"d".to_vec()))
+            .await
+            .unwrap();
+    }
+    // Labelled with the work queue's unqualified name.
+    wait_until(WAIT, "two held-back messages reported waiting", || async {
+        metrics::queue_messages("depth.held") == 2
+    })
+    .await;
+    wait_until(WAIT, "two rejected messages reported dead", || async {
+        metrics::dead_letter_messages("depth.rejected") == 2
+            && metrics::queue_messages("depth.rejected") == 0
+    })
+    .await;
+    assert_eq!(metrics::dead_letter_messages("depth.held"), 0);
+
+    gate.close();
+    wait_until(WAIT, "the drained queue reported empty", || async {
+        metrics::queue_messages("depth.held") == 0
+    })
+    .await;
+
+    holding.stop().await;
+    rejecting.stop().await;
     env.cleanup().await;
 }

@@ -138,6 +138,8 @@ pub async fn client_with_keys(
 /// Connects everything a service needs; fails fast with the setting that is wrong.
 pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let db = chukan_db::app_pool(&settings.database).context("database pool")?;
+    // Scrape-time saturation gauges, labelled with what the process runs as (`--target`).
+    chukan_db::observe_pool(chukan_telemetry::service_name(), &db);
     let bus = chukan_mq::Bus::connect(&settings.amqp)
         .await
         .context("RabbitMQ connection")?;

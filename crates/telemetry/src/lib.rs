@@ -20,4 +20,4 @@ pub use boundary::boundary;
 pub use http_metrics::{HttpMetrics, http_metrics};
 pub use ops::{OpsServer, ReadinessCheck};
 pub use propagation::{current_traceparent, set_parent_from_traceparent};
-pub use subscriber::{TelemetryGuard, init, init_for_tests};
+pub use subscriber::{TelemetryGuard, init, init_for_tests, service_name};

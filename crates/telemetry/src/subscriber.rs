@@ -1,6 +1,9 @@
 //! The process-wide tracing subscriber.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -19,6 +22,16 @@ type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
 
 /// Set once a subscriber is installed; later calls do nothing (tests call init repeatedly).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// What the process runs as, from the first [`init`] (or [`init_for_tests`]).
+static SERVICE_NAME: OnceLock<String> = OnceLock::new();
+
+/// The name the process runs as — its `--target` (`all`, `provision`…) as given to [`init`],
+/// `test` under [`init_for_tests`], `chukan` before either — for process-wide metric labels
+/// such as the database pool's `service`.
+pub fn service_name() -> &'static str {
+    SERVICE_NAME.get().map_or("chukan", String::as_str)
+}
 
 /// Keeps trace export alive; dropping it flushes pending spans and stops the exporter.
 #[must_use = "dropping the guard stops trace export"]
@@ -54,6 +67,7 @@ pub fn init(
     service_name: &str,
     s: &chukan_config::TelemetrySettings,
 ) -> anyhow::Result<TelemetryGuard> {
+    let _ = SERVICE_NAME.set(service_name.to_owned());
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return Ok(TelemetryGuard::inert());
     }
@@ -105,6 +119,7 @@ fn install(
 /// A quiet subscriber for tests: spans still get trace ids (so propagation can be tested),
 /// logs go to the test writer only when `TEST_LOG` is set.
 pub fn init_for_tests() {
+    let _ = SERVICE_NAME.set("test".to_owned());
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }

@@ -10,7 +10,7 @@ use chukan_merkle::{Hash, NodeId};
 use chukan_proto::AuditRecord;
 use uuid::Uuid;
 
-use crate::{AuditState, leaf, searchable::SearchableCopy, store};
+use crate::{AuditState, leaf, metrics, searchable::SearchableCopy, store};
 
 /// Consumer name in the inbox: a bus message id is applied once per consumer.
 pub const CONSUMER: &str = "audit.records";
@@ -150,6 +150,7 @@ pub async fn append(
     store::insert_nodes(&tx, tenant, &new_nodes).await?;
     store::update_log(&tx, tenant, new_size, &new_frontier).await?;
     tx.commit().await?;
+    metrics::records_appended();
 
     let every = i64::try_from(state.settings.tree_head_every_records).unwrap_or(i64::MAX);
     if new_size - signed_size >= every {

@@ -1,6 +1,7 @@
 //! Signed tree heads (STH): every `audit.tree_head_interval_secs`, or as soon as a tenant's log
 //! grew by `audit.tree_head_every_records`, each tenant whose log grew gets its
-//! (tenant, size, root, time) signed with the service's Ed25519 key.
+//! (tenant, size, root, time) signed with the service's Ed25519 key. The rounds and the
+//! appends keep `chukan_audit_tree_head_age_seconds` (see [`metrics`]).
 
 use chrono::{TimeZone, Utc};
 use tokio::sync::watch;
@@ -48,31 +49,72 @@ pub async fn sign_tenant(state: &AuditState, tenant: &str) -> anyhow::Result<Opt
     store::insert_tree_head(&tx, tenant, &head).await?;
     tx.commit().await?;
     metrics::tree_head();
+    metrics::head_signed(signed_at);
     Ok(Some(size))
 }
 
 /// One round over every tenant; a failing tenant is logged and the others still get signed.
 pub async fn sign_all(state: &AuditState) -> anyhow::Result<usize> {
+    // Records appended after this mark may have missed their tenant's turn.
+    let mark = metrics::signing_round_began();
     let tenants = {
-        let client = state.db.get().await?;
-        store::tenants(&client).await?
+        let listed = async {
+            let client = state.db.get().await?;
+            anyhow::Ok(store::tenants(&client).await?)
+        };
+        match listed.await {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                metrics::signing_round_ended(mark, false);
+                return Err(err);
+            }
+        }
     };
     let mut signed = 0;
+    let mut failed = false;
     for tenant in tenants {
         match sign_tenant(state, &tenant).await {
             Ok(Some(_)) => signed += 1,
             Ok(None) => {}
-            Err(err) => tracing::error!(%err, %tenant, "signing a tree head failed"),
+            Err(err) => {
+                failed = true;
+                tracing::error!(%err, %tenant, "signing a tree head failed");
+            }
         }
     }
+    metrics::signing_round_ended(mark, !failed);
     Ok(signed)
+}
+
+/// Reads from the database whether some log has records no signed head covers and when the
+/// newest head was signed, for the tree head age of a process that has just started.
+pub async fn restore_coverage(state: &AuditState) -> anyhow::Result<()> {
+    let mark = metrics::signing_round_began();
+    let mut client = state.db.get().await?;
+    let tenants = store::tenants(&client).await?;
+    let mut newest = None;
+    let mut uncovered = false;
+    for tenant in tenants {
+        let tx = chukan_db::tenant_tx(&mut client, &tenant).await?;
+        if let Some((unsigned, head)) = store::coverage(&tx).await? {
+            uncovered |= unsigned;
+            newest = newest.max(head);
+        }
+        tx.commit().await?;
+    }
+    metrics::coverage_restored(mark, newest, uncovered);
+    Ok(())
 }
 
 /// The signer as a worker.
 pub fn start(state: AuditState) -> chukan_runtime::Worker {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let every = state.settings.tree_head_interval;
+    metrics::signer_started(state.clock.clone());
     let task = tokio::spawn(async move {
+        if let Err(err) = restore_coverage(&state).await {
+            tracing::warn!(error = %format!("{err:#}"), "reading the tree heads' coverage failed");
+        }
         // The first round one period after start, not at once: a round racing the first
         // appends would sign a head at whatever size it caught (harmless, but noise).
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

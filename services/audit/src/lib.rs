@@ -144,6 +144,13 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         batcher,
         selfinfo.into_worker(&selfinfo_queue.name),
         heads::start(state.clone()),
+        // Audit publishes nothing (no relay), but its inbox grows with every record.
+        chukan_mq::outbox::sample_worker(
+            "audit.backlog",
+            ctx.db.clone(),
+            SCHEMA,
+            ctx.settings.amqp.backlog_sample,
+        ),
     ];
     workers.extend(retention::start(state.clone()));
     let data = actix_web::web::Data::new(state);

@@ -49,6 +49,25 @@ pub async fn log_growth(tx: &impl GenericClient) -> Result<Option<(i64, i64)>, E
         .transpose()
 }
 
+/// The tenant's log (in a tenant transaction): whether it has records its newest signed head
+/// does not cover, and when that head was signed (`None` before the first). `None` without a
+/// log.
+pub async fn coverage(
+    tx: &impl GenericClient,
+) -> Result<Option<(bool, Option<DateTime<Utc>>)>, Error> {
+    let st = tx
+        .prepare_cached(
+            "SELECT l.size > l.signed_size,
+                    (SELECT signed_at FROM audit.tree_heads ORDER BY size DESC LIMIT 1)
+               FROM audit.logs l",
+        )
+        .await?;
+    tx.query_opt(&st, &[])
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
 /// Claims bus message ids in the inbox; the ones that are new (apply them).
 pub async fn claim_messages(
     tx: &impl GenericClient,

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, IntCounterVec, register_histogram, register_int_counter_vec};
+use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
 
 static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
@@ -24,26 +24,39 @@ static RESULTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-static ROUNDTRIP: LazyLock<Histogram> = LazyLock::new(|| {
+/// Buckets of `chukan_inquiry_roundtrip_seconds`; 60 is the latency SLO's target (an automatic
+/// answer within a minute), the long ones cover answers made by hand over days.
+const ROUNDTRIP_BUCKETS: [f64; 11] = [
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    30.0,
+    60.0,
+    300.0,
+    3600.0,
+    86_400.0,
+    604_800.0,
+    2_592_000.0,
+];
+
+/// By `manual`: whether the provider's staff answered from the manual-answer queue (自動応答不可)
+/// rather than automatically; the latency SLO leaves those out.
+static ROUNDTRIP: LazyLock<HistogramVec> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
-    register_histogram!(
+    let histogram = register_histogram_vec!(
         "chukan_inquiry_roundtrip_seconds",
-        "From the inquiry's request time to its result being stored",
-        vec![
-            0.1,
-            0.5,
-            1.0,
-            5.0,
-            30.0,
-            60.0,
-            300.0,
-            3600.0,
-            86_400.0,
-            604_800.0,
-            2_592_000.0
-        ]
+        "From the inquiry's request time to its result being stored, by manual (true when \
+         the provider answered by hand)",
+        &["manual"],
+        ROUNDTRIP_BUCKETS.to_vec()
     )
-    .expect("metric registers once")
+    .expect("metric registers once");
+    // Both series from the start, so rates over them exist before the first answer.
+    for manual in ["false", "true"] {
+        histogram.with_label_values(&[manual]);
+    }
+    histogram
 });
 
 pub fn request(outcome: &str) {
@@ -58,11 +71,54 @@ pub fn result(status: &str) {
     RESULTS.with_label_values(&[status]).inc();
 }
 
-pub fn roundtrip(seconds: f64) {
-    ROUNDTRIP.observe(seconds.max(0.0));
+pub fn roundtrip(seconds: f64, manual: bool) {
+    ROUNDTRIP
+        .with_label_values(&[if manual { "true" } else { "false" }])
+        .observe(seconds.max(0.0));
 }
 
 /// For tests: the count of a request outcome.
 pub fn requests_counted(outcome: &str) -> u64 {
     REQUESTS.with_label_values(&[outcome]).get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cumulative count of the `le` bucket of the series `manual`.
+    fn bucket(manual: &str, le: f64) -> u64 {
+        let family = prometheus::gather()
+            .into_iter()
+            .find(|f| f.name() == "chukan_inquiry_roundtrip_seconds")
+            .unwrap();
+        let series = family
+            .get_metric()
+            .iter()
+            .find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "manual" && l.value() == manual)
+            })
+            .unwrap()
+            .get_histogram()
+            .clone();
+        series
+            .get_bucket()
+            .iter()
+            .find(|b| b.upper_bound() == le)
+            .unwrap()
+            .cumulative_count()
+    }
+
+    #[test]
+    fn roundtrips_are_split_by_manual_with_the_slo_bucket_at_60_seconds() {
+        assert!(ROUNDTRIP_BUCKETS.contains(&60.0));
+        roundtrip(12.0, false);
+        roundtrip(7_200.0, true);
+        assert_eq!(bucket("false", 60.0), 1);
+        assert_eq!(bucket("true", 60.0), 0);
+        assert_eq!(bucket("true", 86_400.0), 1);
+        assert_eq!(bucket("false", 2_592_000.0), 1);
+    }
 }

@@ -212,11 +212,7 @@ impl Releaser {
     }
 
     async fn step(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Step> {
-        let pending = {
-            let client = self.pool.get().await?;
-            store::held_pending(&client).await?
-        };
-        metrics::HELD.set(pending);
+        let pending = self.count_held().await?;
         if pending == 0 {
             self.gate.backlog.store(false, Ordering::Release);
             return Ok(Step::Idle);
@@ -235,6 +231,18 @@ impl Releaser {
             "releasing held messages"
         );
         self.release(stop).await
+    }
+
+    /// Counts the pending held rows and sets `chukan_relay_held` and
+    /// `chukan_relay_held_oldest_age_seconds` from them.
+    async fn count_held(&self) -> anyhow::Result<i64> {
+        let backlog = {
+            let client = self.pool.get().await?;
+            store::held_pending(&client).await?
+        };
+        metrics::HELD.set(backlog.pending);
+        metrics::HELD_OLDEST_AGE.set(backlog.oldest_age_seconds);
+        Ok(backlog.pending)
     }
 
     /// `GET {nws_url}/v1/ready` answered 2xx.
@@ -257,6 +265,9 @@ impl Releaser {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let batch = i64::from(self.per_second.clamp(1, MAX_BATCH));
         loop {
+            // A long release keeps the gauges current (one count per batch, about a second);
+            // counted before leasing, so a failure here leaves no row leased.
+            self.count_held().await?;
             let leased = {
                 let client = self.pool.get().await?;
                 store::lease_held(&client, batch, LEASE_SECS).await?

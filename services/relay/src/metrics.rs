@@ -46,6 +46,13 @@ pub(crate) static HELD: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
     ))
 });
 
+pub(crate) static HELD_OLDEST_AGE: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    register(prometheus::Gauge::new(
+        "chukan_relay_held_oldest_age_seconds",
+        "Age of the oldest held outbound message not yet released (or dead); 0 when none.",
+    ))
+});
+
 pub(crate) static HELD_TOTAL: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     register(prometheus::IntCounter::new(
         "chukan_relay_held_total",
@@ -101,6 +108,11 @@ pub fn held() -> i64 {
     HELD.get()
 }
 
+/// The current value of `chukan_relay_held_oldest_age_seconds`.
+pub fn held_oldest_age_seconds() -> f64 {
+    HELD_OLDEST_AGE.get()
+}
+
 /// The current value of `chukan_relay_released_total`.
 pub fn released() -> u64 {
     RELEASED.get()
@@ -127,6 +139,7 @@ mod tests {
         INBOUND_REFUSED.with_label_values(&["bad-signature"]).inc();
         INBOUND_ACCEPTED.inc();
         HELD.set(0);
+        HELD_OLDEST_AGE.set(0.0);
         HELD_TOTAL.inc();
         RELEASED.inc();
         HELD_DEAD.inc();
@@ -141,6 +154,7 @@ mod tests {
             "chukan_relay_inbound_refused_total",
             "chukan_relay_inbound_accepted_total",
             "chukan_relay_held",
+            "chukan_relay_held_oldest_age_seconds",
             "chukan_relay_held_total",
             "chukan_relay_released_total",
             "chukan_relay_held_dead_total",

@@ -62,19 +62,34 @@ pub async fn hold(
     Ok(inserted == 1)
 }
 
+/// The held messages neither released nor dead: how many, and how long the oldest has waited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldBacklog {
+    pub pending: i64,
+    /// By the database's clock since `held_at`; 0 when none is pending.
+    pub oldest_age_seconds: f64,
+}
+
 /// Held messages neither released nor dead.
-pub async fn held_pending(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
-    Ok(client
+pub async fn held_pending(
+    client: &impl GenericClient,
+) -> Result<HeldBacklog, tokio_postgres::Error> {
+    let row = client
         .query_one(
             &client
                 .prepare_cached(
-                    "SELECT count(*) FROM relay.held WHERE released_at IS NULL AND dead_at IS NULL",
+                    "SELECT count(*),
+                            GREATEST(EXTRACT(EPOCH FROM now() - min(held_at)), 0)::float8
+                       FROM relay.held WHERE released_at IS NULL AND dead_at IS NULL",
                 )
                 .await?,
             &[],
         )
-        .await?
-        .get(0))
+        .await?;
+    Ok(HeldBacklog {
+        pending: row.try_get(0)?,
+        oldest_age_seconds: row.try_get(1)?,
+    })
 }
 
 /// A held message taken for release.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod disclosure;
+mod head_age;
 mod helpers;
 mod records;
 mod retention;

@@ -10,7 +10,7 @@ use chukan_runtime::{StopStage, Worker};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    ProvisionState,
+    ProvisionState, metrics,
     replica::apply::RunInfo,
     replica::jobs::{self, Job},
     replica::session_lock::SessionLock,
@@ -35,6 +35,10 @@ async fn run(
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The last successful night as recorded, so a restart does not reset the gauge.
+    if let Err(e) = restore_last_success(&state).await {
+        tracing::warn!(error = %format!("{e:#}"), "reading the last nightly batch run failed");
+    }
     // After a restart: finish what immediate organisations had in flight.
     if let Err(e) = resume_immediate(&state).await {
         tracing::warn!(error = %format!("{e:#}"), "resuming immediate uploads failed");
@@ -77,6 +81,24 @@ async fn resume_immediate(state: &ProvisionState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sets `chukan_batch_last_success_timestamp_seconds{batch="replica-night"}` from the newest
+/// finished run in `provision.job_runs` (whichever process ran it).
+pub async fn restore_last_success(state: &ProvisionState) -> anyhow::Result<()> {
+    metrics::batch_known(metrics::REPLICA_NIGHT);
+    let client = state.db.get().await?;
+    let last: Option<DateTime<Utc>> = client
+        .query_one(
+            "SELECT max(finished_at) FROM provision.job_runs WHERE job = 'nightly'",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if let Some(at) = last {
+        metrics::batch_succeeded(metrics::REPLICA_NIGHT, at);
+    }
+    Ok(())
+}
+
 /// Whether the nightly batch of the Japan date of `now` is due.
 pub fn nightly_due(state: &ProvisionState, now: DateTime<Utc>) -> bool {
     now.with_timezone(&Tokyo).time() >= state.nightly_at
@@ -100,7 +122,9 @@ pub async fn nightly_if_due(state: &ProvisionState) -> anyhow::Result<bool> {
             .await?
             .map(|r| r.get(0))
     };
-    if matches!(finished, Some(Some(_))) {
+    if let Some(Some(at)) = finished {
+        // Perhaps finished by another process: this one's gauge follows the record.
+        metrics::batch_succeeded(metrics::REPLICA_NIGHT, at);
         return Ok(false);
     }
     let Some(lock) = SessionLock::try_acquire(&state.db, "provision.nightly").await? else {
@@ -124,12 +148,14 @@ pub async fn nightly_if_due(state: &ProvisionState) -> anyhow::Result<bool> {
             "nightly batch finished"
         );
         if report.failures.is_empty() {
+            let finished_at = state.clock.now();
             client
                 .execute(
                     "UPDATE provision.job_runs SET finished_at = $2 WHERE job = 'nightly' AND day = $1",
-                    &[&day, &state.clock.now()],
+                    &[&day, &finished_at],
                 )
                 .await?;
+            metrics::batch_succeeded(metrics::REPLICA_NIGHT, finished_at);
         }
         anyhow::Ok(())
     }

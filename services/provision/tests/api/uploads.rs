@@ -40,6 +40,49 @@ async fn an_upload_waits_for_the_nightly_batch_then_every_entry_is_registered() 
 }
 
 #[actix_rt::test]
+async fn the_last_successful_night_is_exported_at_its_end_and_again_after_a_restart() {
+    use chukan_provision::{metrics, replica::scheduler};
+    let gauge = || metrics::batch_last_success(metrics::REPLICA_NIGHT);
+    // Tuesday 10:00: tonight's run is not due.
+    let app = spawn_app().await;
+
+    // Last night's run, finished by an earlier process.
+    let last_night = japan(2026, 11, 23, 23, 10);
+    app.env
+        .ctx
+        .db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO provision.job_runs (job, day, started_at, finished_at)
+             VALUES ('nightly', '2026-11-23', $1, $2)",
+            &[&japan(2026, 11, 23, 22, 0), &last_night],
+        )
+        .await
+        .unwrap();
+    // A scheduler starting now (a restarted process) exports it before any run of its own.
+    let (_trigger, immediate) = tokio::sync::mpsc::unbounded_channel();
+    let restarted = scheduler::start(app.state.clone(), immediate, Duration::from_secs(3600));
+    chukan_testkit::wait_until(Duration::from_secs(20), "the recorded night", || async {
+        gauge() == last_night.timestamp() as f64
+    })
+    .await
+    .unwrap();
+    (restarted.stop)().await;
+
+    // Tonight's run: exported when it ends (whichever scheduler of the process ran it).
+    let tonight = japan(2026, 11, 24, 22, 30);
+    app.clock.set(tonight);
+    scheduler::nightly_if_due(&app.state).await.unwrap();
+    chukan_testkit::wait_until(Duration::from_secs(60), "tonight's run", || async {
+        gauge() == tonight.timestamp() as f64
+    })
+    .await
+    .unwrap();
+}
+
+#[actix_rt::test]
 async fn an_immediate_organisation_is_processed_without_waiting_for_the_night() {
     let app = spawn_app().await;
     app.set_org(ORG_A, 200_000, Some('A'), true).await;
