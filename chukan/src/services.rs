@@ -30,6 +30,7 @@ pub const SERVICES: &[Service] = &[
                 chukan_admin::batch_queue(),
                 // Every process asks admin for the calendar on this request/reply queue.
                 chukan_admin::calendar_rpc_queue(),
+                chukan_admin::status_queue(),
             ]
         },
         start: |ctx| Box::pin(chukan_admin::start(ctx)),

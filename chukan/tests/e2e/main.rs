@@ -255,11 +255,37 @@ async fn a_request_sent_while_the_nws_is_down_arrives_once_it_is_back() {
     .unwrap();
     let pending = stack.acquisition(&token, &id).await;
     assert_eq!(pending["status"], "pending");
+    // Anyone can see that the link is degraded, without a token.
+    let (http, status_url) = (stack.http.clone(), format!("{}/v1/status", stack.api));
+    let link = || async {
+        let status: serde_json::Value = http
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["components"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["component"] == "nws-link"))
+            .map(|c| c["status"].as_str().unwrap_or("").to_string())
+    };
+    chukan_testkit::wait_until(Duration::from_secs(30), "link shown degraded", || async {
+        link().await.as_deref() == Some("degraded")
+    })
+    .await
+    .unwrap();
 
     // The NWS comes back: the held message goes through, exactly once.
     stack.restart_nws_sim().await;
     let done = wait_answered(&stack, &token, &id).await;
     assert_eq!(done["status"], "done", "{done}");
+    chukan_testkit::wait_until(Duration::from_secs(30), "link shown healthy", || async {
+        link().await.as_deref() == Some("ok")
+    })
+    .await
+    .unwrap();
     assert_eq!(
         stack
             .metric("chukan_code_acquisition_results_total{outcome=\"done\"}")

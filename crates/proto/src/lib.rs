@@ -26,6 +26,10 @@ pub const AUDIT_RECORD: &str = "audit.record";
 pub const CALENDAR_CHANGED: &str = "calendar.changed";
 /// Admin's request/reply queue answering the current calendar (CalendarRequest → CalendarChanged).
 pub const CALENDAR_RPC: &str = "admin.calendar-rpc";
+/// A component's health changed (ComponentStatus), for admin's operating status.
+pub const STATUS_COMPONENT: &str = "status.component";
+/// The operating status changed (StatusChanged).
+pub const STATUS_CHANGED: &str = "status.changed";
 /// Exchange events counted by the statistics service (ExchangeStat).
 pub const STATS_EXCHANGE: &str = "stats.exchange";
 /// Replica counts provision announces (ReplicaCountChanged), for the statistics service.

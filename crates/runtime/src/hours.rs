@@ -21,10 +21,14 @@ pub struct HoursGate {
     pub enforce: bool,
 }
 
-/// Paths that stay open at any hour: key distribution must work for every party, and the
-/// API description costs nothing and is what a caller reads to prepare for opening time.
+/// Paths that stay open at any hour: key distribution must work for every party, the API
+/// description costs nothing and is what a caller reads to prepare for opening time, and
+/// the operating status is how a caller learns when that is.
 fn always_open(path: &str) -> bool {
-    path == "/v1/auth/jwks" || path.starts_with("/.well-known/") || path == crate::OPENAPI_PATH
+    path == "/v1/auth/jwks"
+        || path.starts_with("/.well-known/")
+        || path == crate::OPENAPI_PATH
+        || path == "/v1/status"
 }
 
 pub async fn gate(

@@ -46,7 +46,8 @@ use crate::{
         crate::departments::get_department,
         crate::calendar::get_calendar,
         crate::calendar::put_outage,
-        crate::calendar::delete_outage
+        crate::calendar::delete_outage,
+        crate::status::get_status
     ),
     components(schemas(
         TokenRequest,
@@ -69,6 +70,8 @@ use crate::{
         crate::calendar::PlannedOutage,
         crate::calendar::CalendarView,
         crate::calendar::OutageRequest,
+        crate::status::OperatingStatus,
+        crate::status::ComponentView,
         OrgCode,
         Problem
     )),
@@ -79,6 +82,7 @@ use crate::{
         (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行"),
         (name = "departments", description = "部署 (departments): 対象外事務手続コード"),
         (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況"),
+        (name = "status", description = "稼動状態 (operating status): トークン不要・常時応答"),
         (name = "calendar", description = "計画停止日 (planned outages): プラットフォーム運用者が登録し、全サービスに即時に通知")
     )
 )]
@@ -88,6 +92,7 @@ pub struct ApiDoc;
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
     cfg.app_data(state)
         .route("/.well-known/jwks.json", web::get().to(well_known_jwks))
+        .route("/v1/status", web::get().to(crate::status::get_status))
         .service(
             web::scope("/v1/auth")
                 .route("/token", web::post().to(token))

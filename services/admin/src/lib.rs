@@ -32,6 +32,7 @@ pub mod domain;
 pub mod lockout;
 pub mod metrics;
 pub mod passwords;
+pub mod status;
 pub mod store;
 
 pub use domain::{NewTenant, NewUser, Tenant, TenantKind, TenantUpdate};
@@ -72,6 +73,10 @@ pub struct AdminState {
     /// Planned outages from this process's settings (`calendar.planned_outages`), shown
     /// beside those announced at runtime.
     pub configured_outages: Vec<chrono::NaiveDate>,
+    /// This process's calendar (settings and announced outages), which `/v1/status` reads.
+    pub calendar: Arc<chukan_core::ServiceCalendar>,
+    /// Keeps `/v1/status`, open to anyone, from being flooded.
+    pub status_rate: status::RateLimit,
 }
 
 /// Admin's part of the OpenAPI document (merged by the server at `/openapi.json`).
@@ -93,6 +98,8 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         clock: ctx.clock.clone(),
         login_policy,
         configured_outages,
+        calendar: ctx.calendar.clone(),
+        status_rate: status::RateLimit::default(),
     });
     let routes: chukan_runtime::Routes = Arc::new(move |cfg| api::configure(cfg, state.clone()));
     let outbox = chukan_mq::outbox::start(
@@ -125,16 +132,42 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         ctx.settings.amqp.prefetch,
         calendar::rpc_handler(ctx.db.clone()),
     );
+    let components_queue = status_queue();
+    ctx.bus
+        .declare_queue(&components_queue)
+        .await
+        .context("declaring admin's status queue")?;
+    let components = chukan_mq::consumer::start(
+        &ctx.bus,
+        &components_queue,
+        "admin",
+        ctx.settings.amqp.prefetch,
+        Arc::new(status::ComponentReports::new(ctx.db.clone())),
+    );
+    let watcher = status::watch(
+        ctx.db.clone(),
+        ctx.calendar.clone(),
+        ctx.clock.clone(),
+        outbox.clone(),
+        std::time::Duration::from_secs(15),
+    );
     Ok(chukan_runtime::Parts {
         name: "admin",
         routes: Some(routes),
         workers: vec![
             batches.into_worker("admin.batches"),
             calendar.into_worker("admin.calendar-rpc"),
+            components.into_worker("admin.status-components"),
+            watcher,
             outbox.into_worker("admin.outbox"),
         ],
         openapi: Some(openapi()),
     })
+}
+
+/// Components' health reports (`status.component`) for the operating status.
+pub fn status_queue() -> QueueSpec {
+    QueueSpec::new("admin.status-components", &[chukan_proto::STATUS_COMPONENT])
 }
 
 /// Where processes ask admin for the current calendar (`admin.calendar-rpc`).

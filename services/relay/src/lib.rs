@@ -13,6 +13,7 @@
 
 pub mod hold;
 pub mod inbound;
+pub mod link;
 pub mod metrics;
 pub mod outbound;
 mod store;
@@ -71,12 +72,20 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         ctx.settings.calendar.enforce_service_hours,
     ));
     let send_timeout = settings.send_timeout;
+    let outbox = chukan_mq::outbox::start(
+        ctx.db.clone(),
+        SCHEMA,
+        ctx.bus.clone(),
+        ctx.settings.amqp.outbox_poll,
+    );
+    let link = link::LinkHealth::new(ctx.db.clone(), outbox.clone(), ctx.clock.clone());
     let sender = outbound::NwsSender::new(
         &settings.nws_url,
         send_timeout,
         signer,
         ctx.clock.clone(),
         gate.clone(),
+        link,
     )
     .context("building the NWS HTTP client")?;
     let releaser = hold::Releaser {
@@ -91,13 +100,6 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         per_second: settings.release_per_second,
         readiness_poll: settings.readiness_poll,
     };
-
-    let outbox = chukan_mq::outbox::start(
-        ctx.db.clone(),
-        SCHEMA,
-        ctx.bus.clone(),
-        ctx.settings.amqp.outbox_poll,
-    );
 
     let listener = TcpListener::bind((settings.inbound_host.as_str(), settings.inbound_port))
         .with_context(|| {

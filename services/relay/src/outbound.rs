@@ -33,6 +33,8 @@ pub(crate) struct SenderInner {
     messages_url: String,
     signer: Signer,
     clock: Arc<dyn Clock>,
+    /// The NWS link's health, told of every send's outcome (none in unit tests of signing).
+    link: Option<Arc<crate::link::LinkHealth>>,
 }
 
 impl NwsSender {
@@ -42,6 +44,7 @@ impl NwsSender {
         signer: Signer,
         clock: Arc<dyn Clock>,
         gate: Arc<Gate>,
+        link: Arc<crate::link::LinkHealth>,
     ) -> anyhow::Result<NwsSender> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(NwsSender {
@@ -50,6 +53,7 @@ impl NwsSender {
                 messages_url: format!("{}/v1/messages", nws_url.trim_end_matches('/')),
                 signer,
                 clock,
+                link: Some(link),
             }),
             gate,
         })
@@ -193,6 +197,9 @@ impl SenderInner {
         metrics::SEND_TOTAL
             .with_label_values(&[outcome.label()])
             .inc();
+        if let Some(link) = &self.link {
+            link.observe(outcome);
+        }
         (outcome, detail)
     }
 
@@ -247,6 +254,7 @@ mod tests {
             messages_url: String::new(),
             signer,
             clock: Arc::new(chukan_core::SystemClock),
+            link: None,
         };
         let delivery = Delivery {
             id: uuid::Uuid::now_v7(),

@@ -21,6 +21,7 @@ pub mod platform;
 pub mod replicas;
 pub mod schedule;
 pub mod snapshots;
+pub mod status_history;
 pub mod store;
 
 use std::sync::Arc;
@@ -72,9 +73,14 @@ pub fn exchanges_queue() -> QueueSpec {
     QueueSpec::new("stats.exchanges", &[chukan_proto::STATS_EXCHANGE])
 }
 
+/// Operating status changes admin publishes (`status.changed`).
+pub fn status_queue() -> QueueSpec {
+    QueueSpec::new("stats.status-changes", &[chukan_proto::STATUS_CHANGED])
+}
+
 /// Every queue the service consumes, for the binary to declare before anything runs.
 pub fn queues() -> Vec<QueueSpec> {
-    vec![replica_counts_queue(), exchanges_queue()]
+    vec![replica_counts_queue(), exchanges_queue(), status_queue()]
 }
 
 /// The service's part of the OpenAPI document.
@@ -84,7 +90,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = StatsState::new(ctx);
-    let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 2] = [
+    let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 3] = [
         (
             replica_counts_queue(),
             Arc::new(replicas::ReplicaCounts::new(state.clone())),
@@ -93,8 +99,21 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             exchanges_queue(),
             Arc::new(exchanges::Exchanges::new(state.clone())),
         ),
+        (
+            status_queue(),
+            Arc::new(status_history::StatusHistory::new(state.db.clone())),
+        ),
     ];
-    let mut workers = vec![snapshots::start(state.clone())];
+    let mut workers = vec![
+        snapshots::start(state.clone()),
+        // No outbox relay here to report the inbox's size: a sampler of its own.
+        chukan_mq::outbox::sample_worker(
+            "stats.backlog",
+            ctx.db.clone(),
+            SCHEMA,
+            ctx.settings.amqp.backlog_sample,
+        ),
+    ];
     for (queue, handler) in consumers {
         ctx.bus.declare_queue(&queue).await?;
         let consumer = chukan_mq::consumer::start(

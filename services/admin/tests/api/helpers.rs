@@ -37,6 +37,8 @@ pub struct TestApp {
     pub department_events: Arc<Mutex<Vec<Delivery>>>,
     /// Every `calendar.changed` admin published (bound as every process's subscription is).
     pub calendar_events: Arc<Mutex<Vec<Delivery>>>,
+    /// Every `status.changed` admin published (bound as the statistics service's queue is).
+    pub status_events: Arc<Mutex<Vec<Delivery>>>,
 }
 
 /// Collects every delivery on a test queue bound to `key`.
@@ -84,9 +86,12 @@ pub async fn spawn_app() -> TestApp {
         capture(&env, "test.departments", chukan_proto::DEPARTMENT_CHANGED).await;
     let (calendar_events, calendar_worker) =
         capture(&env, "test.calendar", chukan_proto::CALENDAR_CHANGED).await;
+    let (status_events, status_worker) =
+        capture(&env, "test.status", chukan_proto::STATUS_CHANGED).await;
     api.workers.push(tenants_worker);
     api.workers.push(departments_worker);
     api.workers.push(calendar_worker);
+    api.workers.push(status_worker);
 
     let mut admins = Vec::new();
     for (tenant, name) in [(TENANT_A, "テスト市"), (TENANT_B, "サンプル町")] {
@@ -121,6 +126,7 @@ pub async fn spawn_app() -> TestApp {
         tenant_events,
         department_events,
         calendar_events,
+        status_events,
     }
 }
 

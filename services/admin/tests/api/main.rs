@@ -8,5 +8,6 @@ mod departments;
 mod helpers;
 mod login;
 mod openapi;
+mod status;
 mod tenants;
 mod users;

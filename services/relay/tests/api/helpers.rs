@@ -29,6 +29,8 @@ pub struct TestRelay {
     pub http: reqwest::Client,
     /// Stands for the NWS's signing key; its public half is in relay.nws_public_keys.
     pub nws: Signer,
+    /// The NWS link's health as relay announced it (`status.component`, admin's queue).
+    pub link_status: Captured,
     workers: Vec<Worker>,
 }
 
@@ -54,6 +56,14 @@ impl TestRelay {
         )
         .await
         .unwrap();
+        // Bound before relay starts: its outbox publishes mandatory.
+        let link_status = Captured::start(
+            &env.ctx.bus,
+            "link-status",
+            &[chukan_proto::STATUS_COMPONENT],
+        )
+        .await
+        .unwrap();
         let (parts, port) = chukan_relay::start_with_port(&env.ctx).await.unwrap();
         assert!(parts.routes.is_none());
         TestRelay {
@@ -61,6 +71,7 @@ impl TestRelay {
             inbound_url: format!("http://127.0.0.1:{port}/nws/v1/messages"),
             http: reqwest::Client::new(),
             nws,
+            link_status,
             workers: parts.workers,
         }
     }

@@ -88,6 +88,24 @@ async fn messages_in_the_stop_window_are_held_then_released_paced_once_the_nws_i
     })
     .await;
     assert!(nws.received("code.acquire").await.is_empty());
+    // As if held since the evening before: the releaser's count reports the oldest's age.
+    relay
+        .env
+        .owner_pool()
+        .unwrap()
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE relay.held SET held_at = now() - interval '2 hours'",
+            &[],
+        )
+        .await
+        .unwrap();
+    wait_until("the held backlog and its age are reported", || async {
+        metrics::held() == N as i64 && metrics::held_oldest_age_seconds() >= 7200.0
+    })
+    .await;
 
     // Thursday 08:00: open, but the peer is not up yet. The releaser keeps asking, sends nothing.
     nws.set_ready(false).await;
@@ -146,6 +164,10 @@ async fn messages_in_the_stop_window_are_held_then_released_paced_once_the_nws_i
     })
     .await;
     assert!(metrics::released() >= released_before + N as u64);
+    wait_until("no held message is reported any more", || async {
+        metrics::held() == 0 && metrics::held_oldest_age_seconds() == 0.0
+    })
+    .await;
     // Nothing of a released message's content is kept.
     assert_eq!(
         relay
@@ -168,6 +190,18 @@ async fn messages_in_the_stop_window_are_held_then_released_paced_once_the_nws_i
     })
     .await;
     assert_eq!(held_rows(&relay).await, N as i64);
+    // The NWS took relay's sends: the link is announced healthy, once, not per send.
+    wait_until("the link's health announced", || async {
+        relay.link_status.count() >= 1
+    })
+    .await;
+    let announced = relay.link_status.all();
+    assert_eq!(announced.len(), 1, "announced on a change only");
+    let status = chukan_proto::ComponentStatus::decode(announced[0].body.as_slice()).unwrap();
+    assert_eq!(
+        (status.component.as_str(), status.status.as_str()),
+        ("nws-link", "ok")
+    );
 
     relay.shutdown().await;
     nws.finish().await;
