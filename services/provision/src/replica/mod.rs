@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod batch_health;
 pub mod intake;
 pub mod jobs;
 pub mod quota;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     ProvisionState, metrics,
     replica::apply::RunInfo,
+    replica::batch_health,
     replica::jobs::{self, Job},
     replica::session_lock::SessionLock,
     store,
@@ -44,6 +45,8 @@ async fn run(
         tracing::warn!(error = %format!("{e:#}"), "resuming immediate uploads failed");
     }
     let mut tick = tokio::time::interval(poll);
+    // The batch's health as last announced for the operating status (None: not yet).
+    let mut announced: Option<bool> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -63,6 +66,16 @@ async fn run(
             _ = tick.tick() => {
                 if let Err(e) = nightly_if_due(&state).await {
                     tracing::error!(error = %format!("{e:#}"), "nightly batch failed");
+                }
+                match batch_health::healthy(&state, state.clock.now()).await {
+                    Ok(Some(ok)) if announced != Some(ok) => {
+                        match batch_health::announce(&state, ok).await {
+                            Ok(()) => announced = Some(ok),
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not announced"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not checked"),
                 }
             }
         }

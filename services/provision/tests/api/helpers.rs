@@ -113,6 +113,7 @@ pub async fn spawn_app_with(at: DateTime<Utc>, configure: impl FnOnce(&mut Setti
             chukan_proto::NWS_OUT,
             chukan_proto::AUDIT_RECORD,
             chukan_proto::STATS_EXCHANGE,
+            chukan_proto::STATUS_COMPONENT,
             chukan_proto::FLAGS_CHANGED,
         ],
     );

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chukan_core::Clock as _;
+use chukan_proto::Message as _;
 use chukan_provision::replica::jobs::Job;
 use chukan_replica_list::Operation;
 
@@ -77,6 +79,69 @@ async fn the_last_successful_night_is_exported_at_its_end_and_again_after_a_rest
     scheduler::nightly_if_due(&app.state).await.unwrap();
     chukan_testkit::wait_until(Duration::from_secs(60), "tonight's run", || async {
         gauge() == tonight.timestamp() as f64
+    })
+    .await
+    .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_night_not_finished_by_eight_is_announced_degraded_for_the_operating_status() {
+    use chukan_provision::replica::batch_health;
+    let app = spawn_app().await;
+    let db = app.env.ctx.db.get().await.unwrap();
+    // A new installation: no night has run, nothing to judge.
+    app.clock.set(japan(2026, 11, 24, 9, 0));
+    assert_eq!(
+        batch_health::healthy(&app.state, app.clock.now())
+            .await
+            .unwrap(),
+        None
+    );
+    // The night of the 22nd finished; the night of the 23rd was never run.
+    db.execute(
+        "INSERT INTO provision.job_runs (job, day, started_at, finished_at)
+         VALUES ('nightly', '2026-11-22', $1, $1)",
+        &[&japan(2026, 11, 22, 23, 0)],
+    )
+    .await
+    .unwrap();
+    // Before 08:00 nothing is late yet; at 09:00 it is.
+    app.clock.set(japan(2026, 11, 24, 7, 59));
+    assert_eq!(
+        batch_health::healthy(&app.state, app.clock.now())
+            .await
+            .unwrap(),
+        None
+    );
+    app.clock.set(japan(2026, 11, 24, 9, 0));
+    assert_eq!(
+        batch_health::healthy(&app.state, app.clock.now())
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    // It ran late and finished: healthy again.
+    db.execute(
+        "INSERT INTO provision.job_runs (job, day, started_at, finished_at)
+         VALUES ('nightly', '2026-11-23', $1, $2)",
+        &[&japan(2026, 11, 24, 8, 30), &japan(2026, 11, 24, 9, 30)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        batch_health::healthy(&app.state, app.clock.now())
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    // An announcement goes out through the outbox, for admin's operating status.
+    batch_health::announce(&app.state, false).await.unwrap();
+    chukan_testkit::wait_until(Duration::from_secs(20), "status.component", || async {
+        app.out.lock().unwrap().iter().any(|d| {
+            d.routing_key.ends_with(chukan_proto::STATUS_COMPONENT)
+                && chukan_proto::ComponentStatus::decode(d.body.as_slice())
+                    .is_ok_and(|s| s.component == "replica-batch" && s.status == "degraded")
+        })
     })
     .await
     .unwrap();
