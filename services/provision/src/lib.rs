@@ -150,7 +150,7 @@ pub fn build_state(
 ) -> anyhow::Result<(ProvisionState, mpsc::UnboundedReceiver<String>)> {
     let settings = ctx.settings.clone();
     let catalogue = Arc::new(load_catalogue(&settings)?);
-    let schedule = Arc::new(upload_schedule(&settings)?);
+    let schedule = Arc::new(upload_schedule(&settings)?.with_calendar(ctx.calendar.clone()));
     let nightly_at = NaiveTime::parse_from_str(&settings.provision.nightly_batch_at, "%H:%M")
         .with_context(|| {
             format!(

@@ -66,6 +66,8 @@ pub struct UploadSchedule {
     slots: Vec<Slot>,
     heavy_items: HashSet<String>,
     blocked_days: BTreeSet<NaiveDate>,
+    /// The process's calendar: planned outages announced at runtime close uploads too.
+    calendar: Option<std::sync::Arc<chukan_core::ServiceCalendar>>,
 }
 
 impl UploadSchedule {
@@ -78,7 +80,24 @@ impl UploadSchedule {
             slots,
             heavy_items: heavy_items.into_iter().collect(),
             blocked_days: blocked_days.into_iter().collect(),
+            calendar: None,
         }
+    }
+
+    /// Also closes the days `calendar` knows as planned outages, including those announced
+    /// after start.
+    pub fn with_calendar(mut self, calendar: std::sync::Arc<chukan_core::ServiceCalendar>) -> Self {
+        self.calendar = Some(calendar);
+        self
+    }
+
+    /// Whether `day` is closed for uploads.
+    fn is_blocked(&self, day: NaiveDate) -> bool {
+        self.blocked_days.contains(&day)
+            || self
+                .calendar
+                .as_ref()
+                .is_some_and(|c| c.day_kind(day) == chukan_core::calendar::DayKind::PlannedOutage)
     }
 
     pub fn is_heavy(&self, info_code: &str) -> bool {
@@ -92,10 +111,10 @@ impl UploadSchedule {
     /// May an upload be received at all at `at`?
     pub fn check_day(&self, at: DateTime<Utc>) -> Result<(), UploadRefusal> {
         let mut day = at.with_timezone(&Tokyo).date_naive();
-        if !self.blocked_days.contains(&day) {
+        if !self.is_blocked(day) {
             return Ok(());
         }
-        while self.blocked_days.contains(&day) {
+        while self.is_blocked(day) {
             day += Duration::days(1);
         }
         Err(UploadRefusal::BlockedDay { next_open_day: day })
@@ -120,7 +139,7 @@ impl UploadSchedule {
         let open_now = self
             .slots_of(group)
             .any(|s| s.day == local.weekday() && s.start <= local.time() && local.time() < s.end)
-            && !self.blocked_days.contains(&local.date_naive());
+            && !self.is_blocked(local.date_naive());
         if open_now {
             return Ok(());
         }
@@ -136,7 +155,7 @@ impl UploadSchedule {
         let local = at.with_timezone(&Tokyo);
         (0..56)
             .map(|d| local.date_naive() + Duration::days(d))
-            .filter(|day| !self.blocked_days.contains(day))
+            .filter(|day| !self.is_blocked(*day))
             .flat_map(|day| {
                 let mut starts: Vec<_> = self
                     .slots_of(group)
@@ -174,6 +193,23 @@ mod tests {
             ["TM00000000000002".to_string()],
             blocked.iter().copied(),
         )
+    }
+
+    #[test]
+    fn an_outage_announced_after_start_closes_uploads_that_day() {
+        let calendar = std::sync::Arc::new(chukan_core::ServiceCalendar::default());
+        let s = schedule(&[]).with_calendar(calendar.clone());
+        let monday = tokyo(2026, 11, 30, 10, 0);
+        assert_eq!(s.check_day(monday), Ok(()));
+        calendar.set_announced([NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()]);
+        assert_eq!(
+            s.check_day(monday),
+            Err(UploadRefusal::BlockedDay {
+                next_open_day: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+            })
+        );
+        calendar.set_announced([]);
+        assert_eq!(s.check_day(monday), Ok(()));
     }
 
     #[test]
