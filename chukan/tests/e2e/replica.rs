@@ -347,6 +347,22 @@ async fn replica_upload_streams_a_list_and_prints_its_result_report() {
         "{}",
         snap.stdout
     );
+    // The operator's table shows what the API answers.
+    let table = captured(
+        &stack,
+        &[],
+        &["stats", "replicas", "--tenant", ORG, "--date", "2026-12-05"],
+    )
+    .spawn()
+    .unwrap();
+    let table = finish(table, Duration::from_secs(60), "stats replicas").await;
+    assert!(table.ok, "stats replicas failed: {}", table.stderr);
+    assert_eq!(
+        table_value(&table.stdout, "件数 (count)").as_deref(),
+        Some("2000"),
+        "{}",
+        table.stdout
+    );
     let staff = stack.staff_token(ORG).await;
     let stats: Value = stack
         .http

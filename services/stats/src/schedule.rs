@@ -52,11 +52,7 @@ pub struct PlanView {
 
 impl From<store::PlanVsActual> for PlanView {
     fn from(p: store::PlanVsActual) -> Self {
-        let shortfall = if p.planned_count > 0 {
-            ((p.planned_count - p.actual_count) as f64 / p.planned_count as f64).max(0.0)
-        } else {
-            0.0
-        };
+        let shortfall = p.shortfall();
         PlanView {
             org_code: p.tenant,
             info_code: p.info_code,

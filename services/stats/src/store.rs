@@ -389,6 +389,17 @@ pub struct PlanVsActual {
     pub actual_count: i64,
 }
 
+impl PlanVsActual {
+    /// `(planned − held) / planned`; 0 when nothing is planned or the plan is met.
+    pub fn shortfall(&self) -> f64 {
+        if self.planned_count > 0 {
+            ((self.planned_count - self.actual_count) as f64 / self.planned_count as f64).max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
 fn plan_vs_actual_from(r: &tokio_postgres::Row) -> PlanVsActual {
     PlanVsActual {
         tenant: r.get(0),
