@@ -6,10 +6,11 @@ use clap::Args;
 use serde_json::Value;
 
 /// Roles in the order the matrix shows them.
-const ROLES: [(&str, &str); 3] = [
+const ROLES: [(&str, &str); 4] = [
     ("system_admin", "システム管理者"),
     ("business_staff", "業務担当者"),
     ("system_client", "連携システム"),
+    ("platform_operator", "プラットフォーム運用者"),
 ];
 
 #[derive(Debug, Args)]
@@ -73,7 +74,8 @@ pub fn role_matrix(doc: &Value) -> String {
         .map(|(role, ja)| format!("{ja} `{role}`"))
         .collect::<Vec<_>>()
         .join(" | ");
-    let mut out = format!("| method | path | operation | {header} |\n|---|---|---|---|---|---|\n");
+    let rule = "|---".repeat(3 + ROLES.len());
+    let mut out = format!("| method | path | operation | {header} |\n{rule}|\n");
     for row in rows {
         out.push_str(&row);
         out.push('\n');

@@ -40,6 +40,13 @@ async fn platform_operators_announce_outages_and_every_process_follows() {
     // Noon in Japan (UTC+9, no daylight saving time).
     let noon = tomorrow.and_hms_opt(3, 0, 0).unwrap().and_utc();
     assert!(matches!(calendar.state_at(noon), ServiceState::Closed(_)));
+    chukan_testkit::wait_until(
+        Duration::from_secs(20),
+        "calendar.changed captured",
+        || async { !app.calendar_events.lock().unwrap().is_empty() },
+    )
+    .await
+    .unwrap();
     let events = app.calendar_events.lock().unwrap().clone();
     let last = CalendarChanged::decode(events.last().unwrap().body.as_slice()).unwrap();
     assert_eq!(last.planned_outages, [tomorrow.to_string()]);
