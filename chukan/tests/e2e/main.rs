@@ -10,6 +10,7 @@ mod inquiry;
 mod notice;
 mod replica;
 mod selfinfo;
+mod traces;
 
 use std::time::Duration;
 

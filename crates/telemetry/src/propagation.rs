@@ -26,8 +26,11 @@ pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     if cx.span().span_context().is_valid() {
-        // Fails only if the span already started or no OpenTelemetry layer is installed.
-        let _ = span.set_parent(cx);
+        // Fails if the span already started (a defect: create the span, set its parent, then
+        // enter it) or no OpenTelemetry layer is installed (tests).
+        if let Err(e) = span.set_parent(cx) {
+            tracing::debug!(error = ?e, "trace parent not set");
+        }
     }
 }
 

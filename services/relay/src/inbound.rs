@@ -11,6 +11,7 @@ use chukan_core::{Clock, Problem, edge, ids::OrgCode};
 use chukan_crypto::Verifiers;
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{Envelope, Message as _, NwsInbound, inbound_routing_key, signing_bytes};
+use tracing::Instrument as _;
 
 use crate::{SCHEMA, metrics, outbound::NWS, store};
 
@@ -66,11 +67,6 @@ fn not_stored(error: impl Into<anyhow::Error>) -> Problem {
 }
 
 /// `POST /nws/v1/messages`.
-#[tracing::instrument(
-    name = "relay.inbound",
-    skip_all,
-    fields(kind, nws_message_id, recipient)
-)]
 async fn receive(
     state: web::Data<InboundState>,
     req: HttpRequest,
@@ -103,10 +99,6 @@ async fn receive(
             "protobufのEnvelopeとして送信してください。",
         )
     })?;
-    let span = tracing::Span::current();
-    span.record("kind", env.kind.as_str());
-    span.record("nws_message_id", env.message_id.as_str());
-
     if env.sender != NWS {
         return Err(refuse(
             403,
@@ -127,10 +119,26 @@ async fn receive(
         tracing::warn!(code = %problem.code, "inbound NWS message refused");
         return Err(problem);
     }
-    // Only a verified envelope's trace context is trusted to parent our spans.
+    // The receive span is made only now, and parented before it is first entered: only a
+    // verified envelope's trace context is trusted to parent our spans, and OpenTelemetry
+    // fixes a span's parent when the span starts (a parent set on an entered span is
+    // ignored, which once split every exchange into a trace per side of the NWS).
+    let span = tracing::info_span!(
+        "relay.inbound",
+        kind = env.kind.as_str(),
+        nws_message_id = env.message_id.as_str(),
+        recipient = tracing::field::Empty,
+    );
     if !env.traceparent.is_empty() {
         chukan_telemetry::set_parent_from_traceparent(&span, &env.traceparent);
     }
+    accept(&state, env).instrument(span).await
+}
+
+/// The verified envelope, checked further and stored for its recipient (inside the receive
+/// span).
+async fn accept(state: &InboundState, env: Envelope) -> Result<HttpResponse, Problem> {
+    let span = tracing::Span::current();
     let now_ms = state.clock.now().timestamp_millis();
     if (now_ms - env.timestamp_ms).abs() > state.max_clock_skew_ms {
         return Err(refuse(

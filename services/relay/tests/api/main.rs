@@ -52,6 +52,14 @@ async fn a_valid_inbound_message_is_published_to_the_recipient_tenant() {
     assert_eq!(inbound.nws_message_id, env.message_id);
     assert_eq!(inbound.body, result_body());
     assert_eq!(relay.received_rows().await, 1);
+    // The verified envelope's trace goes on with the published message: one trace across
+    // the NWS hop.
+    let traceparent = delivery.traceparent.as_deref().unwrap_or_default();
+    assert_eq!(
+        traceparent.split('-').nth(1),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{traceparent:?}"
+    );
 
     captured.stop().await;
     relay.shutdown().await;
