@@ -82,13 +82,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<StatsState>) {
             "/v1/statistics/exchanges",
             web::get().to(get_exchange_statistics),
         )
-        .route(
-            "/v1/statistics/schedule",
-            web::put().to(crate::schedule::put_schedule),
-        )
-        .route(
-            "/v1/statistics/schedule",
-            web::get().to(crate::schedule::get_schedule),
+        .service(
+            web::resource("/v1/statistics/schedule")
+                .app_data(chukan_core::problem::json_config(
+                    crate::schedule::PLANS_JSON_LIMIT,
+                ))
+                .route(web::put().to(crate::schedule::put_schedule))
+                .route(web::get().to(crate::schedule::get_schedule)),
         )
         .route(
             "/v1/platform/statistics/replicas",
@@ -113,9 +113,30 @@ pub struct ReplicaStatisticsParams {
     #[param(value_type = Option<String>, format = Date)]
     pub compare: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<Format>)]
     pub format: Option<String>,
     /// CSV character set: `utf-8` (default, with BOM) or `shift_jis`.
+    #[param(value_type = Option<Encoding>)]
     pub encoding: Option<String>,
+}
+
+/// Output format of a statistics route.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // documents the `format` parameter, read as text for a Japanese refusal
+pub(crate) enum Format {
+    Json,
+    Csv,
+}
+
+/// Character set of a CSV answer.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the `encoding` parameter, read as text for a Japanese refusal
+pub(crate) enum Encoding {
+    #[schema(rename = "utf-8")]
+    Utf8,
+    #[schema(rename = "shift_jis")]
+    ShiftJis,
 }
 
 /// 副本統計: an organisation's replica counts by item, major version and dataset on a date.
@@ -377,10 +398,13 @@ pub struct ExchangeStatisticsParams {
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<String>,
     /// Only this event (e.g. `inquiry.sent`, `provision.made`, `code.acquired`).
+    #[param(pattern = "^[a-z0-9._-]{1,40}$")]
     pub event: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<Format>)]
     pub format: Option<String>,
     /// CSV character set: `utf-8` (default, with BOM) or `shift_jis`.
+    #[param(value_type = Option<Encoding>)]
     pub encoding: Option<String>,
 }
 
@@ -444,7 +468,12 @@ pub(crate) async fn get_exchange_statistics(
         ));
     }
     let event = params.event.as_deref();
-    if event.is_some_and(|e| e.is_empty() || e.len() > 40 || !e.is_ascii()) {
+    let word = |e: &str| {
+        (1..=40).contains(&e.len())
+            && e.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    if event.is_some_and(|e| !word(e)) {
         return Err(Problem::invalid(
             "項目「event」は inquiry.sent などのイベント名で指定してください。",
             "イベント名を確認して再度照会してください。",

@@ -30,8 +30,10 @@ pub struct PlatformReplicaParams {
     #[param(value_type = Option<String>, format = Date)]
     pub date: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<crate::api::Format>)]
     pub format: Option<String>,
     /// CSV character set: `utf-8` (default, with BOM) or `shift_jis`.
+    #[param(value_type = Option<crate::api::Encoding>)]
     pub encoding: Option<String>,
 }
 
@@ -139,6 +141,7 @@ pub(crate) async fn get_replicas(
 pub struct BehindParams {
     /// List organisations short of their plan by more than this share (0–1, exclusive);
     /// default `stats.behind_plan_share`.
+    #[param(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub share: Option<f64>,
 }
 

@@ -14,6 +14,9 @@ use crate::{StatsState, store};
 
 /// Most plans one request records.
 const MAX_PLANS: usize = 1000;
+/// Room for [`MAX_PLANS`] plans and well beyond (more than the server-wide JSON limit), so a
+/// list that is too long is told so (400) rather than cut off as too large (413).
+pub const PLANS_JSON_LIMIT: usize = 1024 * 1024;
 
 /// 登録計画の登録: planned replica counts per item and date.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -27,9 +30,9 @@ pub struct PlansRequest {
 #[serde(deny_unknown_fields)]
 pub struct PlanInput {
     /// 特定個人情報名コード.
-    pub info_code: String,
+    pub info_code: InfoCode,
     /// The Japan date by which the count is planned (YYYY-MM-DD).
-    #[schema(value_type = String, format = Date)]
+    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: String,
     /// 計画件数.
     #[schema(minimum = 0)]
@@ -84,12 +87,6 @@ fn checked(body: PlansRequest) -> Result<Vec<store::Plan>, Problem> {
         .enumerate()
         .map(|(i, p)| {
             let n = i + 1;
-            let info_code = InfoCode::parse(&p.info_code).map_err(|_| {
-                Problem::invalid(
-                    format!("{n}件目の項目「info_code」は特定個人情報名コードで指定してください。"),
-                    "コードを確認して再度登録してください。",
-                )
-            })?;
             let plan_date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").map_err(|_| {
                 Problem::invalid(
                     format!("{n}件目の項目「date」は YYYY-MM-DD 形式の日付で指定してください。"),
@@ -103,7 +100,7 @@ fn checked(body: PlansRequest) -> Result<Vec<store::Plan>, Problem> {
                 ));
             }
             Ok(store::Plan {
-                info_code: info_code.as_str().to_owned(),
+                info_code: p.info_code.as_str().to_owned(),
                 plan_date,
                 planned_count: p.planned_count,
             })
