@@ -29,6 +29,11 @@ pub fn option_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
     }
 }
 
+/// A required `i64`, read as [`option_i64`] reads one (`null` is not an integer).
+pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    option_i64(d)?.ok_or_else(|| D::Error::custom("not an integer"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -55,5 +60,15 @@ mod tests {
         let query: Q = serde_urlencoded::from_str("limit=42").unwrap();
         assert_eq!(query.limit, Some(42));
         assert!(serde_urlencoded::from_str::<Q>("limit=x").is_err());
+
+        #[derive(Deserialize, Debug)]
+        struct Required {
+            #[serde(deserialize_with = "i64")]
+            count: i64,
+        }
+        let required = |s: &str| serde_json::from_str::<Required>(s);
+        assert_eq!(required(r#"{"count": 24364.0}"#).unwrap().count, 24364);
+        assert!(required(r#"{"count": null}"#).is_err());
+        assert!(required("{}").is_err());
     }
 }

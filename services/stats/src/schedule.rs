@@ -22,7 +22,7 @@ pub const PLANS_JSON_LIMIT: usize = 1024 * 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlansRequest {
-    #[schema(max_items = 1000)]
+    #[schema(min_items = 1, max_items = 1000)]
     pub plans: Vec<PlanInput>,
 }
 
@@ -36,6 +36,7 @@ pub struct PlanInput {
     pub date: String,
     /// 計画件数.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "chukan_core::json_int::i64")]
     pub planned_count: i64,
 }
 
