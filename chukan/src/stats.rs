@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use chukan_config::Settings;
 use chukan_core::{SystemClock, ids::OrgCode};
-use chukan_stats::{StatsState, calendar::SnapshotReason, durations, snapshots, store};
+use chukan_stats::{StatsState, calendar::SnapshotReason, snapshots, store};
 use clap::Subcommand;
 use comfy_table::Cell;
 
@@ -147,9 +147,9 @@ async fn exchanges(
             Cell::new(&d.info_code),
             Cell::new(&d.outcome),
             number(d.count),
-            ms(durations::quantile(&d.buckets, 0.5, d.duration_max_ms)),
-            ms(durations::quantile(&d.buckets, 0.95, d.duration_max_ms)),
-            ms((d.timed > 0).then_some(d.duration_max_ms)),
+            ms(d.quantile_ms(0.5)),
+            ms(d.quantile_ms(0.95)),
+            ms(d.max_ms()),
         ]);
     }
     println!("業務統計 {from} 〜 {to}");

@@ -22,6 +22,9 @@ pub const CODE_LINKED: &str = "code.linked";
 pub const FLAGS_CHANGED: &str = "flags.changed";
 pub const DEPARTMENT_CHANGED: &str = "department.changed";
 pub const AUDIT_RECORD: &str = "audit.record";
+/// The tenant header of a message that belongs to the platform, not to an organisation
+/// (calendar, operating status).
+pub const PLATFORM_TENANT: &str = "platform";
 /// Planned outages announced by platform operators (CalendarChanged), to every process.
 pub const CALENDAR_CHANGED: &str = "calendar.changed";
 /// Admin's request/reply queue answering the current calendar (CalendarRequest → CalendarChanged).

@@ -114,7 +114,12 @@ pub fn start(bus: &Bus, calendar: Arc<ServiceCalendar>) -> Vec<Worker> {
             let request = CalendarRequest {}.encode_to_vec();
             // The calendar is the platform's, not a tenant's; the header names the realm.
             match rpc
-                .call(CALENDAR_RPC, "platform", &request, ASK_TIMEOUT)
+                .call(
+                    CALENDAR_RPC,
+                    chukan_proto::PLATFORM_TENANT,
+                    &request,
+                    ASK_TIMEOUT,
+                )
                 .await
             {
                 Ok(body) => match CalendarChanged::decode(body.as_slice()) {

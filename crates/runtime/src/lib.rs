@@ -11,6 +11,7 @@
 
 mod audit;
 pub mod calendar_sync;
+mod component;
 mod document;
 mod hours;
 mod periodic;
@@ -31,6 +32,7 @@ use utoipa::openapi::{
 
 pub use audit::audit_messages;
 pub use chukan_core::worker::{StopStage, Worker};
+pub use component::component_status;
 pub use hours::HoursGate;
 pub use periodic::{TaskEnd, periodic_worker};
 

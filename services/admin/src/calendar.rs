@@ -14,7 +14,7 @@ use chukan_auth::Caller;
 use chukan_core::{Problem, problem::ProtectedRouteProblems};
 use chukan_db::OrProblem as _;
 use chukan_mq::{OutgoingMessage, rpc::RpcHandler};
-use chukan_proto::{CALENDAR_CHANGED, CalendarChanged, Message as _};
+use chukan_proto::{CALENDAR_CHANGED, CalendarChanged, Message as _, PLATFORM_TENANT};
 use deadpool_postgres::GenericClient;
 use futures_util::{FutureExt as _, future::BoxFuture};
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,7 @@ async fn announce(tx: &chukan_db::Transaction<'_>) -> Result<(), tokio_postgres:
         tx,
         SCHEMA,
         // The platform's announcement, not a tenant's: the header names the realm.
-        &OutgoingMessage::new("platform", CALENDAR_CHANGED, event.encode_to_vec()),
+        &OutgoingMessage::new(PLATFORM_TENANT, CALENDAR_CHANGED, event.encode_to_vec()),
     )
     .await
 }

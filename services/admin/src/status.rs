@@ -12,7 +12,7 @@ use std::{
 };
 
 use actix_web::{HttpResponse, http::header, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, DurationRound as _, NaiveDate, Utc};
 use chukan_core::{Clock, Problem, ServiceCalendar, ServiceState, calendar::ClosedReason};
 use chukan_db::OrProblem as _;
 use chukan_mq::{Delivery, HandleError, Handler, OutgoingMessage, reject, retry};
@@ -91,20 +91,17 @@ fn message(state: ServiceState, next_opening: DateTime<Utc>) -> String {
     }
 }
 
-/// The next instant the state differs from the one at `at` (states change on the hour).
+/// The next instant the state differs from the one at `at`. States change on the hour in
+/// Japan, whose offset is whole hours, so the UTC hours after `at` are the only candidates.
 fn next_change(calendar: &ServiceCalendar, at: DateTime<Utc>) -> (DateTime<Utc>, ServiceState) {
     let now = calendar.state_at(at);
-    let mut t = at
-        .with_timezone(&chrono_tz::Asia::Tokyo)
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .map(|midnight| midnight.and_utc() - chrono::Duration::hours(9))
-        .unwrap_or(at);
+    let mut t = at.duration_trunc(chrono::Duration::hours(1)).unwrap_or(at);
     // A year of hours bounds the search, however many outages are announced.
     for _ in 0..(366 * 24) {
         t += chrono::Duration::hours(1);
-        if t > at && calendar.state_at(t) != now {
-            return (t, calendar.state_at(t));
+        let state = calendar.state_at(t);
+        if state != now {
+            return (t, state);
         }
     }
     (t, now)
@@ -208,7 +205,11 @@ pub async fn publish_if_changed(
         chukan_mq::outbox::enqueue(
             &tx,
             SCHEMA,
-            &OutgoingMessage::new("platform", STATUS_CHANGED, event.encode_to_vec()),
+            &OutgoingMessage::new(
+                chukan_proto::PLATFORM_TENANT,
+                STATUS_CHANGED,
+                event.encode_to_vec(),
+            ),
         )
         .await?;
     }

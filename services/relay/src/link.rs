@@ -6,8 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use chukan_core::Clock;
-use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
-use chukan_proto::{ComponentStatus, Message as _, STATUS_COMPONENT};
+use chukan_mq::outbox::OutboxHandle;
 
 use crate::{SCHEMA, outbound::Outcome};
 
@@ -64,23 +63,15 @@ impl LinkHealth {
     }
 
     async fn announce(&self, healthy: bool) -> anyhow::Result<()> {
-        let event = ComponentStatus {
-            component: COMPONENT.into(),
-            status: if healthy { "ok" } else { "degraded" }.into(),
-            detail: if healthy {
-                "情報提供ネットワークシステムとの送受信は正常です。".into()
-            } else {
-                "情報提供ネットワークシステムに送信できません（再送を続けています）。".into()
-            },
-            at_ms: self.clock.now().timestamp_millis(),
+        let detail = if healthy {
+            "情報提供ネットワークシステムとの送受信は正常です。"
+        } else {
+            "情報提供ネットワークシステムに送信できません（再送を続けています）。"
         };
+        let message =
+            chukan_runtime::component_status(COMPONENT, healthy, detail, self.clock.now());
         let client = self.db.get().await?;
-        chukan_mq::outbox::enqueue(
-            &client,
-            SCHEMA,
-            &OutgoingMessage::new("platform", STATUS_COMPONENT, event.encode_to_vec()),
-        )
-        .await?;
+        chukan_mq::outbox::enqueue(&client, SCHEMA, &message).await?;
         self.outbox.wake();
         tracing::info!(healthy, "NWS link status changed");
         Ok(())

@@ -13,7 +13,6 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::{
     StatsState,
     calendar::SnapshotReason,
-    durations,
     export::{self, CsvEncoding},
     store,
 };
@@ -468,12 +467,7 @@ pub(crate) async fn get_exchange_statistics(
         ));
     }
     let event = params.event.as_deref();
-    let word = |e: &str| {
-        (1..=40).contains(&e.len())
-            && e.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    };
-    if event.is_some_and(|e| !word(e)) {
+    if event.is_some_and(|e| !crate::exchanges::is_word(e)) {
         return Err(Problem::invalid(
             "項目「event」は inquiry.sent などのイベント名で指定してください。",
             "イベント名を確認して再度照会してください。",
@@ -491,21 +485,18 @@ pub(crate) async fn get_exchange_statistics(
     tx.commit().await.or_problem("commit")?;
     let rows: Vec<ExchangeStatisticsRow> = days
         .into_iter()
-        .map(|d| {
-            let timed = d.timed > 0;
-            ExchangeStatisticsRow {
-                p50_ms: durations::quantile(&d.buckets, 0.5, d.duration_max_ms),
-                p95_ms: durations::quantile(&d.buckets, 0.95, d.duration_max_ms),
-                max_ms: timed.then_some(d.duration_max_ms),
-                day: d.day,
-                event: d.event,
-                affair_code: d.affair_code,
-                procedure_code: d.procedure_code,
-                info_code: d.info_code,
-                outcome: d.outcome,
-                count: d.count,
-                timed: d.timed,
-            }
+        .map(|d| ExchangeStatisticsRow {
+            p50_ms: d.quantile_ms(0.5),
+            p95_ms: d.quantile_ms(0.95),
+            max_ms: d.max_ms(),
+            day: d.day,
+            event: d.event,
+            affair_code: d.affair_code,
+            procedure_code: d.procedure_code,
+            info_code: d.info_code,
+            outcome: d.outcome,
+            count: d.count,
+            timed: d.timed,
         })
         .collect();
     match output {

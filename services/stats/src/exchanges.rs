@@ -30,7 +30,7 @@ impl Handler for Exchanges {
 }
 
 /// An event name or outcome as the services write them: short, lower-case ASCII.
-fn is_word(s: &str) -> bool {
+pub(crate) fn is_word(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
         && s.bytes()

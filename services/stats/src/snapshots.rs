@@ -25,20 +25,16 @@ pub async fn take(
     date: NaiveDate,
     reason: SnapshotReason,
 ) -> anyhow::Result<Taken> {
-    let tenants = {
-        let client = state.db.get().await?;
-        store::begin_run(&client, date, reason, state.clock.now()).await?;
-        store::tenants(&client).await?
-    };
+    let mut client = state.db.get().await?;
+    store::begin_run(&client, date, reason, state.clock.now()).await?;
+    let tenants = store::tenants(&client).await?;
     let mut rows = 0;
     for tenant in &tenants {
-        let mut client = state.db.get().await?;
         let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
         rows += store::copy_counts(&tx, tenant, date).await?;
         tx.commit().await?;
     }
     let count = i32::try_from(tenants.len()).unwrap_or(i32::MAX);
-    let client = state.db.get().await?;
     store::finish_run(&client, date, count, state.clock.now()).await?;
     metrics::snapshot(reason.as_str());
     tracing::info!(%date, reason = reason.as_str(), tenants = count, rows, "replica statistics snapshot taken");

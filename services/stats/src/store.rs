@@ -299,6 +299,19 @@ pub struct ExchangeDay {
     pub buckets: Vec<i64>,
 }
 
+impl ExchangeDay {
+    /// The `q` quantile of the row's durations in milliseconds (see
+    /// [`crate::durations::quantile`]); `None` when none is known.
+    pub fn quantile_ms(&self, q: f64) -> Option<i64> {
+        crate::durations::quantile(&self.buckets, q, self.duration_max_ms)
+    }
+
+    /// The longest duration in milliseconds, if any is known.
+    pub fn max_ms(&self) -> Option<i64> {
+        (self.timed > 0).then_some(self.duration_max_ms)
+    }
+}
+
 /// The tenant's rows from `from` to `to` (Japan dates, both included), optionally of one
 /// event, in day / event / code / outcome order.
 pub async fn exchange_days(

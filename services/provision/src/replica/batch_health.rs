@@ -5,8 +5,6 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Asia::Tokyo;
-use chukan_mq::OutgoingMessage;
-use chukan_proto::{ComponentStatus, Message as _, STATUS_COMPONENT};
 
 use crate::ProvisionState;
 
@@ -60,23 +58,14 @@ pub async fn healthy(state: &ProvisionState, now: DateTime<Utc>) -> anyhow::Resu
 
 /// Writes the batch's health to the outbox (admin's `status.component`).
 pub async fn announce(state: &ProvisionState, ok: bool) -> anyhow::Result<()> {
-    let event = ComponentStatus {
-        component: COMPONENT.into(),
-        status: if ok { "ok" } else { "degraded" }.into(),
-        detail: if ok {
-            "夜間バッチは終了しています。".into()
-        } else {
-            "夜間バッチが08:00までに終了していません。登録リストの反映が遅れています。".into()
-        },
-        at_ms: state.clock.now().timestamp_millis(),
+    let detail = if ok {
+        "夜間バッチは終了しています。"
+    } else {
+        "夜間バッチが08:00までに終了していません。登録リストの反映が遅れています。"
     };
+    let message = chukan_runtime::component_status(COMPONENT, ok, detail, state.clock.now());
     let client = state.db.get().await?;
-    chukan_mq::outbox::enqueue(
-        &client,
-        crate::SCHEMA,
-        &OutgoingMessage::new("platform", STATUS_COMPONENT, event.encode_to_vec()),
-    )
-    .await?;
+    chukan_mq::outbox::enqueue(&client, crate::SCHEMA, &message).await?;
     state.outbox.wake();
     Ok(())
 }
