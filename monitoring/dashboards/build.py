@@ -275,8 +275,8 @@ def overview() -> Board:
     b.add(graph(
         "5xx share by service vs SLO",
         "Share of requests answered with a 5xx status over 5 minutes (recording rule), by "
-        "service; the dashed line is the SLO's error budget (0.1 %). Outside-hours 503s count "
-        "too while service hours are enforced (monitoring/README.md, open point 1).",
+        "service; the dashed line is the SLO's error budget (0.1 %). Calls refused outside "
+        "service hours are not 5xx here (see \"Refused outside service hours\").",
         RATIO,
         [
             (per_service("service:chukan_http_request_errors:ratio_rate5m"), "{{service}}"),
@@ -308,6 +308,14 @@ def overview() -> Board:
         REQPS,
         [(f"sum by (status) (rate({HTTP}[{RI}]))", "{{status}}")],
         stack=True,
+    ))
+    b.add(graph(
+        "Refused outside service hours",
+        "Calls answered 503 outside-service-hours by the hours gate, by service: the calendar "
+        "at work, not failures, so they are kept out of the responses above and of the "
+        "availability SLO. A caller that keeps calling at night shows here.",
+        REQPS,
+        [(none_yet("sum by (service) (rate(chukan_http_outside_hours_total[" + RI + "]))"), "{{service}}")],
     ))
 
     b.row("Inquiries and provisions")
@@ -369,6 +377,47 @@ def overview() -> Board:
             ("sum by (outcome) (rate(chukan_code_acquisition_results_total[" + RI + "]))", "NWS answers {{outcome}}"),
         ],
         width=8,
+    ))
+
+    b.row("Notices, self-information and staff accounts")
+    b.add(graph(
+        "Notices",
+        "Notices (通知) entered by outcome, dispatched by how, and the NWS's status answers "
+        "and status checks by outcome.",
+        OPS,
+        [
+            (none_yet("sum by (outcome) (rate(chukan_notice_requests_total[" + RI + "]))"), "entered {{outcome}}"),
+            (none_yet("sum by (how) (rate(chukan_notice_dispatched_total[" + RI + "]))"), "dispatched {{how}}"),
+            (none_yet("sum by (outcome) (rate(chukan_notice_status_total[" + RI + "]))"), "status {{outcome}}"),
+            (none_yet("sum by (outcome) (rate(chukan_notice_status_checks_total[" + RI + "]))"), "checks {{outcome}}"),
+        ],
+        width=8,
+    ))
+    b.add(graph(
+        "Self-information (自己情報)",
+        "Residents' self-information requests by outcome, answers by status and reason code, "
+        "and answers deferred (held for later) by target and reason.",
+        OPS,
+        [
+            (none_yet("sum by (outcome) (rate(chukan_selfinfo_requests_total[" + RI + "]))"), "requests {{outcome}}"),
+            (none_yet("sum by (status, reason_code) (rate(chukan_selfinfo_answers_total[" + RI + "]))"), "answers {{status}} {{reason_code}}"),
+            (none_yet("sum by (target, reason) (rate(chukan_selfinfo_deferred_total[" + RI + "]))"), "deferred {{target}} {{reason}}"),
+        ],
+        width=8,
+    ))
+    b.add(graph(
+        "Staff sign-in failures and locks",
+        "Staff sign-ins refused by reason, accounts locked after repeated failures, and "
+        "accounts unlocked by hand (by an administrator or an operator), in each interval. "
+        "Many failures or locks at once may be a guessing attack.",
+        COUNT,
+        [
+            (none_yet("sum by (reason) (increase(chukan_admin_login_failures_total[" + RI + "]))"), "failed {{reason}}"),
+            (none_yet("sum(increase(chukan_admin_account_locks_total[" + RI + "]))"), "locked"),
+            (none_yet("sum by (by) (increase(chukan_admin_account_unlocks_total[" + RI + "]))"), "unlocked by {{by}}"),
+        ],
+        width=8,
+        bars=True,
     ))
 
     b.row("Messaging and database")
@@ -878,9 +927,9 @@ def statistics() -> Board:
     )
     b.add(single(
         "Statistics lag",
-        "How old the newest statistics event was when it was applied (as exported today: it "
-        "stops moving when the consumer stops; see monitoring/README.md, open point 5). "
-        "ChukanStatsLagHigh considers 15 minutes too late.",
+        "How far statistics trail the services: while events wait, now minus the time of the "
+        "newest event applied (it keeps growing when the consumer stalls); otherwise that "
+        "event's age when it was applied. ChukanStatsLagHigh considers 15 minutes too late.",
         SECONDS,
         "max(chukan_stats_lag_seconds)",
         width=8,
@@ -909,7 +958,7 @@ def statistics() -> Board:
     ))
     b.add(graph(
         "Statistics lag over time",
-        "Age of the newest statistics event when it was applied.",
+        "How far statistics trail the services (see the stat above), over time.",
         SECONDS,
         [("max(chukan_stats_lag_seconds)", "lag")],
         thresholds=[(900, "orange")],

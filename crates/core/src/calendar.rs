@@ -140,6 +140,36 @@ impl ServiceCalendar {
         !matches!(self.state_at(at), ServiceState::Closed(_))
     }
 
+    /// Whether send/receive with the NWS ran without a break from `from` to `to`: open at
+    /// `from` and at every top of the hour after it up to `to` (the state changes only at
+    /// whole hours, Japan time). An exchange that spans a stop or a closed night was held
+    /// by design, and the latency SLO leaves it out.
+    pub fn open_throughout(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        if to < from {
+            return self.state_at(to) == ServiceState::Open;
+        }
+        // Open spells last at most 13 hours; anything longer crossed a closed night.
+        if to - from > Duration::hours(24) || self.state_at(from) != ServiceState::Open {
+            return false;
+        }
+        let Some(mut hour) = from
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+        else {
+            return false;
+        };
+        loop {
+            hour += Duration::hours(1);
+            if hour > to {
+                return true;
+            }
+            if self.state_at(hour) != ServiceState::Open {
+                return false;
+            }
+        }
+    }
+
     /// The next instant at or after `at` when the service is [`ServiceState::Open`]
     /// (08:00 Japan time of the next day that is not a planned outage, or `at` itself).
     pub fn next_opening(&self, at: DateTime<Utc>) -> DateTime<Utc> {
@@ -329,5 +359,20 @@ mod tests {
     #[test]
     fn bad_outage_dates_are_refused() {
         assert!(ServiceCalendar::from_strings(&["2026/06/17".to_string()]).is_err());
+    }
+
+    #[test]
+    fn open_throughout_is_broken_by_the_stop_window_and_the_night() {
+        let c = cal();
+        // Thursday 2026-11-26, an ordinary weekday.
+        assert!(c.open_throughout(jst(2026, 11, 26, 10, 5), jst(2026, 11, 26, 10, 6)));
+        assert!(c.open_throughout(jst(2026, 11, 26, 8, 0), jst(2026, 11, 26, 20, 59)));
+        // Entered at 20:59, answered after the stop began.
+        assert!(!c.open_throughout(jst(2026, 11, 26, 20, 59), jst(2026, 11, 26, 21, 1)));
+        // Held overnight, answered next morning.
+        assert!(!c.open_throughout(jst(2026, 11, 26, 22, 0), jst(2026, 11, 27, 8, 1)));
+        // Saturday closes at 17:00.
+        assert!(!c.open_throughout(jst(2026, 11, 28, 16, 30), jst(2026, 11, 28, 17, 0)));
+        assert!(!c.open_throughout(jst(2026, 11, 26, 10, 0), jst(2026, 11, 27, 10, 0)));
     }
 }

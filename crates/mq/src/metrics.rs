@@ -85,6 +85,15 @@ pub(crate) static DEAD_LETTER_MESSAGES: LazyLock<IntGaugeVec> = LazyLock::new(||
     ))
 });
 
+/// The last sampled number of messages ready in the work queue `queue` (unqualified name,
+/// as labelled); 0 before its first sample or when this process does not consume it.
+pub fn queue_ready(queue: &str) -> i64 {
+    QUEUE_MESSAGES
+        .get_metric_with_label_values(&[queue])
+        .map(|g| g.get())
+        .unwrap_or(0)
+}
+
 fn register<M: prometheus::core::Collector + Clone + 'static>(metric: prometheus::Result<M>) -> M {
     // The names and labels are constants checked by the unit test below, so this cannot fail.
     #[allow(clippy::expect_used)]

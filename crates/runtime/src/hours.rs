@@ -57,7 +57,9 @@ pub async fn gate(
                 "サービス開始時刻以降に再度実行してください（平日 8:00〜21:00、土日祝日・年末年始 8:00〜17:00）。",
             )
             .with_retry_after(wait, Some(opens.to_rfc3339()));
-            let res = problem.error_response();
+            let mut res = problem.error_response();
+            res.extensions_mut()
+                .insert(chukan_telemetry::OutsideServiceHours);
             Ok(req.into_response(res).map_into_right_body())
         }
     }

@@ -19,7 +19,16 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 struct RedMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    outside_hours: IntCounterVec,
 }
+
+/// Response extension set by the service-hour gate on its 503: the platform is closed by
+/// its calendar, not failing. Such answers are counted in
+/// `chukan_http_outside_hours_total` and not in `chukan_http_requests_total`, whose 5xx
+/// the availability SLO counts: a business system calling at night must not spend the
+/// error budget.
+#[derive(Clone, Copy, Debug)]
+pub struct OutsideServiceHours;
 
 /// Registered once in the default registry, which `/metrics` serves.
 static RED: LazyLock<Option<RedMetrics>> = LazyLock::new(|| match register_red() {
@@ -45,9 +54,22 @@ fn register_red() -> prometheus::Result<RedMetrics> {
         ]),
         &["service", "method", "route"],
     )?;
+    let outside_hours = IntCounterVec::new(
+        Opts::new(
+            "chukan_http_outside_hours_total",
+            "Requests refused outside service hours (503 outside-service-hours), not counted \
+             in chukan_http_requests_total",
+        ),
+        &["service"],
+    )?;
     prometheus::register(Box::new(requests.clone()))?;
     prometheus::register(Box::new(duration.clone()))?;
-    Ok(RedMetrics { requests, duration })
+    prometheus::register(Box::new(outside_hours.clone()))?;
+    Ok(RedMetrics {
+        requests,
+        duration,
+        outside_hours,
+    })
 }
 
 /// Middleware for `App::wrap`: counts and times every request under `service`.
@@ -106,11 +128,18 @@ where
         let inner = Rc::clone(&self.inner);
         Box::pin(async move {
             let result = inner.call(req).await;
-            let status = match &result {
-                Ok(res) => res.status(),
-                Err(err) => err.as_response_error().status_code(),
+            let (status, closed) = match &result {
+                Ok(res) => (
+                    res.status(),
+                    res.response()
+                        .extensions()
+                        .contains::<OutsideServiceHours>(),
+                ),
+                Err(err) => (err.as_response_error().status_code(), false),
             };
-            if let Some(red) = RED.as_ref() {
+            if let Some(red) = RED.as_ref().filter(|_| closed) {
+                red.outside_hours.with_label_values(&[service]).inc();
+            } else if let Some(red) = RED.as_ref() {
                 red.requests
                     .with_label_values(&[service, method, &route, status.as_str()])
                     .inc();

@@ -17,7 +17,7 @@ mod propagation;
 mod subscriber;
 
 pub use boundary::boundary;
-pub use http_metrics::{HttpMetrics, http_metrics};
+pub use http_metrics::{HttpMetrics, OutsideServiceHours, http_metrics};
 pub use ops::{OpsServer, ReadinessCheck};
 pub use propagation::{current_traceparent, set_parent_from_traceparent};
 pub use subscriber::{TelemetryGuard, init, init_for_tests, service_name};

@@ -51,6 +51,23 @@ async fn outside_hours_the_api_answers_503_with_the_next_opening() {
             .contains("2026-11-29 08:00 (JST)")
     );
 
+    // Counted as closed, not as a 5xx the availability SLO would charge.
+    let families = prometheus::gather();
+    let family = |name: &str| families.iter().find(|f| f.name() == name);
+    let closed = family("chukan_http_outside_hours_total").expect("outside-hours counter");
+    assert_eq!(closed.get_metric()[0].get_counter().value(), 1.0);
+    let answered_503 = family("chukan_http_requests_total").is_some_and(|f| {
+        f.get_metric().iter().any(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "status" && l.value() == "503")
+        })
+    });
+    assert!(
+        !answered_503,
+        "a closed-hours 503 reached the SLO's counter"
+    );
+
     // Keys stay reachable at any hour.
     let jwks = api.http.get(api.url("/v1/auth/jwks")).send().await.unwrap();
     assert_ne!(jwks.status(), 503);

@@ -47,6 +47,8 @@ pub struct InquiryState {
     pub vault: Vault,
     pub outbox: OutboxHandle,
     pub clock: Arc<dyn Clock>,
+    /// Tells a round trip held by the stop window or the night from a slow one.
+    pub calendar: Arc<chukan_core::ServiceCalendar>,
     pub settings: InquirySettings,
     pub encoding: FileEncoding,
     /// Wakes the batch sender when a bulk file was accepted.
@@ -105,6 +107,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         vault: Vault::new(ctx.kek.clone(), SCHEMA),
         outbox: outbox.clone(),
         clock: ctx.clock.clone(),
+        calendar: ctx.calendar.clone(),
         settings,
         encoding,
         batches: Arc::new(Notify::new()),

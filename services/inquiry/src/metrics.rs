@@ -41,20 +41,24 @@ const ROUNDTRIP_BUCKETS: [f64; 11] = [
 ];
 
 /// By `manual`: whether the provider's staff answered from the manual-answer queue (自動応答不可)
-/// rather than automatically; the latency SLO leaves those out.
+/// rather than automatically; and by `held`: whether the NWS link stopped (the weekday stop
+/// window, the night, a planned outage) between request and result, so relay held the
+/// exchange until the link reopened. The latency SLO leaves both out: neither is slowness.
 static ROUNDTRIP: LazyLock<HistogramVec> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
     let histogram = register_histogram_vec!(
         "chukan_inquiry_roundtrip_seconds",
         "From the inquiry's request time to its result being stored, by manual (true when \
-         the provider answered by hand)",
-        &["manual"],
+         the provider answered by hand) and held (true when the NWS link stopped in between)",
+        &["manual", "held"],
         ROUNDTRIP_BUCKETS.to_vec()
     )
     .expect("metric registers once");
     // Both series from the start, so rates over them exist before the first answer.
     for manual in ["false", "true"] {
-        histogram.with_label_values(&[manual]);
+        for held in ["false", "true"] {
+            histogram.with_label_values(&[manual, held]);
+        }
     }
     histogram
 });
@@ -71,9 +75,10 @@ pub fn result(status: &str) {
     RESULTS.with_label_values(&[status]).inc();
 }
 
-pub fn roundtrip(seconds: f64, manual: bool) {
+pub fn roundtrip(seconds: f64, manual: bool, held: bool) {
+    let word = |b: bool| if b { "true" } else { "false" };
     ROUNDTRIP
-        .with_label_values(&[if manual { "true" } else { "false" }])
+        .with_label_values(&[word(manual), word(held)])
         .observe(seconds.max(0.0));
 }
 
@@ -86,8 +91,8 @@ pub fn requests_counted(outcome: &str) -> u64 {
 mod tests {
     use super::*;
 
-    /// Cumulative count of the `le` bucket of the series `manual`.
-    fn bucket(manual: &str, le: f64) -> u64 {
+    /// Cumulative count of the `le` bucket of the series `manual`, `held`.
+    fn bucket(manual: &str, held: &str, le: f64) -> u64 {
         let family = prometheus::gather()
             .into_iter()
             .find(|f| f.name() == "chukan_inquiry_roundtrip_seconds")
@@ -96,9 +101,12 @@ mod tests {
             .get_metric()
             .iter()
             .find(|m| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == "manual" && l.value() == manual)
+                let has = |name: &str, value: &str| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == name && l.value() == value)
+                };
+                has("manual", manual) && has("held", held)
             })
             .unwrap()
             .get_histogram()
@@ -112,13 +120,16 @@ mod tests {
     }
 
     #[test]
-    fn roundtrips_are_split_by_manual_with_the_slo_bucket_at_60_seconds() {
+    fn roundtrips_are_split_by_manual_and_held_with_the_slo_bucket_at_60_seconds() {
         assert!(ROUNDTRIP_BUCKETS.contains(&60.0));
-        roundtrip(12.0, false);
-        roundtrip(7_200.0, true);
-        assert_eq!(bucket("false", 60.0), 1);
-        assert_eq!(bucket("true", 60.0), 0);
-        assert_eq!(bucket("true", 86_400.0), 1);
-        assert_eq!(bucket("false", 2_592_000.0), 1);
+        roundtrip(12.0, false, false);
+        roundtrip(7_200.0, true, false);
+        roundtrip(39_600.0, false, true);
+        assert_eq!(bucket("false", "false", 60.0), 1);
+        assert_eq!(bucket("true", "false", 60.0), 0);
+        assert_eq!(bucket("true", "false", 86_400.0), 1);
+        assert_eq!(bucket("false", "false", 2_592_000.0), 1);
+        assert_eq!(bucket("false", "true", 60.0), 0);
+        assert_eq!(bucket("false", "true", 86_400.0), 1);
     }
 }

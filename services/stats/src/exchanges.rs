@@ -63,7 +63,7 @@ async fn apply(state: &StatsState, delivery: Delivery) -> Result<(), HandleError
     let now = state.clock.now();
     let mut client = state.db.get().await.map_err(retry("pool"))?;
     let Some(tx) = delivery.claim(&mut client, crate::SCHEMA, CONSUMER).await? else {
-        metrics::applied("exchange", false, now - at);
+        metrics::applied("exchange", false, at, now);
         return Ok(());
     };
     store::count_exchange(
@@ -83,6 +83,6 @@ async fn apply(state: &StatsState, delivery: Delivery) -> Result<(), HandleError
     .await
     .map_err(retry("exchange"))?;
     tx.commit().await.map_err(retry("commit"))?;
-    metrics::applied("exchange", true, now - at);
+    metrics::applied("exchange", true, at, now);
     Ok(())
 }

@@ -90,6 +90,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = StatsState::new(ctx);
+    metrics::register();
     let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 3] = [
         (
             replica_counts_queue(),

@@ -65,6 +65,6 @@ async fn apply(state: &StatsState, delivery: Delivery) -> Result<(), HandleError
     .await
     .map_err(retry("replica count"))?;
     tx.commit().await.map_err(retry("commit"))?;
-    metrics::applied("replica-count", changed, now - counted_at);
+    metrics::applied("replica-count", changed, counted_at, now);
     Ok(())
 }

@@ -140,6 +140,10 @@ async fn apply(state: &InquiryState, delivery: Delivery) -> Result<(), HandleErr
     tx.commit().await.map_err(retry("commit"))?;
     state.outbox.wake();
     metrics::result(if late { "late" } else { status.as_str() });
-    metrics::roundtrip((now - row.requested_at).as_seconds_f64(), result.manual);
+    metrics::roundtrip(
+        (now - row.requested_at).as_seconds_f64(),
+        result.manual,
+        !state.calendar.open_throughout(row.requested_at, now),
+    );
     Ok(())
 }

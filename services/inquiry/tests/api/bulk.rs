@@ -348,6 +348,7 @@ async fn two_batch_senders_racing_send_every_line_exactly_once() {
             std::time::Duration::from_millis(100),
         ),
         clock: ctx.clock.clone(),
+        calendar: ctx.calendar.clone(),
         settings: ctx.settings.inquiry.clone(),
         encoding: chukan_inquiry::bulk_file::FileEncoding::Utf8,
         batches: std::sync::Arc::default(),
