@@ -964,6 +964,21 @@ def statistics() -> Board:
         thresholds=[(900, "orange")],
     ))
     b.add(graph(
+        "Events per counting transaction",
+        "Exchange events counted per transaction (one organisation's share of a batch): "
+        "mean and 95th percentile. Near 1 when the service keeps up; hundreds while it "
+        "drains a backlog.",
+        COUNT,
+        [
+            (
+                "sum(rate(chukan_stats_exchange_batch_events_sum[" + RI + "])) / "
+                "sum(rate(chukan_stats_exchange_batch_events_count[" + RI + "]))",
+                "mean",
+            ),
+            (quantile(0.95, "chukan_stats_exchange_batch_events_bucket"), "p95"),
+        ],
+    ))
+    b.add(graph(
         "stats.* queue depth",
         "Messages ready in each statistics work queue.",
         COUNT,

@@ -370,6 +370,9 @@ pub struct StatsSettings {
     /// An organisation is listed as behind its registration schedule when its replicas fall
     /// short of the plan due by more than this share of it (0.2 = more than 20 % short).
     pub behind_plan_share: f64,
+    /// Unacknowledged `stats.exchange` deliveries the statistics service holds at once: what
+    /// one counting transaction is made of under a backlog.
+    pub prefetch: u16,
 }
 
 /// A replica migration window, its first and last Japan dates included.
@@ -475,10 +478,11 @@ impl Settings {
         }
         // Counts that size a pool, a batch, a window or a pace: zero would stall the work.
         // Checked here once, so no use site needs a guard of its own.
-        let counts: [(&'static str, u64); 12] = [
+        let counts: [(&'static str, u64); 13] = [
             ("database.pool_max_size", self.database.pool_max_size as u64),
             ("amqp.prefetch", self.amqp.prefetch.into()),
             ("audit.prefetch", self.audit.prefetch.into()),
+            ("stats.prefetch", self.stats.prefetch.into()),
             ("audit.append_batch_max", self.audit.append_batch_max as u64),
             (
                 "audit.tree_head_every_records",

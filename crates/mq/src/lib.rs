@@ -24,6 +24,7 @@ use lapin::{
 };
 use uuid::Uuid;
 
+pub mod batch;
 pub mod broadcast;
 pub mod consumer;
 mod depth;

@@ -2,13 +2,16 @@
 //! - `publish`: puts N `audit.record` events on the bus (a backlog), as the services would;
 //! - `drain`: waits until the logs hold N records and reports the append rate (records/s)
 //!   from the first to the last record appended, with proofs maintained (every node stored);
+//! - `stats-drain`: waits until the statistics service has counted N exchange events (the
+//!   `stats.exchange` twins `publish --with-stats` put beside the records) and reports the
+//!   counting rate (events/s), the statistics side of the same firehose;
 //! - `proofs`: GETs inclusion proofs of random records over HTTP, checks each against the
 //!   signed root with an RFC 9162 verifier written here, and reports latency percentiles.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chukan_proto::{AuditRecord, Message as _};
+use chukan_proto::{AuditRecord, ExchangeStat, Message as _};
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
@@ -29,6 +32,18 @@ enum Command {
         tenants: Vec<String>,
         #[arg(long, default_value_t = 512)]
         in_flight: usize,
+        /// Also publish each record's counting twin on `stats.exchange`, as the services do.
+        #[arg(long)]
+        with_stats: bool,
+    },
+    StatsDrain {
+        /// Owner connection (reads every tenant's statistics).
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        events: i64,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
     Drain {
         /// Owner connection (reads every tenant's log size).
@@ -61,12 +76,38 @@ async fn main() -> anyhow::Result<()> {
             records,
             tenants,
             in_flight,
-        } => publish(records, &tenants, in_flight).await,
+            with_stats,
+        } => publish(records, &tenants, in_flight, with_stats).await,
         Command::Drain {
             db,
             records,
             timeout_secs,
-        } => drain(&db, records, Duration::from_secs(timeout_secs)).await,
+        } => {
+            let report = drain(
+                &db,
+                "SELECT coalesce(sum(size), 0)::bigint FROM audit.logs",
+                records,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
+            println!("{}", report.json("appended", "records_per_second"));
+            Ok(())
+        }
+        Command::StatsDrain {
+            db,
+            events,
+            timeout_secs,
+        } => {
+            let report = drain(
+                &db,
+                "SELECT coalesce(sum(count), 0)::bigint FROM stats.exchange_days",
+                events,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
+            println!("{}", report.json("counted", "events_per_second"));
+            Ok(())
+        }
         Command::Proofs {
             api,
             db,
@@ -102,7 +143,12 @@ fn record(i: u64, tenant: &str) -> AuditRecord {
     }
 }
 
-async fn publish(records: u64, tenants: &[String], in_flight: usize) -> anyhow::Result<()> {
+async fn publish(
+    records: u64,
+    tenants: &[String],
+    in_flight: usize,
+    with_stats: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!(!tenants.is_empty(), "--tenants is empty");
     let settings = chukan_config::Settings::load(None)?;
     let bus = chukan_mq::Bus::connect(&settings.amqp).await?;
@@ -111,13 +157,27 @@ async fn publish(records: u64, tenants: &[String], in_flight: usize) -> anyhow::
     let results: Vec<_> = futures_util::stream::iter(0..records)
         .map(|i| {
             let tenant = &tenants[usize::try_from(i).unwrap_or(0) % tenants.len()];
+            let record = record(i, tenant);
             let msg = chukan_mq::OutgoingMessage::new(
                 tenant.as_str(),
                 chukan_proto::AUDIT_RECORD,
-                record(i, tenant).encode_to_vec(),
+                record.encode_to_vec(),
             );
+            let twin = with_stats.then(|| {
+                chukan_mq::OutgoingMessage::new(
+                    tenant.as_str(),
+                    chukan_proto::STATS_EXCHANGE,
+                    ExchangeStat::of(&record).encode_to_vec(),
+                )
+            });
             let publisher = publisher.clone();
-            async move { publisher.publish(&msg).await }
+            async move {
+                publisher.publish(&msg).await?;
+                match twin {
+                    Some(twin) => publisher.publish(&twin).await,
+                    None => Ok(()),
+                }
+            }
         })
         .buffer_unordered(in_flight)
         .collect()
@@ -138,32 +198,60 @@ async fn publish(records: u64, tenants: &[String], in_flight: usize) -> anyhow::
     Ok(())
 }
 
-async fn drain(db: &str, records: i64, timeout: Duration) -> anyhow::Result<()> {
+/// How a backlog drained: what was counted, from the first to the last row seen.
+struct Drained {
+    total: i64,
+    first_to_last: f64,
+    per_second: f64,
+    best_window: f64,
+    from_start: f64,
+}
+
+impl Drained {
+    fn json(&self, total: &str, rate: &str) -> serde_json::Value {
+        serde_json::json!({
+            total: self.total,
+            "seconds_first_to_last": self.first_to_last,
+            rate: self.per_second,
+            "best_one_second_window_per_second": self.best_window,
+            "seconds_from_start": self.from_start,
+        })
+    }
+}
+
+/// Polls `count_sql` (one bigint) every 20 ms until it reaches `target`.
+async fn drain(
+    db: &str,
+    count_sql: &str,
+    target: i64,
+    timeout: Duration,
+) -> anyhow::Result<Drained> {
     let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let started = Instant::now();
     let mut first: Option<(Instant, i64)> = None;
     let mut samples = Vec::new();
     loop {
-        let size: i64 = client
-            .query_one("SELECT coalesce(sum(size), 0)::bigint FROM audit.logs", &[])
-            .await?
-            .get(0);
+        // The table may not exist until chukan has migrated: keep asking until the deadline.
+        let size: i64 = match client.query_one(count_sql, &[]).await {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        };
         let now = Instant::now();
         if size > 0 && first.is_none() {
             first = Some((now, size));
         }
         samples.push((now, size));
-        if size >= records {
+        if size >= target {
             break;
         }
         anyhow::ensure!(
             started.elapsed() < timeout,
-            "only {size} of {records} appended after {timeout:?}"
+            "only {size} of {target} after {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (t0, s0) = first.context("nothing appended")?;
+    let (t0, s0) = first.context("nothing counted")?;
     let (t1, s1) = *samples.last().context("no sample")?;
     let secs = (t1 - t0).as_secs_f64().max(1e-6);
     // The steadiest second-long window, to show the rate without start-up effects.
@@ -176,17 +264,13 @@ async fn drain(db: &str, records: i64, timeout: Duration) -> anyhow::Result<()> 
             best = best.max((sb - sa) as f64 / (*tb - *ta).as_secs_f64());
         }
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "appended": s1,
-            "seconds_first_to_last": secs,
-            "records_per_second": (s1 - s0) as f64 / secs,
-            "best_one_second_window_per_second": best,
-            "seconds_from_start": (t1 - started).as_secs_f64(),
-        })
-    );
-    Ok(())
+    Ok(Drained {
+        total: s1,
+        first_to_last: secs,
+        per_second: (s1 - s0) as f64 / secs,
+        best_window: best,
+        from_start: (t1 - started).as_secs_f64(),
+    })
 }
 
 fn node(l: &[u8], r: &[u8]) -> [u8; 32] {

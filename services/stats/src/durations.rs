@@ -36,12 +36,17 @@ pub const BOUNDS_MS: [i64; 22] = [
 /// Buckets of one row: one per bound and one above.
 pub const BUCKETS: usize = BOUNDS_MS.len() + 1;
 
+/// The bucket a duration falls in: the first whose bound is at or above it.
+pub fn bucket_of(duration_ms: i64) -> usize {
+    BOUNDS_MS.partition_point(|&b| b < duration_ms)
+}
+
 /// The buckets of a single duration (all zero when there is none).
+#[cfg(test)]
 pub fn one(duration_ms: Option<i64>) -> Vec<i64> {
     let mut buckets = vec![0; BUCKETS];
     if let Some(d) = duration_ms {
-        let i = BOUNDS_MS.partition_point(|&b| b < d);
-        buckets[i] = 1;
+        buckets[bucket_of(d)] = 1;
     }
     buckets
 }

@@ -91,21 +91,33 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = StatsState::new(ctx);
     metrics::register();
+    // The exchanges arrive as fast as audit records: counted in batches of what is in flight.
+    let (counting, batcher) = chukan_mq::batch::start(
+        Arc::new(exchanges::Exchanges::new(state.clone())),
+        usize::from(ctx.settings.stats.prefetch),
+        exchanges::BATCH_MAX,
+    );
+    let (batcher_stop, _) = tokio::sync::watch::channel(false);
     let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 3] = [
         (
             replica_counts_queue(),
             Arc::new(replicas::ReplicaCounts::new(state.clone())),
         ),
-        (
-            exchanges_queue(),
-            Arc::new(exchanges::Exchanges::new(state.clone())),
-        ),
+        (exchanges_queue(), Arc::new(counting)),
         (
             status_queue(),
             Arc::new(status_history::StatusHistory::new(state.db.clone())),
         ),
     ];
     let mut workers = vec![
+        // A batcher that died would leave every exchange to be retried behind a consumer
+        // that looks healthy: its end stops the process. Stopped after the consumers.
+        chukan_runtime::periodic_worker(
+            "stats.exchange-batcher",
+            chukan_runtime::StopStage::Outbox,
+            batcher,
+            batcher_stop,
+        ),
         snapshots::start(state.clone()),
         // No outbox relay here to report the inbox's size: a sampler of its own.
         chukan_mq::outbox::sample_worker(
@@ -117,13 +129,12 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     ];
     for (queue, handler) in consumers {
         ctx.bus.declare_queue(&queue).await?;
-        let consumer = chukan_mq::consumer::start(
-            &ctx.bus,
-            &queue,
-            "stats",
-            ctx.settings.amqp.prefetch,
-            handler,
-        );
+        let prefetch = if queue.name == exchanges_queue().name {
+            ctx.settings.stats.prefetch
+        } else {
+            ctx.settings.amqp.prefetch
+        };
+        let consumer = chukan_mq::consumer::start(&ctx.bus, &queue, "stats", prefetch, handler);
         workers.push(consumer.into_worker(&queue.name));
     }
     let data = actix_web::web::Data::new(state);

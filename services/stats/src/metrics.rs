@@ -9,10 +9,10 @@ use std::sync::{
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    Gauge, IntCounterVec, Opts,
+    Gauge, Histogram, IntCounterVec, Opts,
     core::{Collector, Desc},
     proto::MetricFamily,
-    register_int_counter_vec,
+    register_histogram, register_int_counter_vec,
 };
 
 static APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -85,6 +85,16 @@ static LAG: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+static BATCH_EVENTS: LazyLock<Histogram> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    register_histogram!(
+        "chukan_stats_exchange_batch_events",
+        "Exchange events per counting transaction (one organisation's share of a batch).",
+        vec![1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
+    )
+    .expect("register chukan_stats_exchange_batch_events")
+});
+
 static SNAPSHOTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
     register_int_counter_vec!(
@@ -108,6 +118,19 @@ pub fn applied(kind: &str, changed: bool, at: DateTime<Utc>, now: DateTime<Utc>)
     APPLIED.with_label_values(&[kind, effect]).inc();
     NEWEST_EVENT_MS.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
     LAST_LAG_MS.store((now - at).num_milliseconds().max(0), Ordering::Relaxed);
+}
+
+/// One counting transaction of `events` exchange events committed.
+pub fn exchange_batch(events: usize) {
+    BATCH_EVENTS.observe(events as f64);
+}
+
+/// For tests: counting transactions committed, and the events they held.
+pub fn exchange_batches() -> (u64, f64) {
+    (
+        BATCH_EVENTS.get_sample_count(),
+        BATCH_EVENTS.get_sample_sum(),
+    )
 }
 
 pub fn snapshot(reason: &str) {

@@ -228,34 +228,69 @@ pub async fn snapshot_rows(
         .collect())
 }
 
-/// One exchange event to count.
-#[derive(Debug, Clone)]
-pub struct Exchange<'a> {
+/// Where an exchange event is counted: its organisation's Japan day × event × affair ×
+/// procedure × item × outcome (the row's key besides the tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExchangeKey {
     pub day: NaiveDate,
-    pub event: &'a str,
-    pub affair_code: &'a str,
-    pub procedure_code: &'a str,
-    pub info_code: &'a str,
-    pub outcome: &'a str,
-    pub duration_ms: Option<i64>,
-    /// [`crate::durations::one`] of the duration.
+    pub event: String,
+    pub affair_code: String,
+    pub procedure_code: String,
+    pub info_code: String,
+    pub outcome: String,
+}
+
+/// Events of one key to add to its row: how many, how many had a duration, their sum and
+/// maximum, and the histogram of [`crate::durations`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeCounts {
+    pub count: i64,
+    pub timed: i64,
+    pub duration_sum_ms: i64,
+    pub duration_max_ms: i64,
     pub buckets: Vec<i64>,
 }
 
-/// Adds one event to its day's row (the buckets add up position by position).
-pub async fn count_exchange(
+impl Default for ExchangeCounts {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            timed: 0,
+            duration_sum_ms: 0,
+            duration_max_ms: 0,
+            buckets: vec![0; crate::durations::BUCKETS],
+        }
+    }
+}
+
+impl ExchangeCounts {
+    /// Adds one event with its duration, if it has one.
+    pub fn add(&mut self, duration_ms: Option<i64>) {
+        self.count += 1;
+        if let Some(d) = duration_ms {
+            self.timed += 1;
+            self.duration_sum_ms += d;
+            self.duration_max_ms = self.duration_max_ms.max(d);
+            self.buckets[crate::durations::bucket_of(d)] += 1;
+        }
+    }
+}
+
+/// Adds `counts` to the row of `key` (the buckets add up position by position).
+pub async fn count_exchanges(
     tx: &impl GenericClient,
     tenant: &str,
-    e: &Exchange<'_>,
+    key: &ExchangeKey,
+    counts: &ExchangeCounts,
 ) -> Result<(), Error> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO stats.exchange_days (tenant_id, day, event, affair_code, procedure_code,
                  info_code, outcome, count, timed, duration_sum_ms, duration_max_ms, buckets)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9, $10)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (tenant_id, day, event, affair_code, procedure_code, info_code, outcome)
              DO UPDATE SET
-                 count = exchange_days.count + 1,
+                 count = exchange_days.count + EXCLUDED.count,
                  timed = exchange_days.timed + EXCLUDED.timed,
                  duration_sum_ms = exchange_days.duration_sum_ms + EXCLUDED.duration_sum_ms,
                  duration_max_ms = greatest(exchange_days.duration_max_ms, EXCLUDED.duration_max_ms),
@@ -263,21 +298,21 @@ pub async fn count_exchange(
                                  WITH ORDINALITY AS t(a, b, i) ORDER BY i)",
         )
         .await?;
-    let timed = i64::from(e.duration_ms.is_some());
-    let duration = e.duration_ms.unwrap_or(0);
     tx.execute(
         &stmt,
         &[
             &tenant,
-            &e.day,
-            &e.event,
-            &e.affair_code,
-            &e.procedure_code,
-            &e.info_code,
-            &e.outcome,
-            &timed,
-            &duration,
-            &e.buckets,
+            &key.day,
+            &key.event,
+            &key.affair_code,
+            &key.procedure_code,
+            &key.info_code,
+            &key.outcome,
+            &counts.count,
+            &counts.timed,
+            &counts.duration_sum_ms,
+            &counts.duration_max_ms,
+            &counts.buckets,
         ],
     )
     .await?;

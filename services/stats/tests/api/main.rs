@@ -659,3 +659,78 @@ async fn organisations_far_behind_their_registration_schedule_are_listed_newest_
     let (_, b) = app.get(ORG_B, "/v1/statistics/schedule").await;
     assert_eq!(b["plans"].as_array().unwrap().len(), 1);
 }
+
+#[actix_rt::test]
+async fn a_backlog_is_counted_in_batches_each_event_once() {
+    let clock = Arc::new(ManualClock::new(first_saturday_morning()));
+    let env = TestEnv::new_with(&[chukan_stats::migrations()], |_| {}, clock)
+        .await
+        .unwrap();
+    // The backlog waits before the service starts, as after an outage: 600 events of A, 100
+    // of them delivered twice, and 300 of B, interleaved.
+    env.ctx
+        .bus
+        .declare_queue(&chukan_stats::exchanges_queue())
+        .await
+        .unwrap();
+    let at = first_saturday_morning();
+    for i in 0..600 {
+        let msg = OutgoingMessage::new(
+            ORG_A,
+            chukan_proto::STATS_EXCHANGE,
+            result_received(ORG_A, at, 100 + i, "provided").encode_to_vec(),
+        );
+        env.publish(&msg).await;
+        if i % 6 == 0 {
+            env.publish(&msg).await;
+        }
+        if i % 2 == 0 {
+            env.publish(&OutgoingMessage::new(
+                ORG_B,
+                chukan_proto::STATS_EXCHANGE,
+                result_received(ORG_B, at, 50, "refused").encode_to_vec(),
+            ))
+            .await;
+        }
+    }
+    let _parts = chukan_stats::start(&env.ctx).await.unwrap();
+    let counted = |tenant: &'static str| {
+        let env = &env;
+        async move {
+            env.scalar_i64(
+                tenant,
+                "SELECT coalesce(sum(count), 0)::int8 FROM stats.exchange_days",
+            )
+            .await
+        }
+    };
+    chukan_testkit::wait_until(DEADLINE, "the backlog counted", || async {
+        counted(ORG_A).await == 600 && counted(ORG_B).await == 300
+    })
+    .await
+    .unwrap();
+    // Every event once: sums and the maximum over exactly the 600 distinct durations.
+    let (timed, sum, max) = (
+        env.scalar_i64(ORG_A, "SELECT timed FROM stats.exchange_days")
+            .await,
+        env.scalar_i64(ORG_A, "SELECT duration_sum_ms FROM stats.exchange_days")
+            .await,
+        env.scalar_i64(ORG_A, "SELECT duration_max_ms FROM stats.exchange_days")
+            .await,
+    );
+    assert_eq!(timed, 600);
+    assert_eq!(sum, (100..700).sum::<i64>());
+    assert_eq!(max, 699);
+    chukan_testkit::wait_until(DEADLINE, "the redeliveries settled", || async {
+        let (_, events) = chukan_stats::metrics::exchange_batches();
+        events >= 1000.0
+    })
+    .await
+    .unwrap();
+    let (transactions, events) = chukan_stats::metrics::exchange_batches();
+    assert_eq!(events, 1000.0, "900 events and 100 redeliveries");
+    assert!(
+        transactions < 1000,
+        "a backlog of 1000 deliveries was counted one transaction each"
+    );
+}
