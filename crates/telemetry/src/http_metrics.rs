@@ -137,15 +137,17 @@ where
                 ),
                 Err(err) => (err.as_response_error().status_code(), false),
             };
-            if let Some(red) = RED.as_ref().filter(|_| closed) {
-                red.outside_hours.with_label_values(&[service]).inc();
-            } else if let Some(red) = RED.as_ref() {
-                red.requests
-                    .with_label_values(&[service, method, &route, status.as_str()])
-                    .inc();
-                red.duration
-                    .with_label_values(&[service, method, &route])
-                    .observe(started.elapsed().as_secs_f64());
+            match RED.as_ref() {
+                Some(red) if closed => red.outside_hours.with_label_values(&[service]).inc(),
+                Some(red) => {
+                    red.requests
+                        .with_label_values(&[service, method, &route, status.as_str()])
+                        .inc();
+                    red.duration
+                        .with_label_values(&[service, method, &route])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                None => {}
             }
             result
         })

@@ -98,15 +98,23 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         exchanges::BATCH_MAX,
     );
     let (batcher_stop, _) = tokio::sync::watch::channel(false);
-    let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>); 3] = [
+    // Each queue with its prefetch: the exchanges' is what a counting batch is made of.
+    let amqp_prefetch = ctx.settings.amqp.prefetch;
+    let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>, u16); 3] = [
         (
             replica_counts_queue(),
             Arc::new(replicas::ReplicaCounts::new(state.clone())),
+            amqp_prefetch,
         ),
-        (exchanges_queue(), Arc::new(counting)),
+        (
+            exchanges_queue(),
+            Arc::new(counting),
+            ctx.settings.stats.prefetch,
+        ),
         (
             status_queue(),
             Arc::new(status_history::StatusHistory::new(state.db.clone())),
+            amqp_prefetch,
         ),
     ];
     let mut workers = vec![
@@ -127,13 +135,8 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             ctx.settings.amqp.backlog_sample,
         ),
     ];
-    for (queue, handler) in consumers {
+    for (queue, handler, prefetch) in consumers {
         ctx.bus.declare_queue(&queue).await?;
-        let prefetch = if queue.name == exchanges_queue().name {
-            ctx.settings.stats.prefetch
-        } else {
-            ctx.settings.amqp.prefetch
-        };
         let consumer = chukan_mq::consumer::start(&ctx.bus, &queue, "stats", prefetch, handler);
         workers.push(consumer.into_worker(&queue.name));
     }
