@@ -34,11 +34,13 @@ pub enum Target {
     Selfinfo,
     Stats,
     Relay,
+    /// The staff console (接続端末の画面): its own process, a client of the API (not in `all`).
+    Console,
 }
 
 impl Target {
     pub fn includes(self, service: Target) -> bool {
-        self == Target::All || self == service
+        (self == Target::All && service != Target::Console) || self == service
     }
 
     pub fn label(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Target {
             Target::Selfinfo => "selfinfo",
             Target::Stats => "stats",
             Target::Relay => "relay",
+            Target::Console => "console",
         }
     }
 }
@@ -232,6 +235,7 @@ fn load(args: &Args) -> anyhow::Result<Settings> {
 
 pub async fn dispatch(args: Args) -> anyhow::Result<()> {
     match &args.command {
+        None if args.target == Target::Console => crate::console::run(load(&args)?).await,
         None => crate::serve::run(load(&args)?, args.target).await,
         Some(Command::Migrate) => {
             let settings = load(&args)?;

@@ -7,6 +7,7 @@
 mod audit;
 mod batch;
 mod cli;
+mod console;
 mod openapi;
 mod replica;
 mod serve;

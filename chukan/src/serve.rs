@@ -148,7 +148,7 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
     exit
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),

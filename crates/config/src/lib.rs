@@ -40,6 +40,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub selfinfo: SelfInfoSettings,
     pub stats: StatsSettings,
+    pub console: ConsoleSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,6 +355,21 @@ pub enum BulkEncoding {
 /// a zero wait is a mistake (a busy loop, or a timeout nothing meets) unless the key says
 /// 0 means never.
 /// The `[stats]` settings: when replica statistics are taken.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    /// Address the staff console (接続端末の画面, `--target=console`) listens on.
+    pub host: String,
+    /// Port of the staff console; 0 picks a free port.
+    pub port: u16,
+    /// Base URL of the API the console calls with each staff member's own token.
+    pub api_url: String,
+    /// Key sealing the session cookie (base64 of 64 bytes): every console replica needs the
+    /// same one, and changing it signs everybody out.
+    pub cookie_key: SecretString,
+    /// Minutes without a request after which a session ends (never later than its token).
+    pub idle_minutes: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatsSettings {
     /// Japan time (HH:MM) a scheduled snapshot is taken on its day: after the night's batch,

@@ -50,6 +50,10 @@ pub struct Problem {
     /// When the refused call can be made again, RFC 3339 (e.g. next opening time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_at: Option<String>,
+    /// The request member the problem concerns (`integrated_addressee_number`, …), when it
+    /// is one field: a form shows the detail next to that field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// 問い合わせ番号 (support id): the request's trace id, also in the server's log of the
     /// request, so the help desk can find what happened without any personal data. Set by
     /// the request boundary on every problem answer.
@@ -103,6 +107,7 @@ impl Problem {
             action: action.into(),
             retry_after: None,
             available_at: None,
+            field: None,
             support_id: None,
             cause: None,
         }
@@ -152,6 +157,13 @@ impl Problem {
             err.detail_ja(),
             format!("{} の値を確認して再度送信してください。", err.field),
         )
+        .for_field(err.field)
+    }
+
+    /// Names the request member the problem concerns.
+    pub fn for_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// 422 `no-code`, in the published wording 「指定された団体内統合宛名番号「…」は符号が未取得です。」
