@@ -14,6 +14,12 @@ apt_install() {
   fi
 }
 
+# The staff console's browser tests drive Debian's Chromium through its ChromeDriver.
+ensure_chromium() {
+  # A Japanese font, or every screen (and screenshot) shows boxes for its text.
+  apt_install chromium chromium-driver fonts-ipafont-gothic
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() { # port seconds

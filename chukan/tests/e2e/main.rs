@@ -4,6 +4,8 @@
 
 mod access;
 mod audit;
+mod browser;
+mod console;
 mod edge;
 mod helpers;
 mod inquiry;

@@ -368,6 +368,9 @@ pub struct ConsoleSettings {
     pub cookie_key: SecretString,
     /// Minutes without a request after which a session ends (never later than its token).
     pub idle_minutes: u64,
+    /// Public keys the console checks signed tree heads (情報提供等記録) against,
+    /// "kid=base64"; empty trusts the public half of `audit.signing_key` (one deployment).
+    pub tree_head_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +474,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("amqp.retry_delays_ms")
                 .with_list_parse_key("relay.nws_public_keys")
+                .with_list_parse_key("console.tree_head_keys")
                 .with_list_parse_key("nws_sim.delivery_retry_ms")
                 .with_list_parse_key("calendar.planned_outages")
                 .with_list_parse_key("provision.slot_items")

@@ -338,16 +338,20 @@ fn json_problem(err: &JsonPayloadError) -> Problem {
             // names it, never the value.
             let msg = e.to_string();
             let field = crate::problem::field_hint(&msg);
-            Problem::new(
+            let problem = Problem::new(
                 400,
                 "invalid-field",
                 "Invalid field",
-                match field {
+                match &field {
                     Some(f) => format!("項目「{f}」の値が不正です。"),
                     None => "リクエスト本文の項目の値が不正です。".to_string(),
                 },
                 "API仕様（/openapi.json）で項目の形式を確認して再度送信してください。",
-            )
+            );
+            match field {
+                Some(f) => problem.for_field(f),
+                None => problem,
+            }
         }
         _ => Problem::new(
             400,

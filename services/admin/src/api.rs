@@ -37,6 +37,7 @@ use crate::{
         get_user,
         unlock_user,
         set_valid_to,
+        set_roles,
         create_client,
         list_clients,
         list_batches,
@@ -58,6 +59,7 @@ use crate::{
         User,
         CreateUserRequest,
         ValidToRequest,
+        RolesRequest,
         TokenBody,
         SystemClient,
         CreateClientRequest,
@@ -78,7 +80,7 @@ use crate::{
     tags(
         (name = "auth", description = "ログイン (login) とトークン検証用の公開鍵 (JWKS)"),
         (name = "tenants", description = "団体 (情報保有機関, tenants)"),
-        (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間"),
+        (name = "users", description = "利用者 (職員, staff users): 登録、ロック解除、有効期間、権限"),
         (name = "clients", description = "業務システム (system clients): クライアント認証情報の発行"),
         (name = "departments", description = "部署 (departments): 対象外事務手続コード"),
         (name = "batches", description = "バッチ状況 (batch status): 夜間バッチ等の実行状況"),
@@ -105,7 +107,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
                 .route("", web::get().to(list_users))
                 .route("/{id}", web::get().to(get_user))
                 .route("/{id}/unlock", web::post().to(unlock_user))
-                .route("/{id}/valid-to", web::post().to(set_valid_to)),
+                .route("/{id}/valid-to", web::post().to(set_valid_to))
+                .route("/{id}/roles", web::put().to(set_roles)),
         )
         .service(
             web::scope("/v1/clients")
@@ -1045,6 +1048,96 @@ async fn set_valid_to(
     tx.commit().await?;
     tracing::info!(tenant = %caller.tenant(), user = %id, by = %caller.0.sub, %valid_to, "user validity changed");
     Ok(HttpResponse::Ok().json(updated.as_of(state.clock.now())))
+}
+
+/// 権限の変更.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesRequest {
+    /// Role names: one or more of `system_admin`, `business_staff`; they replace the user's
+    /// roles.
+    #[schema(min_items = 1, inline, value_type = Vec<UserRole>, example = json!(["system_admin", "business_staff"]))]
+    roles: Vec<String>,
+}
+
+/// `PUT /v1/users/{id}/roles`: replaces a user's roles. Never below two valid
+/// administrators; every change is kept in the account's trail.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/roles",
+    tag = "users",
+    operation_id = "setUserRoles",
+    summary = "権限の変更 (change a user's roles)",
+    description = "職員の権限を指定した内容に置き換えます (システム管理者のみ)。有効なシステム管理者が2名未満になる変更は拒否します。変更は次回のログインから有効です（発行済みのトークンは有効期限まで元の権限のままです）。",
+    params(("id" = Uuid, Path, description = "利用者の id")),
+    request_body(content = RolesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "変更後の利用者", body = User),
+        (status = 400, description = "権限の誤り (invalid-roles, invalid-path, malformed-json)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "権限がありません: system_admin が必要です (forbidden)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "利用者が見つかりません (not-found); 他団体の利用者も 404", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "有効なシステム管理者が2名未満になります (too-few-administrators)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "リクエスト本文が大きすぎます (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type が application/json ではありません (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        ProtectedRouteProblems,
+    ),
+    security(("bearer" = ["system_admin"]))
+)]
+#[tracing::instrument(skip_all)]
+async fn set_roles(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    body: web::Json<RolesRequest>,
+) -> ApiResult {
+    let id = id.into_inner();
+    let roles: Vec<Role> = body
+        .roles
+        .iter()
+        .map(|r| domain::role_from_name(r).ok_or(AdminError::InvalidRoles))
+        .collect::<Result<_, _>>()?;
+    let roles = user_roles(&roles)?;
+    let now = state.clock.now();
+    let today = domain::japan_today(state.clock.as_ref());
+    let mut client = state.db.get().await?;
+    let tx = chukan_db::tenant_tx(&mut client, caller.tenant()).await?;
+    // The lock order of set_valid_to (administrators by id, then the target), so a role
+    // change and a validity change cannot together go below the minimum.
+    let admins = store::administrators_for_update(&tx).await?;
+    let user = store::user_for_update(&tx, id)
+        .await?
+        .ok_or(AdminError::NotFound("利用者"))?;
+    if same_roles(&user.roles, &roles) {
+        tx.commit().await?;
+        return Ok(HttpResponse::Ok().json(user.as_of(now)));
+    }
+    let was_admin = user.roles.iter().any(|r| r == "system_admin");
+    let stays_admin = roles.iter().any(|r| r == "system_admin");
+    if was_admin && !stays_admin && domain::too_few_administrators_without(&admins, id, today) {
+        return Err(AdminError::TooFewAdministrators);
+    }
+    let updated = store::set_roles(&tx, id, &roles)
+        .await?
+        .ok_or(AdminError::NotFound("利用者"))?;
+    let change = format!("{} → {}", user.roles.join(","), roles.join(","));
+    store::insert_account_event(
+        &tx,
+        caller.tenant(),
+        id,
+        "roles-changed",
+        &caller.0.sub,
+        &change,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %caller.tenant(), user = %id, by = %caller.0.sub, roles = %roles.join(","), "user roles changed");
+    Ok(HttpResponse::Ok().json(updated.as_of(now)))
+}
+
+/// The same set of roles, whatever the order.
+fn same_roles(stored: &[String], wanted: &[String]) -> bool {
+    stored.len() == wanted.len() && wanted.iter().all(|r| stored.contains(r))
 }
 
 // ---------------------------------------------------------------------------------------

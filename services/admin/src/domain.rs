@@ -330,10 +330,21 @@ pub fn too_few_administrators_after(
     new_valid_to: NaiveDate,
 ) -> bool {
     let first_day_without = new_valid_to.succ_opt().unwrap_or(new_valid_to);
+    too_few_administrators_without(admins, target, first_day_without)
+}
+
+/// Would `target` ceasing to be an administrator on `day` (its role taken away, or its
+/// validity ended the day before) leave fewer than [`MIN_ADMINISTRATORS`] administrators
+/// valid that day?
+pub fn too_few_administrators_without(
+    admins: &[AdminValidity],
+    target: Uuid,
+    day: NaiveDate,
+) -> bool {
     let remaining = admins
         .iter()
         .filter(|a| a.id != target)
-        .filter(|a| valid_on(a.valid_from, a.valid_to, first_day_without))
+        .filter(|a| valid_on(a.valid_from, a.valid_to, day))
         .count();
     remaining < MIN_ADMINISTRATORS
 }

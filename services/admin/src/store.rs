@@ -585,6 +585,20 @@ pub async fn set_valid_to(
         .map(user_from_row))
 }
 
+/// Replaces the roles of a user; the user, or None if not in this tenant.
+pub async fn set_roles(tx: &Transaction<'_>, id: Uuid, roles: &[String]) -> Result<Option<User>> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE admin.users SET roles = $2 WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .await?;
+    Ok(tx
+        .query_opt(&stmt, &[&id, &roles])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
 /// Inserts a system client.
 pub async fn insert_client(
     tx: &Transaction<'_>,

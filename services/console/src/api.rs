@@ -37,8 +37,9 @@ pub struct Problem {
 /// Why an API call gave no answer to show.
 #[derive(Debug)]
 pub enum ApiError {
-    /// The API answered with a problem.
-    Problem(Problem),
+    /// The API answered with a problem (boxed: it is large, and every page's `Result`
+    /// carries this error).
+    Problem(Box<Problem>),
     /// The API did not answer, or not with what it documents.
     Unreachable(anyhow::Error),
 }
@@ -207,7 +208,7 @@ async fn problem_of(res: reqwest::Response) -> ApiError {
     match res.json::<Problem>().await {
         Ok(mut p) => {
             p.status = status;
-            ApiError::Problem(p)
+            ApiError::Problem(Box::new(p))
         }
         Err(e) => ApiError::Unreachable(anyhow::anyhow!("{status} without problem+json: {e}")),
     }

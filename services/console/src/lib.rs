@@ -29,6 +29,9 @@ pub struct Console {
     /// (`auth.client_address_header`): the API's login lockout must see the staff member's
     /// terminal, not the console.
     pub address_header: Option<actix_web::http::header::HeaderName>,
+    /// Public keys signed tree heads are checked against: the console verifies a record's
+    /// inclusion proof itself instead of trusting the API's word.
+    pub tree_head_keys: chukan_crypto::Verifiers,
 }
 
 impl Console {
@@ -48,8 +51,29 @@ impl Console {
             sessions: session::Sealer::from_base64(c.cookie_key.expose_secret(), idle)
                 .context("setting console.cookie_key")?,
             address_header,
+            tree_head_keys: tree_head_keys(settings)?,
         })
     }
+}
+
+/// `console.tree_head_keys`, or else the public half of the audit service's own key (as the
+/// token verifier trusts `auth.signing_key` when no JWKS is configured).
+fn tree_head_keys(settings: &Settings) -> anyhow::Result<chukan_crypto::Verifiers> {
+    let entries = &settings.console.tree_head_keys;
+    if !entries.is_empty() {
+        return chukan_crypto::Verifiers::parse_entries(entries)
+            .context("setting console.tree_head_keys");
+    }
+    let audit = &settings.audit;
+    let signer = chukan_crypto::Signer::from_seed_base64(
+        &audit.signing_kid,
+        audit.signing_key.expose_secret(),
+    )
+    .context("setting audit.signing_key")?;
+    let mut keys = chukan_crypto::Verifiers::default();
+    keys.add_bytes(signer.kid(), &signer.verifying_key_bytes())
+        .context("setting audit.signing_key")?;
+    Ok(keys)
 }
 
 /// The console's HTTP server on `listener`.

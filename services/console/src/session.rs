@@ -37,6 +37,9 @@ struct Sealed {
     /// CSRF secret every form and htmx request must echo.
     csrf: String,
     tenant: String,
+    /// The user's id (the token's subject).
+    user: String,
+    /// The ユーザID they signed in with, to show on every page.
     login: String,
     roles: Vec<String>,
     /// When the token expires (Unix seconds): the session's hard end.
@@ -85,7 +88,13 @@ impl Sealer {
     }
 
     /// A new session for a token the API just issued.
-    pub fn start(&self, token: String, expires_in: i64, now: i64) -> Result<Staff, Failure> {
+    pub fn start(
+        &self,
+        token: String,
+        login: &str,
+        expires_in: i64,
+        now: i64,
+    ) -> Result<Staff, Failure> {
         let claims = Claims::peek(&token).ok_or_else(|| {
             Failure::internal(
                 "token",
@@ -98,7 +107,8 @@ impl Sealer {
             token,
             csrf: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(csrf),
             tenant: claims.tenant,
-            login: claims.sub,
+            user: claims.sub,
+            login: login.to_string(),
             roles: claims.roles,
             expires: claims.exp.min(now.saturating_add(expires_in)),
             seen: now,
@@ -145,8 +155,12 @@ impl Staff {
     pub fn tenant(&self) -> &str {
         &self.sealed.tenant
     }
-    /// The staff member's user id (never their name).
+    /// The staff member's user id (the token's subject).
     pub fn user_id(&self) -> &str {
+        &self.sealed.user
+    }
+    /// The ユーザID they signed in with.
+    pub fn login(&self) -> &str {
         &self.sealed.login
     }
     pub fn has_role(&self, role: &str) -> bool {
@@ -239,7 +253,7 @@ mod tests {
     #[test]
     fn a_sealed_session_opens_until_idle_or_expiry_and_is_unreadable() {
         let s = sealer();
-        let staff = s.start(token(10_000), 900, 1_000).unwrap();
+        let staff = s.start(token(10_000), "staff1", 900, 1_000).unwrap();
         assert_eq!(staff.tenant(), "1310010000000001");
         assert_eq!(
             staff.expires(),
@@ -286,7 +300,7 @@ mod tests {
             Duration::from_secs(600),
         )
         .unwrap();
-        let staff = other.start(token(10_000), 900, 1_000).unwrap();
+        let staff = other.start(token(10_000), "staff1", 900, 1_000).unwrap();
         let req = TestRequest::default()
             .cookie(staff.renewed)
             .to_http_request();
@@ -295,7 +309,7 @@ mod tests {
 
     #[test]
     fn csrf_is_compared_whole() {
-        let staff = sealer().start(token(10_000), 900, 1_000).unwrap();
+        let staff = sealer().start(token(10_000), "staff1", 900, 1_000).unwrap();
         let good = staff.csrf().to_string();
         assert!(staff.csrf_matches(&good));
         assert!(!staff.csrf_matches(&good[..good.len() - 1]));

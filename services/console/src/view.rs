@@ -119,7 +119,7 @@ impl Layout {
             title: title.into(),
             csrf: staff.csrf().to_string(),
             tenant: staff.tenant().to_string(),
-            user: staff.user_id().to_string(),
+            user: staff.login().to_string(),
             nav: Screen::MENU
                 .iter()
                 .filter(|s| s.allowed(staff))

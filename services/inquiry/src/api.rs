@@ -21,7 +21,9 @@ use crate::{
         LineError, LineErrorPage, LineErrorQuery, NewInquiry, Period, ResultRecord, aad,
         condition_of, format_serial,
     },
-    metrics, outgoing, store,
+    metrics, outgoing,
+    procedures::{NamedCode, Procedure, ProcedureList, Procedures},
+    store,
 };
 
 /// The inquiry service's part of `/openapi.json`.
@@ -35,7 +37,8 @@ use crate::{
         upload_batch,
         get_batch,
         get_batch_errors,
-        get_batch_results
+        get_batch_results,
+        list_procedures
     ),
     components(schemas(
         InquiryInput,
@@ -53,6 +56,9 @@ use crate::{
         Batch,
         LineError,
         LineErrorPage,
+        ProcedureList,
+        Procedure,
+        NamedCode,
         Problem
     )),
     tags((
@@ -89,6 +95,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<InquiryState>) {
             "/v1/inquiry-batches/{id}/results",
             web::get().to(get_batch_results),
         );
+}
+
+/// `GET /v1/procedures`, with the table it serves (kept apart from [`InquiryState`], which
+/// only the inquiry work itself needs).
+pub fn procedure_routes(cfg: &mut web::ServiceConfig, table: web::Data<Procedures>) {
+    cfg.app_data(table)
+        .route("/v1/procedures", web::get().to(list_procedures));
 }
 
 fn refused(problem: Problem) -> Problem {
@@ -943,4 +956,29 @@ async fn get_batch_results(
             edge::attachment_disposition(&format!("inquiry-results-{serial_no}.csv")),
         ))
         .body(csv))
+}
+
+/// `GET /v1/procedures` → 別表第二: each procedure with its affair and the items it may ask.
+#[utoipa::path(
+    get,
+    path = "/v1/procedures",
+    tag = "inquiry",
+    operation_id = "listProcedures",
+    summary = "事務手続と照会できる特定個人情報 (procedures of 別表第二)",
+    description = "番号法別表第二の事務手続を、その事務と照会できる特定個人情報名とともに返します。照会の入力画面が、選んだ事務手続で照会できる項目だけを示すために使います。\
+表は情報提供ネットワークシステムから取得し、数分間キャッシュします。取得できない間は直前に取得した表を返し、一度も取得できていなければ 503 (procedures-unavailable) を返します。",
+    responses(
+        (status = 200, description = "別表第二の事務手続", body = ProcedureList),
+        (status = 401, description = "認証トークンがないか無効です (unauthenticated)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "サーバ内部エラー (internal-error)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "別表第二を NWS から取得できません (procedures-unavailable)、又はサービス時間外・一時的に利用できません (outside-service-hours, service-unavailable); `Retry-After` 付き", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["business_staff", "system_client"]))
+)]
+async fn list_procedures(
+    _caller: Caller,
+    table: web::Data<Procedures>,
+) -> Result<HttpResponse, Problem> {
+    let list = table.list().await?;
+    Ok(HttpResponse::Ok().json(&*list))
 }

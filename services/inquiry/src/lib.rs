@@ -13,6 +13,7 @@ pub mod bulk_file;
 pub mod domain;
 pub mod metrics;
 pub mod outgoing;
+pub mod procedures;
 pub mod store;
 
 use std::sync::Arc;
@@ -143,10 +144,17 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         state.settings.expiry_sweep,
     ));
     workers.push(outbox.into_worker("inquiry.outbox"));
+    let procedures = actix_web::web::Data::new(procedures::Procedures::new(
+        &ctx.settings.relay.nws_url,
+        ctx.clock.clone(),
+    )?);
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "inquiry",
-        routes: Some(Arc::new(move |cfg| api::routes(cfg, data.clone()))),
+        routes: Some(Arc::new(move |cfg| {
+            api::routes(cfg, data.clone());
+            api::procedure_routes(cfg, procedures.clone());
+        })),
         workers,
         openapi: Some(openapi()),
     })

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("/v1/users/{id}", "get", true),
     ("/v1/users/{id}/unlock", "post", true),
     ("/v1/users/{id}/valid-to", "post", true),
+    ("/v1/users/{id}/roles", "put", true),
     ("/v1/clients", "post", true),
     ("/v1/clients", "get", true),
     ("/v1/batches", "get", true),

@@ -305,6 +305,118 @@ async fn ending_an_administrator_below_two_valid_administrators_is_refused() {
 }
 
 #[actix_rt::test]
+async fn roles_change_keeps_two_administrators_and_leaves_a_trail() {
+    let app = spawn_app().await;
+    let admin = app.token(TENANT_A, "admin1").await;
+    let staff = app.create_user(&admin, "staff1", &["business_staff"]).await;
+    let roles_of = |id: uuid::Uuid| format!("/v1/users/{id}/roles");
+
+    // Taking administrator rights from one of the only two is refused, and nothing changes.
+    let res = app
+        .put(
+            &admin,
+            &roles_of(app.admin_a2),
+            &json!({"roles": ["business_staff"]}),
+        )
+        .await;
+    assert_problem(res, 409, "too-few-administrators").await;
+    let user: Value = app
+        .get(&admin, &format!("/v1/users/{}", app.admin_a2))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["roles"], json!(["system_admin"]));
+
+    // Only staff roles, at least one.
+    for bad in [json!({"roles": []}), json!({"roles": ["system_client"]})] {
+        let res = app.put(&admin, &roles_of(staff), &bad).await;
+        assert_problem(res, 400, "invalid-roles").await;
+    }
+    // A business staff member may not change roles, not even their own.
+    let staff_token = app.token(TENANT_A, "staff1").await;
+    let res = app
+        .put(
+            &staff_token,
+            &roles_of(staff),
+            &json!({"roles": ["system_admin"]}),
+        )
+        .await;
+    assert_problem(res, 403, "forbidden").await;
+    // Another tenant's user is not found.
+    let res = app
+        .put(
+            &admin,
+            &roles_of(app.admin_b),
+            &json!({"roles": ["business_staff"]}),
+        )
+        .await;
+    assert_problem(res, 404, "not-found").await;
+
+    // Promoting staff1 makes a third administrator; then admin2 may step down.
+    let res = app
+        .put(
+            &admin,
+            &roles_of(staff),
+            &json!({"roles": ["business_staff", "system_admin", "system_admin"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["roles"], json!(["business_staff", "system_admin"]));
+    // The new role counts from the next login.
+    let promoted = app.token(TENANT_A, "staff1").await;
+    assert_eq!(app.get(&promoted, "/v1/users").await.status(), 200);
+
+    let res = app
+        .put(
+            &admin,
+            &roles_of(app.admin_a2),
+            &json!({"roles": ["business_staff"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // …but not a second one.
+    let res = app
+        .put(
+            &admin,
+            &roles_of(app.admin_a),
+            &json!({"roles": ["business_staff"]}),
+        )
+        .await;
+    assert_problem(res, 409, "too-few-administrators").await;
+    // Sending the roles a user already has changes nothing and records nothing.
+    let res = app
+        .put(
+            &admin,
+            &roles_of(app.admin_a2),
+            &json!({"roles": ["business_staff"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let mut client = app.env.ctx.db.get().await.unwrap();
+    let tx = chukan_db::tenant_tx(&mut client, TENANT_A).await.unwrap();
+    let trail = chukan_admin::store::account_events(&tx, app.admin_a2)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let admin_id = app.admin_a.to_string();
+    let events: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|(e, a, r, _)| (e.as_str(), a.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        [(
+            "roles-changed",
+            admin_id.as_str(),
+            "system_admin → business_staff"
+        )]
+    );
+}
+
+#[actix_rt::test]
 async fn seeding_a_user_twice_keeps_the_first_password() {
     let app = spawn_app().await;
     let tenant = OrgCode::parse(TENANT_A).unwrap();

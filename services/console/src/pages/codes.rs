@@ -5,9 +5,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use super::shared::form_problem;
 use crate::{
     Console,
-    api::{ApiError, Problem},
     form::Posted,
     pages::Failure,
     session::Staff,
@@ -85,15 +85,6 @@ const ACQUISITION_FIELDS: &[&str] = &["integrated_addressee_number", "resident_r
 async fn show(staff: Staff) -> Result<HttpResponse, Failure> {
     view::require(&staff, Screen::Codes)?;
     view::page(&staff, &CodesPage::new(&staff))
-}
-
-/// A problem the form can show (a refusal of what was entered); anything else is a
-/// failure of the page.
-fn form_problem(e: ApiError) -> Result<Problem, Failure> {
-    match e {
-        ApiError::Problem(p) if matches!(p.status, 400 | 409 | 422) => Ok(p),
-        e => Err(e.into()),
-    }
 }
 
 async fn request(

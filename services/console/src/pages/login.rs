@@ -152,9 +152,12 @@ async fn submit(
     {
         Ok(issued) => {
             let now = chrono::Utc::now().timestamp();
-            let staff = console
-                .sessions
-                .start(issued.access_token, issued.expires_in, now)?;
+            let staff = console.sessions.start(
+                issued.access_token,
+                form.username.trim(),
+                issued.expires_in,
+                now,
+            )?;
             let mut gone = prelogin_cookie(String::new());
             gone.set_max_age(CookieDuration::ZERO);
             Ok(HttpResponse::SeeOther()
@@ -167,7 +170,7 @@ async fn submit(
         Err(ApiError::Problem(p)) if (400..500).contains(&p.status) => {
             let status = actix_web::http::StatusCode::from_u16(p.status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
-            render(again(p), status)
+            render(again(*p), status)
         }
         Err(e) => Err(e.into()),
     }

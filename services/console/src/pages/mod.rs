@@ -10,6 +10,7 @@ mod provisions;
 mod records;
 mod replicas;
 mod selfinfo;
+mod shared;
 mod statistics;
 mod users;
 
@@ -17,7 +18,7 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
 use askama::Template;
 
 use crate::{
-    api::{ApiError, Problem},
+    api::ApiError,
     session::{Ended, Sealer},
 };
 
@@ -158,12 +159,12 @@ impl ResponseError for Failure {
                 "一覧から選び直してください。".into(),
                 None,
             ),
-            Failure::Api(ApiError::Problem(Problem {
-                detail,
-                action,
-                support_id,
-                ..
-            })) => ("処理できませんでした", detail.clone(), action.clone(), support_id.clone()),
+            Failure::Api(ApiError::Problem(p)) => (
+                "処理できませんでした",
+                p.detail.clone(),
+                p.action.clone(),
+                p.support_id.clone(),
+            ),
             Failure::Api(ApiError::Unreachable(_)) | Failure::Internal(..) => (
                 "システムエラー",
                 "中間サーバーに接続できないか、処理中に問題が発生しました。".into(),

@@ -3,6 +3,7 @@
 
 mod bulk;
 mod helpers;
+mod procedures;
 
 use chrono::{DateTime, Duration, Utc};
 use chukan_proto::{InquiryResult, Message as _};
