@@ -162,8 +162,22 @@ impl Console {
         self.click("form.stacked button[type=submit]").await;
     }
 
-    /// Saves a screenshot of the page as `<name>.png`.
+    /// Saves a screenshot of the page as `<name>.png`, after checking the page fits the
+    /// 1024-pixel width without scrolling sideways.
     pub async fn screenshot(&self, name: &str) {
+        let widths = self
+            .browser
+            .execute(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (page, window) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+        assert!(
+            page <= window,
+            "{name}: the page is {page} px wide in a {window} px window"
+        );
         let dir = screens_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let png = self.browser.screenshot().await.unwrap();

@@ -185,3 +185,297 @@ async fn staff_work_through_the_console_in_a_browser() {
         "still on the login form"
     );
 }
+
+/// The items the entry form offers once `procedure` is chosen (htmx swaps them in).
+async fn offered_items(console: &Console, procedure: &str) -> Vec<String> {
+    console
+        .find("#inq-procedure")
+        .await
+        .select_by_value(procedure)
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut values = Vec::new();
+        for o in console
+            .browser
+            .find_all(Locator::Css("#inq-info option"))
+            .await
+            .unwrap()
+        {
+            if let Some(v) = o.attr("value").await.unwrap().filter(|v| !v.is_empty()) {
+                values.push(v);
+            }
+        }
+        // The swapped-in list names the chosen procedure's affair; until then it is empty or
+        // the previous procedure's.
+        let selected = console
+            .find("#inq-procedure")
+            .await
+            .prop("value")
+            .await
+            .unwrap();
+        let shown = console
+            .find("#info-items")
+            .await
+            .attr("data-procedure")
+            .await
+            .unwrap();
+        if !values.is_empty()
+            && selected.as_deref() == Some(procedure)
+            && shown.as_deref() == Some(procedure)
+        {
+            return values;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no items offered for {procedure}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets a date field as a user would pick it (typing into a date input depends on the locale).
+async fn set_date(console: &Console, id: &str, date: &str) {
+    console
+        .browser
+        .execute(
+            "document.getElementById(arguments[0]).value = arguments[1];",
+            vec![id.into(), date.into()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inquiry_answered_by_hand_is_recorded_counted_and_uploads_show_progress() {
+    use crate::inquiry::{MEDICAL, NHI_BENEFIT};
+    // Tree heads signed every second, so a record's proof is soon available.
+    let (stack, _token_a, token_b) =
+        crate::inquiry::two_municipalities_with(&[("CHUKAN__AUDIT__TREE_HEAD_INTERVAL_SECS", "1")])
+            .await;
+    // B answers No. 31 only by hand.
+    let (status, body) = stack
+        .call(
+            reqwest::Method::PUT,
+            &token_b,
+            "/v1/flags",
+            Some(serde_json::json!({
+                "integrated_addressee_number": ADDRESSEE, "non_disclosure": false,
+                "self_info_prohibited": false, "auto_response_prohibited": [{"info_code": MEDICAL}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    user(&stack, ORG_A, "staffa", "business_staff");
+    user(&stack, ORG_B, "staffb", "business_staff");
+    let console = Console::start(&stack).await;
+
+    // 情報照会: the procedure decides which items may be asked (別表第二).
+    console.login(ORG_A, "staffa", PASSWORD).await;
+    console.wait_text("h1", "ホーム").await;
+    console.go("/inquiries/new").await;
+    let child = offered_items(&console, "JT00000000000101").await;
+    assert!(
+        !child.contains(&MEDICAL.to_string()),
+        "児童手当 may not ask No. 31: {child:?}"
+    );
+    let nhi = offered_items(&console, NHI_BENEFIT).await;
+    assert!(nhi.contains(&MEDICAL.to_string()), "{nhi:?}");
+    console
+        .find("#inq-info")
+        .await
+        .select_by_value(MEDICAL)
+        .await
+        .unwrap();
+    console.fill("#inq-addressee", ADDRESSEE).await;
+    console.fill("#inq-provider", ORG_B).await;
+    set_date(&console, "inq-asof", "2017-02-28").await;
+    console.screenshot("07-inquiry-entry").await;
+    console
+        .click("form[action='/inquiries'] button[type=submit]")
+        .await;
+    console.wait_text("#inq-status", "回答待ち").await;
+    let inquiry_url = console.browser.current_url().await.unwrap();
+    assert!(!inquiry_url.as_str().contains(ADDRESSEE), "{inquiry_url}");
+    console.go("/").await;
+    console.click("header form button").await;
+    console.wait_for("#password").await;
+
+    // 情報提供: B's staff answer it from the manual-answer queue.
+    console.login(ORG_B, "staffb", PASSWORD).await;
+    console.wait_text("h1", "ホーム").await;
+    console.go("/provisions").await;
+    let answer = console.wait_for("a[href$='#answer']").await;
+    console.screenshot("08-provisions-waiting").await;
+    answer.click().await.unwrap();
+    console
+        .wait_for("#ans-provide")
+        .await
+        .click()
+        .await
+        .unwrap();
+    console.click("form[action$='/answer'] button").await;
+    console.wait_text("main", "提供した").await;
+    console.go("/").await;
+    console.click("header form button").await;
+    console.wait_for("#password").await;
+
+    // A sees the answer on the inquiry's page.
+    console.login(ORG_A, "staffa", PASSWORD).await;
+    console.wait_text("h1", "ホーム").await;
+    console.browser.goto(inquiry_url.as_str()).await.unwrap();
+    console.wait_text("#inq-status", "提供あり").await;
+    console.screenshot("09-inquiry-result").await;
+
+    // 情報提供等記録: A's record of the exchange, made non-disclosable, its proof verified.
+    // The log is appended from the bus: search again until the exchange is there.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let found = loop {
+        console.go("/records").await;
+        console.click("form[action='/records/search'] button").await;
+        console.wait_text("main", "検索結果").await;
+        if let Ok(link) = console
+            .browser
+            .find(Locator::Css("a[href^='/records/']"))
+            .await
+        {
+            break link;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no record: {}",
+            console.main_text().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    console.screenshot("10-records").await;
+    found.click().await.unwrap();
+    console
+        .wait_for("#disc-closed")
+        .await
+        .click()
+        .await
+        .unwrap();
+    console.click("form[action$='/disclosure'] button").await;
+    console.wait_text("main", "開示設定を変更しました").await;
+    console.screenshot("11-record-disclosure").await;
+    let record = console.browser.current_url().await.unwrap();
+    // Until the next tree head is signed the page says so; staff would reload.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        console.go(&format!("{}/proof", record.path())).await;
+        if console.main_text().await.contains("検証成功") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "proof not verified: {}",
+            console.main_text().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    console.screenshot("12-record-proof").await;
+
+    // 統計: the day's exchanges, and their CSV as the browser would download it.
+    // Counted from the bus: reload until the answer is counted.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        console.go("/statistics").await;
+        let cells = console
+            .browser
+            .find_all(Locator::Css("td .mono"))
+            .await
+            .unwrap();
+        let mut counted = false;
+        for c in cells {
+            counted |= c.text().await.unwrap() == "result.received";
+        }
+        if counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "result.received never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(
+        console
+            .browser
+            .find(Locator::Css("svg.chart"))
+            .await
+            .is_ok(),
+        "a chart"
+    );
+    console.screenshot("13-statistics").await;
+    let cookie = console.session_cookie().await;
+    let csv = reqwest::Client::new()
+        .get(format!("{}/statistics/exchanges.csv", console.url))
+        .header(
+            "cookie",
+            format!("__Host-chukan-session={}", cookie.value()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    let kind = csv.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    assert!(csv.text().await.unwrap().contains("result.received"));
+
+    // 副本: an upload followed to its end as htmx polls it.
+    run_json(
+        &stack.env,
+        &[
+            "admin",
+            "update-tenant",
+            "--org",
+            ORG_A,
+            "--immediate",
+            "true",
+        ],
+    );
+    crate::replica::provision_processes(&stack, ORG_A, true).await;
+    let list = crate::replica::Scratch(crate::replica::scratch_file("console-list.xml"));
+    crate::replica::write_list(&list.0, 50);
+    console.go("/replicas").await;
+    console
+        .find("#up-file")
+        .await
+        .send_keys(list.0.to_str().unwrap())
+        .await
+        .unwrap();
+    console
+        .click("form[action='/replicas/uploads'] button")
+        .await;
+    // The state cell names the upload's state (its class too); htmx swaps it as it moves.
+    console.wait_for("#upload-status .status-done").await;
+    let progress = console.find("#upload-progress").await;
+    assert_eq!(
+        progress.attr("value").await.unwrap().as_deref(),
+        Some("100")
+    );
+    console.screenshot("14-replica-upload").await;
+
+    // お知らせ: composed with reply choices, then shown with its state.
+    console.go("/notices/new").await;
+    console.fill("#n-addressee", ADDRESSEE).await;
+    console.fill("#n-title", "健診のご案内").await;
+    console.fill("#n-body", "受診日を選んでください。").await;
+    console.fill("#n-choices", "はい\nいいえ").await;
+    console.screenshot("15-notice-compose").await;
+    console
+        .click("form[action='/notices'] button[type=submit]")
+        .await;
+    console.wait_text("main", "健診のご案内").await;
+    let notice = console.browser.current_url().await.unwrap();
+    assert!(notice.path().starts_with("/notices/"), "{notice}");
+    console.screenshot("16-notice").await;
+}

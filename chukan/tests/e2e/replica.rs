@@ -27,7 +27,7 @@ async fn stack() -> Stack {
     Stack::start_with(&[("CHUKAN__PROVISION__SCHEDULER_POLL_SECS", "86400")]).await
 }
 
-fn scratch_file(name: &str) -> PathBuf {
+pub(crate) fn scratch_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "chukan-e2e-{}-{name}",
         uuid::Uuid::new_v4().simple()
@@ -35,7 +35,7 @@ fn scratch_file(name: &str) -> PathBuf {
 }
 
 /// Removes the file when the test ends, whatever happens.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ impl Drop for Scratch {
 }
 
 /// A registration list of `n` new, valid No. 31 records.
-fn write_list(path: &Path, n: usize) {
+pub(crate) fn write_list(path: &Path, n: usize) {
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut list = ListWriter::new(file).unwrap();
     let acquired = NaiveDate::from_ymd_opt(2019, 8, 1).unwrap();
@@ -116,24 +116,7 @@ async fn tenant(stack: &Stack, immediate: bool) -> (String, String) {
             if immediate { "true" } else { "false" },
         ],
     );
-    let db = owner_session(stack, ORG).await;
-    chukan_testkit::wait_until(
-        Duration::from_secs(60),
-        "provision knows the tenant",
-        || {
-            let db = &db;
-            async move {
-                db.query_opt(
-                    "SELECT immediate FROM provision.orgs WHERE org_code = $1",
-                    &[&ORG],
-                )
-                .await
-                .is_ok_and(|r| r.is_some_and(|r| r.get::<_, bool>(0) == immediate))
-            }
-        },
-    )
-    .await
-    .unwrap();
+    provision_processes(stack, ORG, immediate).await;
     let client = run_json(
         &stack.env,
         &["admin", "create-client", "--tenant", ORG, "--name", "e2e"],
@@ -142,6 +125,29 @@ async fn tenant(stack: &Stack, immediate: bool) -> (String, String) {
         client["client_id"].as_str().unwrap().to_string(),
         client["client_secret"].as_str().unwrap().to_string(),
     )
+}
+
+/// Waits until provision processes `org`'s uploads as the tenant says (immediately or by
+/// the nightly batch).
+pub(crate) async fn provision_processes(stack: &Stack, org: &str, immediate: bool) {
+    let db = owner_session(stack, org).await;
+    chukan_testkit::wait_until(
+        Duration::from_secs(60),
+        "provision knows the tenant",
+        || {
+            let db = &db;
+            async move {
+                db.query_opt(
+                    "SELECT immediate FROM provision.orgs WHERE org_code = $1",
+                    &[&org],
+                )
+                .await
+                .is_ok_and(|r| r.is_some_and(|r| r.get::<_, bool>(0) == immediate))
+            }
+        },
+    )
+    .await
+    .unwrap();
 }
 
 async fn token(stack: &Stack, client_id: &str, secret: &str) -> String {
