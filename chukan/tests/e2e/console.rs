@@ -478,4 +478,31 @@ async fn an_inquiry_answered_by_hand_is_recorded_counted_and_uploads_show_progre
     let notice = console.browser.current_url().await.unwrap();
     assert!(notice.path().starts_with("/notices/"), "{notice}");
     console.screenshot("16-notice").await;
+
+    // 一括照会: a file with a bad line; the page lists that line's error and sends the rest.
+    let bulk = crate::replica::Scratch(crate::replica::scratch_file("console-bulk.txt"));
+    let lines = [
+        crate::inquiry::bulk_line(ADDRESSEE, (crate::inquiry::NHI_AFFAIR, NHI_BENEFIT), ORG_A),
+        crate::inquiry::bulk_line(
+            "00000000000A777",
+            (crate::inquiry::NHI_AFFAIR, NHI_BENEFIT),
+            ORG_A,
+        ),
+    ];
+    std::fs::write(&bulk.0, lines.join("\r\n") + "\r\n").unwrap();
+    console.go("/inquiries/batches").await;
+    console
+        .find("#batch-file")
+        .await
+        .send_keys(bulk.0.to_str().unwrap())
+        .await
+        .unwrap();
+    console
+        .click("form[enctype='multipart/form-data'] button[type=submit]")
+        .await;
+    let errors = console.wait_for("#line-errors").await;
+    assert!(errors.text().await.unwrap().contains("不備"));
+    let progress = console.find("#batch-progress").await.text().await.unwrap();
+    assert!(progress.contains('2'), "two lines read: {progress}");
+    console.screenshot("17-inquiry-batch").await;
 }

@@ -466,7 +466,7 @@ async fn inquiries_the_law_or_the_platform_does_not_allow_are_refused_with_the_p
 }
 
 /// One line of the bulk inquiry file (DOMAIN §6: 18 fixed-width fields, 220 characters).
-fn bulk_line(addressee: &str, procedure: (&str, &str), inquirer: &str) -> String {
+pub(crate) fn bulk_line(addressee: &str, procedure: (&str, &str), inquirer: &str) -> String {
     let fields: [(&str, usize); 18] = [
         ("01", 2),
         ("", 15),

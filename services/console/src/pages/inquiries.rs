@@ -15,7 +15,7 @@ use super::shared::form_problem;
 use crate::{
     Console,
     api::{ApiError, Problem},
-    form::{self, Posted},
+    form::Posted,
     pages::Failure,
     session::Staff,
     view::{self, Errors, Layout, Screen},
@@ -738,70 +738,6 @@ async fn batch_form(staff: Staff) -> Result<HttpResponse, Failure> {
     upload_page(&staff, Errors::default())
 }
 
-/// One part of a multipart/form-data body.
-struct Part<'a> {
-    name: String,
-    filename: Option<String>,
-    data: &'a [u8],
-}
-
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// `name="value"` of a Content-Disposition header.
-fn disposition_param(line: &str, key: &str) -> Option<String> {
-    line.split(';').map(str::trim).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(key)
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-fn boundary_of(content_type: &str) -> Option<String> {
-    let (essence, params) = content_type.split_once(';')?;
-    if !essence.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        k.eq_ignore_ascii_case("boundary")
-            .then(|| v.trim_matches('"').to_string())
-            .filter(|b| !b.is_empty())
-    })
-}
-
-/// The parts of a multipart/form-data body (RFC 7578), or None if it is not one.
-fn multipart_parts<'a>(content_type: &str, body: &'a [u8]) -> Option<Vec<Part<'a>>> {
-    let delimiter = format!("--{}", boundary_of(content_type)?).into_bytes();
-    let mut next = find(body, &delimiter, 0)? + delimiter.len();
-    let mut parts = Vec::new();
-    loop {
-        if body.get(next..next + 2)? == b"--" {
-            return Some(parts);
-        }
-        let head_start = next + 2; // the CRLF after the delimiter
-        let head_end = find(body, b"\r\n\r\n", head_start)?;
-        let head = String::from_utf8_lossy(body.get(head_start..head_end)?);
-        let data_start = head_end + 4;
-        let closing = [b"\r\n".as_slice(), &delimiter].concat();
-        let data_end = find(body, &closing, data_start)?;
-        let disposition = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
-        parts.push(Part {
-            name: disposition_param(disposition, "name")?,
-            filename: disposition_param(disposition, "filename"),
-            data: body.get(data_start..data_end)?,
-        });
-        next = data_end + closing.len();
-    }
-}
-
 #[derive(Deserialize)]
 struct BatchAccepted {
     batch_id: String,
@@ -821,32 +757,11 @@ async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
     view::require(&staff, Screen::Inquiries)?;
-    let body = match chukan_core::edge::read_capped(&req, payload, UPLOAD_LIMIT).await {
-        Ok(b) => b,
-        Err(chukan_core::edge::BodyRefusal::TooLarge) => {
-            return upload_page(&staff, Errors::from_problem(too_large(), &[]));
-        }
-        Err(chukan_core::edge::BodyRefusal::BrokeOff) => return Err(Failure::BadForm),
-    };
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let parts = multipart_parts(content_type, &body).ok_or(Failure::BadForm)?;
-    let fields: Vec<(String, String)> = parts
-        .iter()
-        .filter(|p| p.filename.is_none())
-        .map(|p| (p.name.clone(), String::from_utf8_lossy(p.data).into_owned()))
-        .collect();
-    match form::sent_csrf(&req, &fields) {
-        Some(given) if staff.csrf_matches(given) => {}
-        _ => return Err(Failure::Csrf),
+    let parts = super::shared::read_multipart(&req, &staff, payload, UPLOAD_LIMIT).await?;
+    if parts.too_large {
+        return upload_page(&staff, Errors::from_problem(too_large(), &[]));
     }
-    let Some(file) = parts
-        .iter()
-        .find(|p| p.name == "file" && p.filename.is_some())
-    else {
+    let Some(file) = parts.file("file") else {
         let p = own_problem(
             "一括照会ファイルが選ばれていません。",
             "ファイルを選んでから登録してください。",
@@ -860,7 +775,7 @@ async fn upload(
             reqwest::Method::POST,
             "/v1/inquiry-batches",
             "application/octet-stream",
-            bytes::Bytes::copy_from_slice(file.data),
+            file.body.clone(),
         )
         .await
     {
@@ -1017,33 +932,6 @@ async fn results(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn a_multipart_body_gives_its_fields_and_the_file_bytes_unchanged() {
-        let file = [b'0', b'1', 0x82, 0xa0, b'\r', b'\n', b'x'];
-        let mut body = Vec::new();
-        body.extend_from_slice(
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nsecret\r\n",
-        );
-        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n");
-        body.extend_from_slice(&file);
-        body.extend_from_slice(b"\r\n--XyZ--\r\n");
-        let parts = multipart_parts("multipart/form-data; boundary=XyZ", &body).unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(
-            (parts[0].name.as_str(), parts[0].data),
-            ("csrf", &b"secret"[..])
-        );
-        assert_eq!(parts[0].filename, None);
-        assert_eq!(parts[1].filename.as_deref(), Some("a.txt"));
-        assert_eq!(parts[1].data, &file[..]);
-    }
-
-    #[test]
-    fn what_is_no_multipart_body_gives_nothing() {
-        assert!(multipart_parts("application/x-www-form-urlencoded", b"a=b").is_none());
-        assert!(multipart_parts("multipart/form-data; boundary=Q", b"--Q\r\nbroken").is_none());
-    }
 
     #[test]
     fn a_confirmation_goes_back_only_to_the_consoles_own_pages() {
