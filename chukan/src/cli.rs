@@ -428,11 +428,18 @@ fn keys(settings: &Settings, command: &KeysCommand) -> anyhow::Result<()> {
                 &settings.nws_sim.signing_kid,
                 settings.nws_sim.signing_key.expose_secret(),
             )?;
+            // The tree-head key goes to console.tree_head_keys ("kid=base64"), so the console
+            // checks proofs without holding the signing seed.
+            let audit = chukan_crypto::Signer::from_seed_base64(
+                &settings.audit.signing_kid,
+                settings.audit.signing_key.expose_secret(),
+            )?;
             println!(
                 "{}",
                 serde_json::json!({
                     "relay": { "kid": relay.kid(), "public_key": relay.public_key_base64() },
                     "nws_sim": { "kid": nws.kid(), "public_key": nws.public_key_base64() },
+                    "audit": { "kid": audit.kid(), "public_key": audit.public_key_base64() },
                 })
             );
         }

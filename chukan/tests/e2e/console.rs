@@ -196,35 +196,8 @@ async fn offered_items(console: &Console, procedure: &str) -> Vec<String> {
         .unwrap();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let mut values = Vec::new();
-        for o in console
-            .browser
-            .find_all(Locator::Css("#inq-info option"))
-            .await
-            .unwrap()
-        {
-            if let Some(v) = o.attr("value").await.unwrap().filter(|v| !v.is_empty()) {
-                values.push(v);
-            }
-        }
-        // The swapped-in list names the chosen procedure's affair; until then it is empty or
-        // the previous procedure's.
-        let selected = console
-            .find("#inq-procedure")
-            .await
-            .prop("value")
-            .await
-            .unwrap();
-        let shown = console
-            .find("#info-items")
-            .await
-            .attr("data-procedure")
-            .await
-            .unwrap();
-        if !values.is_empty()
-            && selected.as_deref() == Some(procedure)
-            && shown.as_deref() == Some(procedure)
-        {
+        // Elements read while htmx swaps the list go stale: read again.
+        if let Ok(Some(values)) = items_for(console, procedure).await {
             return values;
         }
         assert!(
@@ -233,6 +206,24 @@ async fn offered_items(console: &Console, procedure: &str) -> Vec<String> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The offered items, once the swapped-in list is the one for `procedure`.
+async fn items_for(
+    console: &Console,
+    procedure: &str,
+) -> Result<Option<Vec<String>>, fantoccini::error::CmdError> {
+    let list = console.browser.find(Locator::Css("#info-items")).await?;
+    if list.attr("data-procedure").await?.as_deref() != Some(procedure) {
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    for o in list.find_all(Locator::Css("#inq-info option")).await? {
+        if let Some(v) = o.attr("value").await?.filter(|v| !v.is_empty()) {
+            values.push(v);
+        }
+    }
+    Ok((!values.is_empty()).then_some(values))
 }
 
 /// Sets a date field as a user would pick it (typing into a date input depends on the locale).
