@@ -10,9 +10,10 @@
 #   dev_prometheus_stop      stop it (only the process of .dev/prometheus.pid)
 #
 # Environment: DEV_PROMETHEUS_PORT (default 19490, clear of scripts/fuzz-api's ports),
-# DEV_OPS_PORT (chukan's ops port, default 9090). The server binary comes from
-# ensure_prom_tools (scripts/lib/tools.sh): Debian's package unpacked under tools/, nothing
-# installed system-wide.
+# DEV_OPS_PORT (chukan's ops port, default 9090), DEV_CONSOLE_OPS_PORT (the console's ops
+# port, scraped too when set). The server binary comes from ensure_prom_tools
+# (scripts/lib/tools.sh): Debian's package unpacked under tools/, nothing installed
+# system-wide.
 
 # shellcheck source=scripts/lib/tools.sh
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
@@ -58,7 +59,12 @@ dev_prometheus_start() {
     echo "scrape_configs:"
     echo "  - job_name: chukan"
     echo "    static_configs:"
-    echo "      - targets: ['127.0.0.1:$ops']"
+    if [ -n "${DEV_CONSOLE_OPS_PORT:-}" ]; then
+      # The staff console's ops port: the same chukan_http_* series, service="console".
+      echo "      - targets: ['127.0.0.1:$ops', '127.0.0.1:$DEV_CONSOLE_OPS_PORT']"
+    else
+      echo "      - targets: ['127.0.0.1:$ops']"
+    fi
   } >"$dev/prometheus.yml"
   "$PROMTOOL" check config "$dev/prometheus.yml" >/dev/null || {
     echo "dev_prometheus_start: promtool rejects $dev/prometheus.yml" >&2
