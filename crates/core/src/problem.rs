@@ -399,14 +399,19 @@ pub fn path_config() -> web::PathConfig {
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|_err: QueryPayloadError, _req| {
-        Problem::new(
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        let problem = Problem::new(
             400,
             "invalid-query",
             "Invalid query parameter",
             "クエリパラメータの形式が不正です。",
             "API仕様（/openapi.json）で形式を確認して再度送信してください。",
-        )
+        );
+        // Name the parameter when serde does (never its value), for a form to mark it.
+        match field_hint(&err.to_string()) {
+            Some(f) => problem.for_field(f),
+            None => problem,
+        }
         .into()
     })
 }

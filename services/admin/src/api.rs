@@ -264,14 +264,16 @@ impl AdminError {
                 "Missing field",
                 format!("項目「{field}」が指定されていません。"),
                 "必要な項目を指定して再度送信してください。",
-            ),
+            )
+            .for_field(*field),
             Self::InvalidField { field, detail_ja } => Problem::new(
                 400,
                 "invalid-field",
                 "Invalid field",
                 *detail_ja,
                 format!("項目「{field}」の値を確認して再度送信してください。"),
-            ),
+            )
+            .for_field(*field),
             Self::WeakPassword(why) => Problem::new(
                 400,
                 "weak-password",

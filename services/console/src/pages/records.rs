@@ -15,7 +15,7 @@ use crate::{
     Console,
     api::{ApiError, Problem},
     form::Posted,
-    pages::{Failure, users::beside},
+    pages::{Failure, shared::beside},
     session::Staff,
     view::{self, Errors, Layout, Screen},
 };

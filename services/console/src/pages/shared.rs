@@ -10,6 +10,7 @@ use crate::{
     form::sent_csrf,
     pages::Failure,
     session::Staff,
+    view::Errors,
 };
 
 /// Largest text field of a multipart form (a notice body is at most 4,000 characters).
@@ -153,6 +154,18 @@ async fn read_text(field: &mut actix_multipart::Field) -> Result<String, Failure
 /// failure of the page.
 pub fn form_problem(e: ApiError) -> Result<Problem, Failure> {
     shown_problem(e, &[400, 409, 413, 415, 422])
+}
+
+/// Places a problem beside its field: the one the API names in `field`, else the one its
+/// code always concerns (`weak-password` → the password).
+pub fn beside(mut problem: Problem, fields: &[&str], by_code: &[(&str, &str)]) -> Errors {
+    if problem.field.is_none() {
+        problem.field = by_code
+            .iter()
+            .find(|(code, _)| *code == problem.code)
+            .map(|(_, f)| (*f).to_string());
+    }
+    Errors::from_problem(problem, fields)
 }
 
 /// A problem of one of `statuses` the page shows; anything else is a failure of the page.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Console,
     api::{ApiError, Problem},
-    pages::{Failure, records::event_label, users::beside},
+    pages::{Failure, records::event_label, shared::beside},
     session::Staff,
     view::{self, Errors, Layout, Screen},
 };

@@ -7,7 +7,7 @@ use askama::Template;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::shared::form_problem;
+use super::shared::{beside, form_problem};
 use crate::{
     Console,
     api::Problem,
@@ -68,30 +68,6 @@ fn validity_state(from: &str, to: Option<&str>) -> &'static str {
     } else {
         "有効"
     }
-}
-
-/// Places a problem beside its field. The API often names the member in its words
-/// (`項目「name」の値を…`, `addressee の値を…`) rather than in `field`, and some codes always
-/// concern one field.
-pub(super) fn beside(mut problem: Problem, fields: &[&str], by_code: &[(&str, &str)]) -> Errors {
-    if problem.field.is_none() {
-        problem.field = by_code
-            .iter()
-            .find(|(code, _)| *code == problem.code)
-            .map(|(_, f)| (*f).to_string())
-            .or_else(|| named_field(&problem, fields));
-    }
-    Errors::from_problem(problem, fields)
-}
-
-fn named_field(problem: &Problem, fields: &[&str]) -> Option<String> {
-    let names = |text: &str, f: &str| {
-        text.contains(&format!("「{f}」")) || text.starts_with(&format!("{f} "))
-    };
-    fields
-        .iter()
-        .find(|f| names(&problem.detail, f) || names(&problem.action, f))
-        .map(|f| (*f).to_string())
 }
 
 /// A path segment, percent-encoded (department codes may hold any non-blank character).
@@ -762,11 +738,11 @@ mod tests {
     }
 
     #[test]
-    fn the_admin_apis_field_names_place_its_problems() {
+    fn problems_go_beside_the_field_the_api_or_their_code_names() {
         let p = Problem {
             status: 400,
             code: "invalid-field".into(),
-            action: "項目「name」の値を確認して再度送信してください。".into(),
+            field: Some("name".into()),
             ..Problem::default()
         };
         assert!(
