@@ -75,9 +75,13 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    /// Whether the API answers at all (the console's readiness).
+    /// Whether the API answers at all (the console's readiness). A 429 from the status
+    /// route's own rate limit is an answer too: busy staff must not make the console unready.
     pub async fn is_up(&self) -> bool {
-        matches!(self.http.get(self.url("/v1/status")).send().await, Ok(r) if r.status().is_success())
+        matches!(
+            self.http.get(self.url("/v1/status")).send().await,
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 429
+        )
     }
 
     /// Password grant; `source` is the browser's address, which the API's lockout counts.

@@ -32,6 +32,8 @@ pub struct Console {
     /// Public keys signed tree heads are checked against: the console verifies a record's
     /// inclusion proof itself instead of trusting the API's word.
     pub tree_head_keys: chukan_crypto::Verifiers,
+    /// The operating status, fetched at most every few seconds for everybody.
+    pub(crate) status: pages::home::StatusCache,
 }
 
 impl Console {
@@ -51,6 +53,7 @@ impl Console {
             sessions: session::Sealer::from_base64(c.cookie_key.expose_secret(), idle)
                 .context("setting console.cookie_key")?,
             address_header,
+            status: Default::default(),
             tree_head_keys: tree_head_keys(settings)?,
         })
     }

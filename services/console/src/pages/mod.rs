@@ -2,7 +2,7 @@
 
 mod codes;
 mod flags;
-mod home;
+pub(crate) mod home;
 mod inquiries;
 mod login;
 mod notices;
