@@ -57,6 +57,17 @@ fn no_tree_head() -> Problem {
     )
 }
 
+/// The record came after the newest signed tree head: no head proves it yet.
+fn not_yet_signed() -> Problem {
+    Problem::new(
+        409,
+        "record-not-yet-signed",
+        "Record not yet in a signed tree head",
+        "この記録はまだ署名済みツリーヘッドに含まれていません。",
+        "次の署名（既定で10秒ごと）の後に再度取得してください。",
+    )
+}
+
 fn size_out_of_range() -> Problem {
     Problem::new(
         422,
@@ -443,7 +454,7 @@ async fn assemble(
     responses(
         (status = 200, description = "包含証明", body = InclusionProof),
         (status = 404, description = "記録がありません (not-found)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "署名済みツリーヘッドがまだありません (no-tree-head)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "署名済みツリーヘッドがまだないか (no-tree-head)、記録がまだ署名済みツリーヘッドに含まれていません (record-not-yet-signed)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "ツリーサイズが範囲外です (tree-size-out-of-range)", body = Problem, content_type = "application/problem+json"),
         ProtectedRouteProblems,
     ),
@@ -486,6 +497,9 @@ async fn record_proof(
         }
         _ => {
             let head = head.ok_or_else(no_tree_head)?;
+            if seq >= head.size {
+                return Err(not_yet_signed());
+            }
             (head.size, Some(head))
         }
     };

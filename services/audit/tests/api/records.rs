@@ -213,6 +213,12 @@ async fn signed_tree_heads_inclusion_and_consistency_proofs_verify_independently
         .map(|i| record(ORG_A, &format!("30000000000000{i}"), PEER_2, PROC_2))
         .collect();
     app.append_all(&more, 9).await;
+    // Appended after the newest head: no head proves them yet, and the answer says so.
+    let (status, early) = app
+        .get(ORG_A, &format!("/v1/records/{}/proof", more[0].record_id))
+        .await;
+    assert_eq!(status, 409, "{early}");
+    assert_eq!(early["code"], "record-not-yet-signed");
     app.sign().await;
     let (_, head9) = app.get(ORG_A, "/v1/records/tree-head").await;
     assert_eq!(head9["tree_size"], 9);
