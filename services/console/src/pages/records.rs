@@ -681,6 +681,15 @@ struct ProofPage {
     v: Verification,
 }
 
+/// The proof page while the record waits for the next signed tree head.
+#[derive(Template)]
+#[template(path = "records_proof_pending.html")]
+struct ProofPending {
+    layout: Layout,
+    record_id: String,
+    p: Problem,
+}
+
 async fn proof(
     console: web::Data<Console>,
     staff: Staff,
@@ -693,7 +702,19 @@ async fn proof(
         console.api.get::<InclusionProof>(&staff, &proof_path),
         console.api.get::<TreeHead>(&staff, "/v1/records/tree-head"),
     );
-    let proof = proof?;
+    let proof = match proof {
+        Ok(p) => p,
+        // Not under a signed tree head yet: say so, and look again until it is.
+        Err(ApiError::Problem(p)) if p.status == 409 => {
+            let page = ProofPending {
+                layout: Layout::new(&staff, Screen::Records, "包含証明の検証"),
+                record_id: record_id.to_string(),
+                p: *p,
+            };
+            return view::page(&staff, &page);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let seq = i64::try_from(proof.leaf_index).map_err(|_| Failure::NotFound)?;
     // The record's own leaf hash, from the search, is what the proof must be about.
     let record_leaf_hash = match record_at(&console, &staff, &record_id, seq).await {
