@@ -243,6 +243,27 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
+/// The address a request comes from: the last value of `header` (what a trusted ingress in
+/// front added), else the TCP peer; at most 64 characters. The login lockout counts per
+/// address, and the console forwards the browser's in the same header.
+pub fn client_address(req: &HttpRequest, header: Option<&header::HeaderName>) -> String {
+    let from_header = header.and_then(|h| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    });
+    let address = match from_header {
+        Some(a) => a.to_owned(),
+        None => req
+            .peer_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+    };
+    address.chars().take(64).collect()
+}
+
 /// `Content-Disposition` for a stored file served back: always `attachment` (a browser saves
 /// it, never renders it from the API's origin), with an ASCII fallback name and the exact
 /// name as RFC 5987 `filename*` (UTF-8, percent-encoded).

@@ -70,21 +70,7 @@ impl LoginPolicy {
     /// The client address a login comes from: the configured header's last value (what the
     /// ingress in front added), else the TCP peer.
     pub fn source(&self, req: &HttpRequest) -> String {
-        let from_header = self.address_header.as_ref().and_then(|h| {
-            req.headers()
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        });
-        let address = match from_header {
-            Some(a) => a.to_owned(),
-            None => req
-                .peer_addr()
-                .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
-        };
-        address.chars().take(64).collect()
+        chukan_core::edge::client_address(req, self.address_header.as_ref())
     }
 
     /// How long a source must wait after its `failures`-th failure in a row (None: not yet).

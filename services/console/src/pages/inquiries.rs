@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::shared::form_problem;
+use super::shared::{form_problem, with_query};
 use crate::{
     Console,
     api::{ApiError, Problem},
@@ -246,13 +246,6 @@ struct ListPage {
     outcome: Option<Outcome>,
     nothing_chosen: bool,
     errors: Errors,
-}
-
-fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
-    match serde_urlencoded::to_string(pairs) {
-        Ok(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.to_string(),
-    }
 }
 
 async fn list(
@@ -919,13 +912,7 @@ async fn results(
         .api
         .download(&staff, &format!("/v1/inquiry-batches/{id}/results"))
         .await?;
-    let mut res = HttpResponse::Ok();
-    res.content_type(file.content_type)
-        .cookie(staff.renewed.clone());
-    if let Some(d) = file.disposition {
-        res.insert_header((header::CONTENT_DISPOSITION, d));
-    }
-    Ok(res.body(file.body))
+    Ok(super::shared::pass_on(&staff, file))
 }
 
 #[cfg(test)]

@@ -101,23 +101,6 @@ struct Credentials {
     password: String,
 }
 
-/// The browser's address: the last value of the configured header (what the ingress in
-/// front of the console added), else the TCP peer.
-fn browser_address(console: &Console, req: &HttpRequest) -> String {
-    let from_header = console.address_header.as_ref().and_then(|h| {
-        req.headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    });
-    from_header
-        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 async fn submit(
     req: HttpRequest,
     console: web::Data<Console>,
@@ -139,7 +122,8 @@ async fn submit(
         logged_out: false,
         problem: Some(problem),
     };
-    let source = browser_address(&console, &req);
+    // The browser's address, as the ingress in front of the console gave it.
+    let source = chukan_core::edge::client_address(&req, console.address_header.as_ref());
     match console
         .api
         .login(

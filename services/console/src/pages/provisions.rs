@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::shared::form_problem;
+use super::shared::{form_problem, with_query};
 use crate::{
     Console,
     form::Posted,
@@ -184,13 +184,6 @@ fn chosen_state(q: &ListQuery) -> String {
         None | Some("") => "waiting".into(),
         Some(s) if STATES.contains(&s) => s.into(),
         Some(_) => "all".into(),
-    }
-}
-
-fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
-    match serde_urlencoded::to_string(pairs) {
-        Ok(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.to_string(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
     view::{self, Errors, Layout, Screen},
 };
 
-use super::shared::{self, encode_component, form_problem, grouped};
+use super::shared::{self, encode_component, form_problem, grouped, optional};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/replicas", web::get().to(show))
@@ -523,12 +523,6 @@ async fn counts_page(console: &Console, staff: &Staff) -> Result<CountsPage, Fai
         del: DeletionForm::default(),
         del_errors: Errors::default(),
     })
-}
-
-/// A blank optional field is "every one", which the API spells as null.
-fn optional(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 async fn reconcile(

@@ -202,6 +202,20 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// A form field left blank is absent (the API's null), otherwise its trimmed text.
+pub fn optional(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// `path` with `pairs` as its query string (none when there are none).
+pub fn with_query<V: serde::Serialize>(path: &str, pairs: &[(&str, V)]) -> String {
+    match serde_urlencoded::to_string(pairs) {
+        Ok(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    }
+}
+
 /// `1234567` as `1,234,567` (by value or, as templates pass fields, by reference).
 pub fn grouped(n: impl std::borrow::Borrow<i64>) -> String {
     let n = *n.borrow();

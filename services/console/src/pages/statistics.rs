@@ -2,7 +2,7 @@
 //! replica statistics and the registration plan, and their CSV files passed through from the
 //! API. Only dates and codes travel in these URLs, nothing about a resident.
 
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -427,13 +427,7 @@ async fn pass_through(
     path: &str,
 ) -> Result<HttpResponse, Failure> {
     let file = console.api.download(staff, path).await?;
-    let mut res = HttpResponse::Ok();
-    res.content_type(file.content_type)
-        .cookie(staff.renewed.clone());
-    if let Some(d) = file.disposition {
-        res.insert_header((header::CONTENT_DISPOSITION, d));
-    }
-    Ok(res.body(file.body))
+    Ok(super::shared::pass_on(staff, file))
 }
 
 async fn exchanges_csv(

@@ -7,7 +7,7 @@ use askama::Template;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::shared::{beside, form_problem};
+use super::shared::{beside, encode_component, form_problem, optional};
 use crate::{
     Console,
     api::Problem,
@@ -68,24 +68,6 @@ fn validity_state(from: &str, to: Option<&str>) -> &'static str {
     } else {
         "有効"
     }
-}
-
-/// A path segment, percent-encoded (department codes may hold any non-blank character).
-fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An optional date field: empty is absent.
-fn optional(text: &str) -> Option<String> {
-    let t = text.trim();
-    (!t.is_empty()).then(|| t.to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -460,7 +442,7 @@ struct Department {
 
 impl Department {
     fn href(&self) -> String {
-        format!("/departments/{}", segment(&self.code))
+        format!("/departments/{}", encode_component(&self.code))
     }
 
     fn updated_jst(&self) -> String {
@@ -591,7 +573,7 @@ async fn put_version(
         .send::<Department>(
             staff,
             reqwest::Method::PUT,
-            &format!("/v1/departments/{}", segment(code)),
+            &format!("/v1/departments/{}", encode_component(code)),
             &form.body(),
         )
         .await;
@@ -661,7 +643,10 @@ impl DepartmentPage {
 async fn department(console: &Console, staff: &Staff, code: &str) -> Result<Department, Failure> {
     Ok(console
         .api
-        .get(staff, &format!("/v1/departments/{}", segment(code)))
+        .get(
+            staff,
+            &format!("/v1/departments/{}", encode_component(code)),
+        )
         .await?)
 }
 
@@ -710,7 +695,7 @@ async fn end_department(
         .api
         .post::<Department>(
             &staff,
-            &format!("/v1/departments/{}/valid-to", segment(&code)),
+            &format!("/v1/departments/{}/valid-to", encode_component(&code)),
             &body,
         )
         .await;
@@ -732,9 +717,9 @@ mod tests {
 
     #[test]
     fn department_codes_are_one_safe_path_segment() {
-        assert_eq!(segment("soumu-01"), "soumu-01");
-        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
-        assert_eq!(segment("総務"), "%E7%B7%8F%E5%8B%99");
+        assert_eq!(encode_component("soumu-01"), "soumu-01");
+        assert_eq!(encode_component("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(encode_component("総務"), "%E7%B7%8F%E5%8B%99");
     }
 
     #[test]
