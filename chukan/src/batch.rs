@@ -1,6 +1,7 @@
 //! `chukan batch run <job>`: runs one of provision's batch jobs (夜間バッチ) now, in this
 //! process, against the configured database and bus — for an operator catching up after an
-//! outage, or a cron-style deployment without the scheduler.
+//! outage. (The nightly schedule itself runs in the provision process holding the
+//! `provision.batch` lease, ADR 0005; no deployment runs this as a CronJob.)
 //!
 //! Safe beside running servers: each organisation's uploads are applied under its advisory
 //! lock, and every chunk commits with its resume point, so a killed run is simply run again.

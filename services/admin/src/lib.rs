@@ -144,13 +144,30 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
         ctx.settings.amqp.prefetch,
         Arc::new(status::ComponentReports::new(ctx.db.clone())),
     );
-    let watcher = status::watch(
-        ctx.db.clone(),
-        ctx.calendar.clone(),
-        ctx.clock.clone(),
-        outbox.clone(),
-        std::time::Duration::from_secs(15),
-    );
+    // Once per cell (ADR 0005): replicas a moment apart around an hour's turn would each
+    // publish their own view of it, a flap; the lease holder alone watches.
+    let watcher = {
+        let (db, calendar, clock, outbox) = (
+            ctx.db.clone(),
+            ctx.calendar.clone(),
+            ctx.clock.clone(),
+            outbox.clone(),
+        );
+        chukan_runtime::lease::once_per_cell(
+            ctx,
+            "admin.status",
+            chukan_runtime::StopStage::Intake,
+            move || {
+                status::watch(
+                    db.clone(),
+                    calendar.clone(),
+                    clock.clone(),
+                    outbox.clone(),
+                    std::time::Duration::from_secs(15),
+                )
+            },
+        )
+    };
     Ok(chukan_runtime::Parts {
         name: "admin",
         routes: Some(routes),

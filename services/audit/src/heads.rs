@@ -130,10 +130,20 @@ pub fn start(state: AuditState) -> chukan_runtime::Worker {
             }
         }
     });
-    chukan_runtime::periodic_worker(
+    let mut worker = chukan_runtime::periodic_worker(
         "audit.tree-heads",
         chukan_runtime::StopStage::Intake,
         task,
         stop_tx,
-    )
+    );
+    // A process that stopped signing (its lease lost, ADR 0005) no longer exports the tree
+    // head age: the appends it still counts would make the age of a signer elsewhere grow.
+    let stop = worker.stop;
+    worker.stop = Box::new(move || {
+        Box::pin(async move {
+            stop().await;
+            metrics::signer_stopped();
+        })
+    });
+    worker
 }

@@ -28,7 +28,7 @@ use chukan_config::AuditSettings;
 use chukan_core::Clock;
 use chukan_crypto::{Signer, Vault};
 use chukan_mq::QueueSpec;
-use chukan_runtime::{Context, Parts};
+use chukan_runtime::{Context, Parts, StopStage};
 use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use utoipa::OpenApi as _;
@@ -143,7 +143,16 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         consumer.into_worker(&queue.name),
         batcher,
         selfinfo.into_worker(&selfinfo_queue.name),
-        heads::start(state.clone()),
+        // Once per cell (ADR 0005): one replica signs the tree heads.
+        {
+            let state = state.clone();
+            chukan_runtime::lease::once_per_cell(
+                ctx,
+                "audit.tree-heads",
+                StopStage::Intake,
+                move || heads::start(state.clone()),
+            )
+        },
         // Audit publishes nothing (no relay), but its inbox grows with every record.
         chukan_mq::outbox::sample_worker(
             "audit.backlog",
@@ -152,7 +161,16 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             ctx.settings.amqp.backlog_sample,
         ),
     ];
-    workers.extend(retention::start(state.clone()));
+    // Once per cell too, in the process (ADR 0005: no CronJob): one replica purges.
+    if let Some(every) = state.settings.purge_interval {
+        let state = state.clone();
+        workers.push(chukan_runtime::lease::once_per_cell(
+            ctx,
+            "audit.retention",
+            StopStage::Intake,
+            move || retention::start(state.clone(), every),
+        ));
+    }
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "audit",

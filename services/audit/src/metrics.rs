@@ -190,6 +190,12 @@ pub fn signer_started(clock: Arc<dyn Clock>) {
     *c.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(clock);
 }
 
+/// No signer runs in this process any more (it stopped, or lost its lease): nothing is
+/// exported until one starts again.
+pub fn signer_stopped() {
+    *COVERAGE.clock.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 /// What the database says: the newest signed head of all tenants, and whether some log has
 /// records after its tenant's newest head.
 /// `mark` is [`signing_round_began`]'s, taken before reading: an append racing the read

@@ -146,9 +146,10 @@ pub async fn purge_all(
     Ok(out)
 }
 
-/// The daily purge as a worker (`audit.purge_interval_secs`; 0 = CLI only).
-pub fn start(state: AuditState) -> Option<chukan_runtime::Worker> {
-    let every = state.settings.purge_interval?;
+/// The purge every `every` (`audit.purge_interval_secs`; 0 = CLI only, and no worker) as a
+/// worker; its first round runs at once, so a process that starts (or takes the lease over)
+/// catches up on a purge a restart cut short. A round that finds nothing due changes nothing.
+pub fn start(state: AuditState, every: std::time::Duration) -> chukan_runtime::Worker {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -164,10 +165,10 @@ pub fn start(state: AuditState) -> Option<chukan_runtime::Worker> {
             }
         }
     });
-    Some(chukan_runtime::periodic_worker(
+    chukan_runtime::periodic_worker(
         "audit.retention",
         chukan_runtime::StopStage::Intake,
         task,
         stop_tx,
-    ))
+    )
 }

@@ -29,7 +29,7 @@ use chukan_crypto::{Vault, Verifiers};
 use chukan_layout::Catalogue;
 use chukan_mq::{QueueSpec, outbox::OutboxHandle};
 use chukan_replica_list::Limits;
-use chukan_runtime::{Context, Parts};
+use chukan_runtime::{Context, Parts, StopStage};
 use tokio::sync::mpsc;
 use utoipa::OpenApi as _;
 
@@ -239,12 +239,26 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.settings.amqp.prefetch,
         exchange::selfinfo_rpc::handler(state.clone()),
     );
-    let expiry = exchange::expiry::start(state.clone(), ctx.settings.provision.scheduler_poll);
-    let scheduler = replica::scheduler::start(
-        state.clone(),
-        immediate_rx,
-        ctx.settings.provision.scheduler_poll,
-    );
+    // Once per cell (ADR 0005): with several provision replicas, the one holding each
+    // lease runs the nightly batch and the expiry sweep.
+    let poll = ctx.settings.provision.scheduler_poll;
+    let expiry = {
+        let state = state.clone();
+        chukan_runtime::lease::once_per_cell(
+            ctx,
+            "provision.expiry",
+            StopStage::Intake,
+            move || exchange::expiry::start(state.clone(), poll),
+        )
+    };
+    let scheduler = {
+        let state = state.clone();
+        chukan_runtime::lease::once_per_cell(ctx, "provision.batch", StopStage::Intake, move || {
+            replica::scheduler::start(state.clone(), poll)
+        })
+    };
+    // Every replica applies the immediate uploads its own API accepted.
+    let uploads = replica::scheduler::uploads(state.clone(), immediate_rx);
     let data = actix_web::web::Data::new(state);
     Ok(Parts {
         name: "provision",
@@ -255,6 +269,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             links.into_worker("provision.code-links"),
             selfinfo.into_worker("provision.selfinfo-rpc"),
             scheduler,
+            uploads,
             expiry,
             outbox.into_worker("provision.outbox"),
         ],

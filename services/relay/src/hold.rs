@@ -135,6 +135,20 @@ fn held_aad(message_id: uuid::Uuid) -> Vec<u8> {
     format!("relay.held|{message_id}").into_bytes()
 }
 
+/// Counts the pending held rows, sets `chukan_relay_held` and
+/// `chukan_relay_held_oldest_age_seconds` from them, and the gate's backlog flag: cleared
+/// when none is pending, so this process's consumer sends live again.
+async fn count_held(pool: &chukan_db::Pool, gate: &Gate) -> anyhow::Result<i64> {
+    let backlog = {
+        let client = pool.get().await?;
+        store::held_pending(&client).await?
+    };
+    metrics::HELD.set(backlog.pending);
+    metrics::HELD_OLDEST_AGE.set(backlog.oldest_age_seconds);
+    gate.backlog.store(backlog.pending > 0, Ordering::Release);
+    Ok(backlog.pending)
+}
+
 /// What one look at the held rows ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -151,6 +165,7 @@ enum Step {
 }
 
 /// The worker releasing held messages.
+#[derive(Clone)]
 pub struct Releaser {
     pub(crate) pool: chukan_db::Pool,
     pub(crate) gate: Arc<Gate>,
@@ -164,8 +179,63 @@ pub struct Releaser {
     pub readiness_poll: Duration,
 }
 
+/// The releaser's name, and its lease's (ADR 0005).
+pub const RELEASER: &str = "relay-releaser";
+
 impl Releaser {
-    /// Runs the releaser as a worker stopped with the consumers.
+    /// The releaser as the binary runs it, once per cell: the pace is the cell's, so only
+    /// the replica holding the `relay-releaser` lease sends held messages. Every replica
+    /// keeps its own [`Gate`]'s backlog flag (and the held gauges) from the database, since
+    /// its outbound consumer must hold behind a backlog another replica releases.
+    pub fn once_per_cell(self, ctx: &chukan_runtime::Context) -> Worker {
+        let (pool, gate) = (self.pool.clone(), self.gate.clone());
+        let releaser = self;
+        let leased =
+            chukan_runtime::lease::once_per_cell(ctx, RELEASER, StopStage::Consumers, move || {
+                releaser.clone().into_worker(RELEASER)
+            });
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let watch = tokio::spawn(async move {
+            loop {
+                if let Err(error) = count_held(&pool, &gate).await {
+                    tracing::warn!(error = %format!("{error:#}"), "counting held messages failed");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        });
+        let watch_end = watch.abort_handle();
+        let (leased_finished, leased_stop) = (leased.finished, leased.stop);
+        Worker {
+            name: RELEASER.to_owned(),
+            stage: StopStage::Consumers,
+            // Either loop ending by itself ends this worker (an Err stops the process); the
+            // counting loop otherwise ends only when stopped.
+            finished: Box::pin(async move {
+                tokio::select! {
+                    end = leased_finished => end,
+                    end = watch => match end {
+                        Err(e) if !e.is_cancelled() => {
+                            Err(anyhow::anyhow!("relay held-row count: {e}"))
+                        }
+                        _ => Ok(()),
+                    },
+                }
+            }),
+            stop: Box::new(move || {
+                Box::pin(async move {
+                    leased_stop().await;
+                    let _ = stop_tx.send(true);
+                    watch_end.abort();
+                })
+            }),
+        }
+    }
+
+    /// Runs the releaser as a worker stopped with the consumers (in every process that
+    /// runs it: [`Releaser::once_per_cell`] is the binary's).
     pub fn into_worker(self, name: &str) -> Worker {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Set by the task itself when it ends, so `stop` never depends on `finished` being
@@ -212,12 +282,10 @@ impl Releaser {
     }
 
     async fn step(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Step> {
-        let pending = self.count_held().await?;
+        let pending = count_held(&self.pool, &self.gate).await?;
         if pending == 0 {
-            self.gate.backlog.store(false, Ordering::Release);
             return Ok(Step::Idle);
         }
-        self.gate.backlog.store(true, Ordering::Release);
         if !self.gate.link_open() {
             return Ok(Step::Closed);
         }
@@ -231,18 +299,6 @@ impl Releaser {
             "releasing held messages"
         );
         self.release(stop).await
-    }
-
-    /// Counts the pending held rows and sets `chukan_relay_held` and
-    /// `chukan_relay_held_oldest_age_seconds` from them.
-    async fn count_held(&self) -> anyhow::Result<i64> {
-        let backlog = {
-            let client = self.pool.get().await?;
-            store::held_pending(&client).await?
-        };
-        metrics::HELD.set(backlog.pending);
-        metrics::HELD_OLDEST_AGE.set(backlog.oldest_age_seconds);
-        Ok(backlog.pending)
     }
 
     /// `GET {nws_url}/v1/ready` answered 2xx.
@@ -267,7 +323,7 @@ impl Releaser {
         loop {
             // A long release keeps the gauges current (one count per batch, about a second);
             // counted before leasing, so a failure here leaves no row leased.
-            self.count_held().await?;
+            count_held(&self.pool, &self.gate).await?;
             let leased = {
                 let client = self.pool.get().await?;
                 store::lease_held(&client, batch, LEASE_SECS).await?

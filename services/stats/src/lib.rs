@@ -126,7 +126,16 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             batcher,
             batcher_stop,
         ),
-        snapshots::start(state.clone()),
+        // Once per cell (ADR 0005): one replica takes the scheduled snapshots.
+        {
+            let state = state.clone();
+            chukan_runtime::lease::once_per_cell(
+                ctx,
+                "stats.snapshots",
+                chukan_runtime::StopStage::Intake,
+                move || snapshots::start(state.clone()),
+            )
+        },
         // No outbox relay here to report the inbox's size: a sampler of its own.
         chukan_mq::outbox::sample_worker(
             "stats.backlog",

@@ -11,6 +11,11 @@ fn age() -> f64 {
 async fn the_age_counts_while_records_wait_for_a_signed_head() {
     // The periodic signer is off: rounds run when the test signs.
     let app = spawn_app().await;
+    // The signer starts once its lease is taken (ADR 0005), a moment after the service.
+    wait_until("the signer runs under its lease", || async {
+        chukan_audit::metrics::tree_head_age_seconds().is_some()
+    })
+    .await;
     assert_eq!(age(), 0.0, "nothing appended, nothing waits");
 
     let first = [

@@ -27,6 +27,7 @@ use chukan_layout::{Catalogue, RecordKind, Validated};
 use chukan_mq::{OutgoingMessage, outbox::OutboxHandle};
 use chukan_proto::{BatchProgress, Message, ReplicaCountChanged};
 use chukan_replica_list::{Entry, Limits, ListReader, Operation};
+use chukan_runtime::lease::SessionLock;
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -34,7 +35,6 @@ use uuid::Uuid;
 use crate::{
     SCHEMA,
     replica::quota::{DailyQuota, OrgKind, Remaining},
-    replica::session_lock::SessionLock,
     seal::{self, SealedReplicaRef},
     store::{self, Applied, Rejection},
 };

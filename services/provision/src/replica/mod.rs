@@ -10,6 +10,5 @@ pub mod jobs;
 pub mod quota;
 pub mod reconcile;
 pub mod scheduler;
-pub mod session_lock;
 pub mod slots;
 pub mod tenants;

@@ -1,12 +1,19 @@
-//! The batch scheduler: runs the nightly batch once per Japan date at
-//! `provision.nightly_batch_at` (and again after a restart if that night's run did not finish),
-//! and applies uploads of organisations set for immediate processing as they arrive.
+//! The batch scheduler and the immediate uploads.
+//!
+//! - [`start`]: the nightly batch, once per Japan date at `provision.nightly_batch_at` (and
+//!   again after a restart if that night's run did not finish), and the batch's health for
+//!   the operating status. Once per cell: the binary runs it under a lease (ADR 0005), so
+//!   with several provision replicas one of them does it.
+//! - [`uploads`]: uploads of organisations set for immediate processing, applied as the API
+//!   of *this* process accepts them (the trigger is an in-process channel). Every replica
+//!   runs it: the upload is already stored when the trigger is sent, and one tenant's
+//!   uploads are applied under that tenant's advisory lock whichever process applies them.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Tokyo;
-use chukan_runtime::{StopStage, Worker};
+use chukan_runtime::{StopStage, Worker, lease::SessionLock};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -14,25 +21,20 @@ use crate::{
     replica::apply::RunInfo,
     replica::batch_health,
     replica::jobs::{self, Job},
-    replica::session_lock::SessionLock,
     store,
 };
 
-pub fn start(
-    state: ProvisionState,
-    immediate: mpsc::UnboundedReceiver<String>,
-    poll: Duration,
-) -> Worker {
+/// The nightly scheduler as a worker (see the module documentation).
+pub fn start(state: ProvisionState, poll: Duration) -> Worker {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run(state, immediate, poll, stop_rx));
+    let task = tokio::spawn(run(state, poll, stop_rx));
     // The batch is intake of a kind: stop it early. Work in flight is cut at a chunk
-    // boundary or rolled back, and resumed after the restart.
+    // boundary or rolled back, and resumed after the restart (or by the next lease holder).
     chukan_runtime::periodic_worker("provision.batch", StopStage::Intake, task, stop_tx)
 }
 
 async fn run(
     state: ProvisionState,
-    mut immediate: mpsc::UnboundedReceiver<String>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -40,13 +42,50 @@ async fn run(
     if let Err(e) = restore_last_success(&state).await {
         tracing::warn!(error = %format!("{e:#}"), "reading the last nightly batch run failed");
     }
-    // After a restart: finish what immediate organisations had in flight.
-    if let Err(e) = resume_immediate(&state).await {
-        tracing::warn!(error = %format!("{e:#}"), "resuming immediate uploads failed");
-    }
     let mut tick = tokio::time::interval(poll);
     // The batch's health as last announced for the operating status (None: not yet).
     let mut announced: Option<bool> = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = tick.tick() => {
+                if let Err(e) = nightly_if_due(&state).await {
+                    tracing::error!(error = %format!("{e:#}"), "nightly batch failed");
+                }
+                match batch_health::healthy(&state, state.clock.now()).await {
+                    Ok(Some(ok)) if announced != Some(ok) => {
+                        match batch_health::announce(&state, ok).await {
+                            Ok(()) => announced = Some(ok),
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not announced"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not checked"),
+                }
+            }
+        }
+    }
+}
+
+/// The immediate uploads as a worker (see the module documentation).
+pub fn uploads(state: ProvisionState, immediate: mpsc::UnboundedReceiver<String>) -> Worker {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(apply_immediate(state, immediate, stop_rx));
+    // Each chunk of an upload is its own transaction: stopping loses nothing, and what was
+    // cut is resumed at the next start (below) or by the night's batch.
+    chukan_runtime::periodic_worker("provision.uploads", StopStage::Intake, task, stop_tx)
+}
+
+async fn apply_immediate(
+    state: ProvisionState,
+    mut immediate: mpsc::UnboundedReceiver<String>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    // After a restart: finish what immediate organisations had in flight. Every replica
+    // does this as it starts; the tenant lock makes the later ones find nothing left.
+    if let Err(e) = resume_immediate(&state).await {
+        tracing::warn!(error = %format!("{e:#}"), "resuming immediate uploads failed");
+    }
     loop {
         tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -61,21 +100,6 @@ async fn run(
                     if let Err(e) = state.applier.run_tenant(&run, &t, None).await {
                         tracing::error!(tenant = %t, error = %format!("{e:#}"), "immediate upload processing failed");
                     }
-                }
-            }
-            _ = tick.tick() => {
-                if let Err(e) = nightly_if_due(&state).await {
-                    tracing::error!(error = %format!("{e:#}"), "nightly batch failed");
-                }
-                match batch_health::healthy(&state, state.clock.now()).await {
-                    Ok(Some(ok)) if announced != Some(ok) => {
-                        match batch_health::announce(&state, ok).await {
-                            Ok(()) => announced = Some(ok),
-                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not announced"),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "batch health not checked"),
                 }
             }
         }

@@ -64,8 +64,7 @@ async fn the_last_successful_night_is_exported_at_its_end_and_again_after_a_rest
         .await
         .unwrap();
     // A scheduler starting now (a restarted process) exports it before any run of its own.
-    let (_trigger, immediate) = tokio::sync::mpsc::unbounded_channel();
-    let restarted = scheduler::start(app.state.clone(), immediate, Duration::from_secs(3600));
+    let restarted = scheduler::start(app.state.clone(), Duration::from_secs(3600));
     chukan_testkit::wait_until(Duration::from_secs(20), "the recorded night", || async {
         gauge() == last_night.timestamp() as f64
     })

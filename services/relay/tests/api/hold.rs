@@ -278,3 +278,69 @@ async fn a_planned_outage_day_holds_like_a_closed_day_and_a_refused_message_is_m
     relay.shutdown().await;
     nws.finish().await;
 }
+
+#[actix_web::test]
+async fn two_relay_replicas_release_a_held_backlog_once_at_the_cells_pace() {
+    const N: usize = 30;
+    // Wednesday 21:30 Japan time: data send/receive is stopped.
+    let clock = Arc::new(ManualClock::new(jst(2026, 12, 2, 21, 30)));
+    let (relay, nws) = start(&clock, |_| {}).await;
+    // A second replica of relay on the same database, bus and clock: its consumer competes
+    // for the outbound queue, its releaser waits for the `relay-releaser` lease (ADR 0005).
+    let second = chukan_relay::start(&relay.env.ctx).await.unwrap();
+    let messages: Vec<OutgoingMessage> = (0..N).map(|i| acquire(ORG, i)).collect();
+    publish(&relay, &messages).await;
+    wait_until("the replicas have held every message", || async {
+        held_rows(&relay).await == N as i64
+    })
+    .await;
+
+    // Thursday 08:00: open. One releaser sends, at relay.release_per_second (10/s); two
+    // would take half the time.
+    clock.set(jst(2026, 12, 3, 8, 0));
+    wait_until("every held message reached the NWS", || async {
+        nws.received("code.acquire").await.len() >= N
+    })
+    .await;
+    let arrived = nws.received("code.acquire").await;
+    let arrived_ids: BTreeSet<String> = arrived.iter().map(|(id, _)| id.clone()).collect();
+    let sent_ids: BTreeSet<String> = messages.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(arrived.len(), N, "each held message sent once");
+    assert_eq!(arrived_ids, sent_ids);
+    let spread = arrived[N - 1].1 - arrived[0].1;
+    let min_ms = ((N - 1) as f64 / 10.0 * 0.8 * 1000.0) as i64;
+    assert!(
+        spread.num_milliseconds() >= min_ms,
+        "released in {} ms, expected at least {min_ms} ms at 10/s for the whole cell",
+        spread.num_milliseconds()
+    );
+
+    // The backlog is gone: both replicas (the one without the lease too, once its own count
+    // of the held rows has seen it gone) send live again. Wanted: six messages in a row, taken
+    // by whichever replica's consumer, that reach the NWS without being held.
+    let mut in_a_row = 0;
+    let mut i = N;
+    while in_a_row < 6 {
+        assert!(i < N + 60, "the replicas never all sent live again");
+        let held_before = held_rows(&relay).await;
+        publish(&relay, &[acquire(ORG, i)]).await;
+        i += 1;
+        wait_until("the message reaches the NWS", || async {
+            nws.received("code.acquire").await.len() == i
+        })
+        .await;
+        in_a_row = if held_rows(&relay).await == held_before {
+            in_a_row + 1
+        } else {
+            0
+        };
+    }
+
+    let mut workers = second.workers;
+    workers.sort_by_key(|w| w.stage);
+    for w in workers {
+        (w.stop)().await;
+    }
+    relay.shutdown().await;
+    nws.finish().await;
+}
