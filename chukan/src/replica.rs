@@ -87,6 +87,10 @@ pub struct ServerArgs {
     /// line, where `ps` would show it).
     #[arg(long, requires = "client_id")]
     pub client_secret_env: Option<String>,
+    /// PEM CA bundle the API's certificate must chain to (an https --url served by a private
+    /// CA); without it the system's roots are trusted.
+    #[arg(long, env = "CHUKAN_CA_FILE")]
+    pub ca: Option<String>,
 }
 
 fn secret(s: &str) -> Result<SecretString, Infallible> {
@@ -252,10 +256,12 @@ fn bar(show: bool, len: u64, template: &str) -> anyhow::Result<ProgressBar> {
 }
 
 async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("HTTP client")?;
+    let ca = args.server.ca.as_deref().unwrap_or_default();
+    let http =
+        chukan_tls::https::client_builder(&chukan_tls::https::ClientTls::ca_only("--ca", ca))?
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("HTTP client")?;
     let token = token(&http, &args.server).await?;
     let show = !args.no_progress && std::io::stderr().is_terminal();
 

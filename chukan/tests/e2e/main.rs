@@ -9,9 +9,11 @@ mod console;
 mod edge;
 mod helpers;
 mod inquiry;
+mod lease;
 mod notice;
 mod replica;
 mod selfinfo;
+mod tls;
 mod traces;
 
 use std::time::Duration;

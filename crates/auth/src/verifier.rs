@@ -58,7 +58,9 @@ impl TokenVerifier {
                 vec![(s.signing_kid.clone(), signer.verifying_key_bytes())],
             ));
         }
-        let client = reqwest::Client::builder()
+        // Admin's certificate checked against `auth.jwks_ca_file` when the URL is https.
+        let client = chukan_tls::https::client_builder(&chukan_tls::https::ClientTls::jwks(s))
+            .map_err(|e| AuthError::Config(format!("{e:#}")))?
             .timeout(JWKS_TIMEOUT)
             .build()
             .map_err(|e| AuthError::Config(format!("JWKS client: {e}")))?;

@@ -35,6 +35,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub calendar: CalendarSettings,
     pub shutdown: ShutdownSettings,
+    pub lease: LeaseSettings,
     pub provision: ProvisionSettings,
     pub inquiry: InquirySettings,
     pub audit: AuditSettings,
@@ -53,6 +54,10 @@ pub struct ServerSettings {
     pub json_limit_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// PEM certificate chain the API serves HTTPS with (with `tls_key_file`); empty = HTTP.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +82,14 @@ pub struct DatabaseSettings {
     /// `pool_wait_timeout_ms`).
     #[serde(rename = "pool_wait_timeout_ms", deserialize_with = "duration::millis")]
     pub pool_wait_timeout: Duration,
+    /// TLS towards PostgreSQL, for every connection (pool, migrations, nws-sim's database).
+    pub tls_mode: TlsMode,
+    /// PEM CA bundle the server's certificate must chain to; empty = the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate chain presented to the server (with `client_key_file`).
+    pub client_cert_file: String,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +117,26 @@ pub struct AmqpSettings {
         deserialize_with = "duration::millis_or_never"
     )]
     pub queue_expires: Option<Duration>,
+    /// TLS towards RabbitMQ; `verify-full` needs an `amqps://` URL.
+    pub tls_mode: TlsMode,
+    /// PEM CA bundle the broker's certificate must chain to; empty = the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate chain presented to the broker (with `client_key_file`).
+    pub client_cert_file: String,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: String,
+}
+
+/// Whether a link to PostgreSQL or RabbitMQ is encrypted, and how the server is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsMode {
+    /// Plaintext (development, the test suite's shared servers).
+    #[serde(rename = "disable")]
+    Disable,
+    /// TLS required; the server's certificate must chain to the configured CA and name the
+    /// host the URL names (libpq's `sslmode=verify-full`). A server without TLS is refused.
+    #[serde(rename = "verify-full")]
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +159,8 @@ pub struct AuthSettings {
     pub signing_kid: String,
     /// Admin's JWKS URL for processes that do not run admin; empty = use `signing_key`.
     pub jwks_url: String,
+    /// PEM CA bundle admin's certificate must chain to (https `jwks_url`); empty = system roots.
+    pub jwks_ca_file: String,
     /// Failed logins in a row that lock an account for sources it has not logged in from.
     pub max_failed_logins: u32,
     /// How long such a lock lasts, in minutes (an administrator may lift it sooner).
@@ -153,6 +188,18 @@ pub struct RelaySettings {
     pub inbound_port: u16,
     /// URL the NWS delivers to.
     pub inbound_public_url: String,
+    /// PEM certificate chain the inbound listener serves HTTPS with; empty = plain HTTP.
+    pub inbound_tls_cert_file: String,
+    /// PEM private key of `inbound_tls_cert_file`.
+    pub inbound_tls_key_file: String,
+    /// PEM CA bundle the NWS's client certificate must chain to; set = mutual TLS required.
+    pub inbound_client_ca_file: String,
+    /// PEM CA bundle the NWS's server certificate must chain to; empty = system roots.
+    pub nws_ca_file: String,
+    /// PEM client certificate chain presented to the NWS (with `nws_client_key_file`).
+    pub nws_client_cert_file: String,
+    /// PEM private key of `nws_client_cert_file`.
+    pub nws_client_key_file: String,
     /// Ed25519 seed (base64) for outbound signatures.
     pub signing_key: SecretString,
     /// Key id of the relay signing key.
@@ -189,6 +236,18 @@ pub struct NwsSimSettings {
     pub code_secret: SecretString,
     /// Deliveries in flight at once.
     pub delivery_concurrency: usize,
+    /// PEM certificate chain the simulator serves HTTPS with (with `tls_key_file`); empty = HTTP.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// PEM CA bundle a relay's client certificate must chain to; set = mutual TLS required.
+    pub client_ca_file: String,
+    /// PEM CA bundle the relays' inbound certificates must chain to; empty = system roots.
+    pub delivery_ca_file: String,
+    /// PEM client certificate chain presented to relays on delivery.
+    pub delivery_client_cert_file: String,
+    /// PEM private key of `delivery_client_cert_file`.
+    pub delivery_client_key_file: String,
     /// Delivery retry delays in milliseconds.
     pub delivery_retry_ms: Vec<u64>,
 }
@@ -216,6 +275,55 @@ pub struct ShutdownSettings {
     /// Longest drain on SIGTERM (key `grace_secs`).
     #[serde(rename = "grace_secs", deserialize_with = "duration::secs")]
     pub grace: Duration,
+}
+
+/// The `[lease]` settings: work that must run once per cell (schedulers, the tree-head
+/// signer, the relay releaser) is done by the one process holding its lease, a PostgreSQL
+/// session advisory lock (ADR 0005, `chukan_runtime::lease`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "LeaseKeys")]
+pub struct LeaseSettings {
+    /// How often a process without a lease tries to take it (key `retry_secs`).
+    pub retry: Duration,
+    /// How often the holder checks that its lease is still held, and how long one check may
+    /// take before the lease counts as lost (key `check_secs`).
+    pub check: Duration,
+    /// How soon the database server drops the session of a holder that vanished without
+    /// closing its connection (a lost node), freeing the lease (key `abandon_secs`).
+    pub abandon: Duration,
+}
+
+/// `[lease]` as written, checked into [`LeaseSettings`].
+#[derive(Deserialize)]
+struct LeaseKeys {
+    #[serde(deserialize_with = "duration::secs")]
+    retry_secs: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    check_secs: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    abandon_secs: Duration,
+}
+
+impl TryFrom<LeaseKeys> for LeaseSettings {
+    type Error = String;
+
+    fn try_from(k: LeaseKeys) -> Result<Self, String> {
+        // A holder cut off from the database stops its work within two checks (one to
+        // notice, one timed out); the server must not free the lease for another process
+        // before that, or both would work at once for a while.
+        if k.check_secs * 2 >= k.abandon_secs {
+            return Err(format!(
+                "lease.check_secs ({}) must be less than half of lease.abandon_secs ({})",
+                k.check_secs.as_secs(),
+                k.abandon_secs.as_secs()
+            ));
+        }
+        Ok(LeaseSettings {
+            retry: k.retry_secs,
+            check: k.check_secs,
+            abandon: k.abandon_secs,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,6 +471,11 @@ pub struct ConsoleSettings {
     pub port: u16,
     /// Base URL of the API the console calls with each staff member's own token.
     pub api_url: String,
+    /// PEM CA bundle the API's certificate must chain to (https `api_url`); empty = system roots.
+    pub api_ca_file: String,
+    /// Base URL for `POST /v1/auth/token`; empty = `api_url` (admin's Service in a cluster, so
+    /// no ingress hop is added to the client-address header the login lockout counts).
+    pub login_url: String,
     /// Key sealing the session cookie (base64 of 64 bytes): every console replica needs the
     /// same one, and changing it signs everybody out.
     pub cookie_key: SecretString,
@@ -445,6 +558,78 @@ pub mod chrono_like {
     pub type Date = String;
 }
 
+/// Secrets as files: for each secret key `K`, a sibling `K_file` names a file (a mounted
+/// Kubernetes Secret) whose content becomes `K`, so no secret has to travel in the
+/// environment, where `/proc/<pid>/environ`, crash reports and `kubectl describe` show it.
+mod secret_files {
+    use config::{ConfigBuilder, builder::DefaultState};
+
+    use super::{DEFAULTS_TOML, SettingsError};
+
+    /// Each secret key and its `_file` sibling (both spelled out: errors name them).
+    pub(super) const SECRET_KEYS: [(&str, &str); 11] = [
+        ("database.url", "database.url_file"),
+        ("database.app_password", "database.app_password_file"),
+        ("amqp.url", "amqp.url_file"),
+        ("crypto.kek", "crypto.kek_file"),
+        ("auth.signing_key", "auth.signing_key_file"),
+        ("relay.signing_key", "relay.signing_key_file"),
+        ("audit.signing_key", "audit.signing_key_file"),
+        ("console.cookie_key", "console.cookie_key_file"),
+        ("nws_sim.signing_key", "nws_sim.signing_key_file"),
+        ("nws_sim.code_secret", "nws_sim.code_secret_file"),
+        ("nws_sim.database_url", "nws_sim.database_url_file"),
+    ];
+
+    /// Reads every `K_file` that is set and overrides `K` with its content. Errors name the
+    /// keys and the path, never a value or the file's content.
+    pub(super) fn apply(
+        builder: ConfigBuilder<DefaultState>,
+    ) -> Result<ConfigBuilder<DefaultState>, SettingsError> {
+        let layered = builder.clone().build()?;
+        let defaults = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULTS_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()?;
+        let mut builder = builder;
+        for (key, file_key) in SECRET_KEYS {
+            let path = match layered.get_string(file_key) {
+                Ok(path) if !path.is_empty() => path,
+                Ok(_) | Err(config::ConfigError::NotFound(_)) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            // Two sources for one secret: which one wins would be a guess, so neither does.
+            if layered.get_string(key).ok() != defaults.get_string(key).ok() {
+                return Err(SettingsError::Invalid {
+                    key: file_key,
+                    reason: format!("{key} is set as well; set only one of them"),
+                });
+            }
+            let content = std::fs::read_to_string(&path).map_err(|error| {
+                // The io error says what went wrong (missing, permission, not UTF-8); it
+                // never carries the file's bytes.
+                SettingsError::Invalid {
+                    key: file_key,
+                    reason: format!("cannot read {path}: {error}"),
+                }
+            })?;
+            // Secrets written by `echo` or `kubectl create secret --from-file` end in a newline
+            // that is not part of the secret.
+            let secret = content.trim_end_matches(['\n', '\r']);
+            if secret.is_empty() {
+                return Err(SettingsError::Invalid {
+                    key: file_key,
+                    reason: format!("{path} is empty"),
+                });
+            }
+            builder = builder.set_override(key, secret)?;
+        }
+        Ok(builder)
+    }
+}
+
 impl Settings {
     /// Defaults, then `file` if given, then `CHUKAN__…` from the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
@@ -483,13 +668,61 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
+        let builder = secret_files::apply(builder)?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
 
+    /// The TLS keys of the data links agree with each other and with the URLs. Messages name
+    /// keys only: the URLs may carry passwords.
+    fn validate_tls(&self) -> Result<(), SettingsError> {
+        let amqps = self.amqp.url.to_ascii_lowercase().starts_with("amqps://");
+        match (self.amqp.tls_mode, amqps) {
+            (TlsMode::VerifyFull, false) => {
+                return Err(SettingsError::Invalid {
+                    key: "amqp.tls_mode",
+                    reason: "verify-full needs an amqps:// amqp.url".into(),
+                });
+            }
+            // lapin would otherwise pick its own trust store for an amqps:// URL; the mode
+            // decides how the broker is checked, so it has to say so.
+            (TlsMode::Disable, true) => {
+                return Err(SettingsError::Invalid {
+                    key: "amqp.tls_mode",
+                    reason: "an amqps:// amqp.url needs tls_mode = \"verify-full\"".into(),
+                });
+            }
+            _ => {}
+        }
+        for (cert_key, cert, key_key, key) in [
+            (
+                "database.client_cert_file",
+                &self.database.client_cert_file,
+                "database.client_key_file",
+                &self.database.client_key_file,
+            ),
+            (
+                "amqp.client_cert_file",
+                &self.amqp.client_cert_file,
+                "amqp.client_key_file",
+                &self.amqp.client_key_file,
+            ),
+        ] {
+            if cert.is_empty() != key.is_empty() {
+                let missing = if cert.is_empty() { cert_key } else { key_key };
+                return Err(SettingsError::Invalid {
+                    key: missing,
+                    reason: "a client certificate needs both its certificate and key file".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what types alone cannot, so a bad setting stops the process at start.
     fn validate(&self) -> Result<(), SettingsError> {
+        self.validate_tls()?;
         if self.amqp.retry_delays_ms.is_empty() {
             return Err(SettingsError::Invalid {
                 key: "amqp.retry_delays_ms",
@@ -639,6 +872,205 @@ mod tests {
         assert_eq!(s.amqp.queue_type, QueueType::Classic);
         assert_eq!(s.selfinfo.lease, Duration::from_secs(90));
         assert_eq!(s.inquiry.bulk_encoding, BulkEncoding::Utf8);
+    }
+
+    /// A fresh directory for one test's secret files.
+    fn secret_dir(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "chukan-config-secrets-{}-{test}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_secret_file_wins_over_the_default_and_loses_its_trailing_newline() {
+        let dir = secret_dir("wins");
+        let password = dir.join("app-password");
+        std::fs::write(&password, "from-the-file\n").unwrap();
+        let kek = dir.join("kek");
+        std::fs::write(&kek, "a2VrLWZyb20tYS1maWxl\r\n").unwrap();
+        let settings_file = dir.join("chukan.toml");
+        std::fs::write(
+            &settings_file,
+            format!("[crypto]\nkek_file = {:?}\n", kek.display().to_string()),
+        )
+        .unwrap();
+        let s = Settings::load_with(
+            Some(&settings_file),
+            env(&[(
+                "CHUKAN__DATABASE__APP_PASSWORD_FILE",
+                password.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.database.app_password.expose_secret(), "from-the-file");
+        assert_eq!(s.crypto.kek.expose_secret(), "a2VrLWZyb20tYS1maWxl");
+        // Keys whose _file is empty keep their value.
+        assert_eq!(s.auth.signing_kid, "admin-dev-1");
+        assert!(s.database.url.starts_with("postgres://"));
+    }
+
+    #[test]
+    fn every_listed_secret_can_come_from_a_file() {
+        let dir = secret_dir("every");
+        let mut vars = Vec::new();
+        for (key, _) in secret_files::SECRET_KEYS {
+            let path = dir.join(key);
+            std::fs::write(&path, format!("file-{key}\n")).unwrap();
+            let var = format!("CHUKAN__{}_FILE", key.replace('.', "__").to_uppercase());
+            vars.push((var, path.display().to_string()));
+        }
+        let s = Settings::load_with(None, vars).unwrap();
+        assert_eq!(s.database.url, "file-database.url");
+        assert_eq!(s.amqp.url, "file-amqp.url");
+        assert_eq!(s.nws_sim.database_url, "file-nws_sim.database_url");
+        for (got, key) in [
+            (&s.database.app_password, "database.app_password"),
+            (&s.crypto.kek, "crypto.kek"),
+            (&s.auth.signing_key, "auth.signing_key"),
+            (&s.relay.signing_key, "relay.signing_key"),
+            (&s.audit.signing_key, "audit.signing_key"),
+            (&s.console.cookie_key, "console.cookie_key"),
+            (&s.nws_sim.signing_key, "nws_sim.signing_key"),
+            (&s.nws_sim.code_secret, "nws_sim.code_secret"),
+        ] {
+            assert_eq!(got.expose_secret(), format!("file-{key}"));
+        }
+    }
+
+    #[test]
+    fn a_secret_set_twice_is_refused_without_showing_it() {
+        let dir = secret_dir("twice");
+        let path = dir.join("cookie");
+        std::fs::write(&path, "cookie-from-file").unwrap();
+        let err = Settings::load_with(
+            None,
+            env(&[
+                ("CHUKAN__CONSOLE__COOKIE_KEY", "cookie-from-env"),
+                ("CHUKAN__CONSOLE__COOKIE_KEY_FILE", path.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("console.cookie_key_file"), "{err}");
+        assert!(err.contains("console.cookie_key is set as well"), "{err}");
+        assert!(!err.contains("cookie-from-"), "a secret leaked: {err}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_secret_file_is_named_by_its_key() {
+        let dir = secret_dir("missing");
+        let missing = dir.join("no-such-file");
+        let err = Settings::load_with(
+            None,
+            env(&[("CHUKAN__AMQP__URL_FILE", missing.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("amqp.url_file"), "{err}");
+        assert!(
+            err.contains("no-such-file"),
+            "the path helps the operator: {err}"
+        );
+
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = Settings::load_with(
+            None,
+            env(&[("CHUKAN__AUDIT__SIGNING_KEY_FILE", empty.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("audit.signing_key_file"), "{err}");
+        assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_never_shows_its_content() {
+        // Not UTF-8: the read fails after the bytes were read; the message must not carry them.
+        let dir = secret_dir("binary");
+        let path = dir.join("binary");
+        std::fs::write(&path, b"very-secret-\xff\xfe-bytes").unwrap();
+        let err = Settings::load_with(
+            None,
+            env(&[("CHUKAN__RELAY__SIGNING_KEY_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("relay.signing_key_file"), "{err}");
+        assert!(!err.contains("very-secret"), "content leaked: {err}");
+    }
+
+    #[test]
+    fn tls_modes_agree_with_the_urls() {
+        let s = Settings::load_with(None, env(&[])).unwrap();
+        assert_eq!(s.database.tls_mode, TlsMode::Disable);
+        assert_eq!(s.amqp.tls_mode, TlsMode::Disable);
+
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("CHUKAN__DATABASE__TLS_MODE", "verify-full"),
+                ("CHUKAN__DATABASE__CA_FILE", "/etc/chukan/tls/db-ca.pem"),
+                ("CHUKAN__AMQP__TLS_MODE", "verify-full"),
+                ("CHUKAN__AMQP__URL", "amqps://u:p@rabbitmq.chukan:5671/east"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.tls_mode, TlsMode::VerifyFull);
+        assert_eq!(s.database.ca_file, "/etc/chukan/tls/db-ca.pem");
+        assert_eq!(s.amqp.tls_mode, TlsMode::VerifyFull);
+
+        for (pairs, key) in [
+            (
+                vec![
+                    ("CHUKAN__AMQP__TLS_MODE", "verify-full"),
+                    ("CHUKAN__AMQP__URL", "amqp://u:hunter2@rabbitmq:5672/east"),
+                ],
+                "amqp.tls_mode",
+            ),
+            (
+                vec![("CHUKAN__AMQP__URL", "amqps://u:hunter2@rabbitmq:5671/east")],
+                "amqp.tls_mode",
+            ),
+            (
+                vec![("CHUKAN__DATABASE__TLS_MODE", "verify-ca")],
+                "database.tls_mode",
+            ),
+            (
+                vec![("CHUKAN__DATABASE__CLIENT_CERT_FILE", "/tls/client.pem")],
+                "database.client_key_file",
+            ),
+            (
+                vec![("CHUKAN__AMQP__CLIENT_KEY_FILE", "/tls/client.key")],
+                "amqp.client_cert_file",
+            ),
+        ] {
+            let err = Settings::load_with(None, env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{pairs:?}: {err}");
+            assert!(!err.contains("hunter2"), "a password leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn a_lease_check_must_fit_twice_in_the_abandon_time() {
+        let s = Settings::load_with(None, env(&[])).unwrap();
+        assert_eq!(s.lease.retry, Duration::from_secs(5));
+        assert!(s.lease.check * 2 < s.lease.abandon);
+        let err = Settings::load_with(
+            None,
+            env(&[
+                ("CHUKAN__LEASE__CHECK_SECS", "10"),
+                ("CHUKAN__LEASE__ABANDON_SECS", "20"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lease.check_secs"), "{err}");
+        assert!(Settings::load_with(None, env(&[("CHUKAN__LEASE__RETRY_SECS", "0")])).is_err());
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! Services connect as the application role (no superuser, no BYPASSRLS) and open every
 //! tenant transaction with [`tenant_tx`], so the `tenant_wall` policies see the tenant.
 //! Migrations run as the owner through [`migrate`].
+//!
+//! Every connection follows `database.tls_mode` ([`PgTls`]): with `verify-full` it is TLS or
+//! nothing, the server's certificate checked up to `database.ca_file` and against the URL's
+//! host, as libpq's `sslmode=verify-full`.
 
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
-use chukan_config::DatabaseSettings;
+use chukan_config::{DatabaseSettings, TlsMode};
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 mod failure;
 mod pool_metrics;
@@ -17,7 +21,8 @@ pub use deadpool_postgres::{Object as PooledClient, Pool, Transaction};
 pub use failure::{OrProblem, is_unavailable, problem_of};
 pub use pool_metrics::observe_pool;
 use secrecy::ExposeSecret as _;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, NoTls, config::SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// What [`text_enum!`] expands to, reachable from the crates that use it.
 #[doc(hidden)]
@@ -38,18 +43,108 @@ const CLUSTER_LOCK_KEY: i64 = 0x6368_756b_616e_0001;
 /// Advisory-lock key (in the target database) so two processes never migrate it at once.
 const DATABASE_LOCK_KEY: i64 = 0x6368_756b_616e_0002;
 
-/// Pool connecting as the application role to the database named in `database.url`.
+/// How connections to PostgreSQL are secured: `database.tls_mode` with its CA and client
+/// certificate, read once and shared by every connection a process makes.
+#[derive(Clone)]
+pub struct PgTls(Option<MakeRustlsConnect>);
+
+impl std::fmt::Debug for PgTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(_) => "PgTls(verify-full)",
+            None => "PgTls(disable)",
+        })
+    }
+}
+
+impl PgTls {
+    /// From `database.tls_mode`, `ca_file`, `client_cert_file` and `client_key_file`; a file
+    /// that cannot be used is an error naming its key.
+    pub fn from_settings(settings: &DatabaseSettings) -> anyhow::Result<PgTls> {
+        match settings.tls_mode {
+            TlsMode::Disable => Ok(PgTls::disabled()),
+            TlsMode::VerifyFull => {
+                let config = chukan_tls::client::client_config(
+                    &chukan_tls::client::ClientTls::database(settings),
+                )?;
+                Ok(PgTls(Some(MakeRustlsConnect::new(config))))
+            }
+        }
+    }
+
+    /// Plaintext (`tls_mode = "disable"`).
+    pub fn disabled() -> PgTls {
+        PgTls(None)
+    }
+
+    /// With TLS configured, the connection is TLS or nothing, whatever the URL's `sslmode`
+    /// says: tokio-postgres's default (`prefer`) would fall back to plaintext when the
+    /// server offers no TLS, which is exactly what verify-full must refuse.
+    fn apply(&self, config: &mut Config) {
+        if self.0.is_some() {
+            config.ssl_mode(SslMode::Require);
+        }
+    }
+
+    /// One connection (migrations, CLI work outside the pool), its I/O driven by a task of
+    /// its own. `purpose` names the connection in errors and logs.
+    pub async fn connect(&self, config: &Config, purpose: &'static str) -> anyhow::Result<Client> {
+        let mut config = config.clone();
+        self.apply(&mut config);
+        let context = || format!("connecting to PostgreSQL ({purpose})");
+        let client = match &self.0 {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.with_context(context)?;
+                spawn_connection(connection, purpose);
+                client
+            }
+            Some(tls) => {
+                let (client, connection) =
+                    config.connect(tls.clone()).await.with_context(context)?;
+                spawn_connection(connection, purpose);
+                client
+            }
+        };
+        Ok(client)
+    }
+}
+
+fn spawn_connection<F>(connection: F, purpose: &'static str)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, purpose, "PostgreSQL connection ended with an error");
+        }
+    });
+}
+
+/// Pool connecting as the application role to the database named in `database.url`, with
+/// `database.tls_mode`.
 pub fn app_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     let mut config = parse_url(&settings.url)?;
     config
         .user(&settings.app_user)
         .password(settings.app_password.expose_secret());
-    build_pool(config, settings.pool_max_size, settings.pool_wait_timeout)
+    build_pool(
+        config,
+        &PgTls::from_settings(settings)?,
+        settings.pool_max_size,
+        settings.pool_wait_timeout,
+    )
 }
 
-/// Pool connecting with an explicit URL (nws-sim's own database, tests).
+/// Pool connecting with an explicit URL and TLS (nws-sim's own database).
+pub fn pool_with_tls(url: &str, tls: &PgTls, max_size: usize) -> anyhow::Result<Pool> {
+    build_pool(parse_url(url)?, tls, max_size, Duration::from_secs(30))
+}
+
+/// Plaintext pool with an explicit URL, for tests and tools against a local server. What the
+/// binary connects with goes through [`app_pool`], [`pool_with_tls`] or [`migrate`], which
+/// follow `database.tls_mode`.
 pub fn pool_from_url(url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    build_pool(parse_url(url)?, max_size, Duration::from_secs(30))
+    pool_with_tls(url, &PgTls::disabled(), max_size)
 }
 
 fn parse_url(url: &str) -> anyhow::Result<Config> {
@@ -57,15 +152,21 @@ fn parse_url(url: &str) -> anyhow::Result<Config> {
     Config::from_str(url).context("database url is not a valid PostgreSQL connection string")
 }
 
-fn build_pool(config: Config, max_size: usize, wait: Duration) -> anyhow::Result<Pool> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        // Fast recycling: a broken connection surfaces on use and is dropped by the pool.
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+fn build_pool(
+    mut config: Config,
+    tls: &PgTls,
+    max_size: usize,
+    wait: Duration,
+) -> anyhow::Result<Pool> {
+    tls.apply(&mut config);
+    // Fast recycling: a broken connection surfaces on use and is dropped by the pool.
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &tls.0 {
+        None => Manager::from_config(config, NoTls, manager_config),
+        Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+    };
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
@@ -233,19 +334,6 @@ fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-async fn connect(config: &Config) -> anyhow::Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("connecting to PostgreSQL as the owner")?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "migration connection ended with an error");
-        }
-    });
-    Ok(client)
-}
-
 /// Creates the database and app role if missing, then migrates every schema in `sets` and
 /// grants the app role what it needs. Running it again is a no-op.
 pub async fn migrate(settings: &DatabaseSettings, sets: &[Migrations]) -> anyhow::Result<()> {
@@ -254,9 +342,10 @@ pub async fn migrate(settings: &DatabaseSettings, sets: &[Migrations]) -> anyhow
         .get_dbname()
         .context("database.url names no database")?
         .to_owned();
-    prepare_cluster(&owner, &dbname, settings).await?;
+    let tls = PgTls::from_settings(settings)?;
+    prepare_cluster(&owner, &tls, &dbname, settings).await?;
 
-    let mut client = connect(&owner).await?;
+    let mut client = tls.connect(&owner, "migrations, as the owner").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&DATABASE_LOCK_KEY])
         .await?;
@@ -271,12 +360,15 @@ pub async fn migrate(settings: &DatabaseSettings, sets: &[Migrations]) -> anyhow
 /// Database and role: cluster-wide, so done under a lock held in the `postgres` database.
 async fn prepare_cluster(
     owner: &Config,
+    tls: &PgTls,
     dbname: &str,
     settings: &DatabaseSettings,
 ) -> anyhow::Result<()> {
     let mut admin_config = owner.clone();
     admin_config.dbname("postgres");
-    let admin = connect(&admin_config).await?;
+    let admin = tls
+        .connect(&admin_config, "migrations, as the owner, database postgres")
+        .await?;
     admin
         .execute("SELECT pg_advisory_lock($1)", &[&CLUSTER_LOCK_KEY])
         .await?;
@@ -292,20 +384,49 @@ async fn prepare_cluster(
                 .with_context(|| format!("creating database {dbname}"))?;
         }
         let role = quote_ident(&settings.app_user);
-        let role_exists = admin
+        let password = quote_literal(settings.app_password.expose_secret());
+        // (rolsuper, rolbypassrls) of the application role if it exists, and whether the
+        // owner is a superuser.
+        let existing = admin
             .query_opt(
-                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
                 &[&settings.app_user],
             )
             .await?
-            .is_some();
-        let verb = if role_exists { "ALTER" } else { "CREATE" };
-        // Re-asserting the attributes on every run repairs a role someone widened by hand.
+            .map(|row| (row.get::<_, bool>(0), row.get::<_, bool>(1)));
+        let owner_is_superuser: bool = admin
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await?
+            .get(0);
+        let statement = match existing {
+            None => format!(
+                "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {password}"
+            ),
+            // Only a superuser may even name SUPERUSER or BYPASSRLS in ALTER ROLE, and a
+            // production owner is not one (CloudNativePG's managed owner has CREATEROLE
+            // only). So the two attributes that would open the tenant wall are checked, and
+            // repaired only where the owner can; the rest is re-asserted on every run.
+            Some((superuser, bypassrls)) if superuser || bypassrls => {
+                anyhow::ensure!(
+                    owner_is_superuser,
+                    "the application role {} is a superuser or bypasses row-level security; \
+                     a superuser must remove that (ALTER ROLE … NOSUPERUSER NOBYPASSRLS) \
+                     before chukan may use it",
+                    settings.app_user
+                );
+                format!(
+                    "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {password}"
+                )
+            }
+            Some(_) => {
+                format!("ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {password}")
+            }
+        };
         admin
-            .batch_execute(&format!(
-                "{verb} ROLE {role} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
-                quote_literal(settings.app_password.expose_secret())
-            ))
+            .batch_execute(&statement)
             .await
             .context("creating the application role")?;
         anyhow::Ok(())

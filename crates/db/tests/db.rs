@@ -233,3 +233,56 @@ async fn ping_fails_against_a_missing_database() {
     .unwrap();
     assert!(!ping(&pool).await);
 }
+
+/// CloudNativePG's managed owner is no superuser: CREATEROLE and CREATEDB only. Every
+/// `helm upgrade` runs `chukan migrate` as it again, after the application role exists.
+#[tokio::test]
+async fn an_owner_that_is_no_superuser_migrates_again_and_never_widens_the_app_role() {
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (owner_role, app_role) = (format!("o_{suffix}"), format!("a_{suffix}"));
+    let admin = owner("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{owner_role}\" LOGIN CREATEROLE CREATEDB NOSUPERUSER"
+        ))
+        .await
+        .unwrap();
+    let (mut settings, dbname) = fresh_settings();
+    settings.url = format!("postgres://{owner_role}@127.0.0.1:5432/{dbname}");
+    settings.app_user = app_role.clone();
+
+    migrate(&settings, &[rls_set()]).await.unwrap();
+    migrate(&settings, &[rls_set()]).await.unwrap();
+    let (superuser, bypassrls): (bool, bool) = {
+        let row = admin
+            .query_one(
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
+                &[&app_role],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(!superuser && !bypassrls);
+
+    // Someone widened the role by hand: the owner cannot repair it, so it refuses to go on
+    // rather than run the services behind an open wall.
+    admin
+        .batch_execute(&format!("ALTER ROLE \"{app_role}\" BYPASSRLS"))
+        .await
+        .unwrap();
+    let refused = migrate(&settings, &[rls_set()]).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("bypasses row-level security"),
+        "{refused:#}"
+    );
+
+    drop_database(&dbname).await;
+    for role in [&app_role, &owner_role] {
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP OWNED BY \"{role}\"; DROP ROLE IF EXISTS \"{role}\""
+            ))
+            .await;
+    }
+}

@@ -12,15 +12,17 @@ use std::{
 };
 
 use anyhow::Context as _;
-use chukan_config::AmqpSettings;
+use chukan_config::{AmqpSettings, TlsMode};
 use futures_util::future::BoxFuture;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    AsyncTcpStream, BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
     options::{
         BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
         QueueDeclareOptions,
     },
+    tcp::RustlsConnector,
     types::{AMQPValue, FieldTable, LongString, ShortString},
+    uri::AMQPUri,
 };
 use uuid::Uuid;
 
@@ -60,6 +62,8 @@ pub struct Bus {
 
 struct BusInner {
     settings: AmqpSettings,
+    /// `amqp.tls_mode = "verify-full"`: the verifying TLS config, built once at start.
+    tls: Option<RustlsConnector>,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     closed: AtomicBool,
 }
@@ -75,11 +79,26 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// Connects, retrying with backoff for up to 30 s so a process may start before RabbitMQ.
     pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Bus> {
-        let deadline = tokio::time::Instant::now() + CONNECT_DEADLINE;
+        Self::connect_within(settings, CONNECT_DEADLINE).await
+    }
+
+    /// As [`Bus::connect`], trying for at most `patience` (tests of refused connections).
+    /// A broker whose certificate fails verification is refused at once: waiting does not
+    /// make it trustworthy.
+    pub async fn connect_within(
+        settings: &AmqpSettings,
+        patience: Duration,
+    ) -> anyhow::Result<Bus> {
+        let tls = connector(settings)?;
+        let deadline = tokio::time::Instant::now() + patience;
         let mut delay = Duration::from_millis(100);
         let connection = loop {
-            match open_connection(&settings.url).await {
+            match open_connection(&settings.url, tls.as_ref()).await {
                 Ok(connection) => break connection,
+                Err(error) if is_tls_failure(&error) => {
+                    return Err(anyhow::Error::new(error)
+                        .context("connecting to RabbitMQ: the TLS handshake failed"));
+                }
                 Err(error) if tokio::time::Instant::now() + delay < deadline => {
                     tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ not reachable yet");
                     tokio::time::sleep(delay).await;
@@ -93,6 +112,7 @@ impl Bus {
         Ok(Bus {
             inner: Arc::new(BusInner {
                 settings: settings.clone(),
+                tls,
                 connection: tokio::sync::Mutex::new(Some(Arc::new(connection))),
                 closed: AtomicBool::new(false),
             }),
@@ -139,7 +159,7 @@ impl Bus {
             return Ok(connection.clone());
         }
         let connection = Arc::new(
-            open_connection(&self.inner.settings.url)
+            open_connection(&self.inner.settings.url, self.inner.tls.as_ref())
                 .await
                 .context("reconnecting to RabbitMQ")?,
         );
@@ -283,12 +303,71 @@ impl Bus {
     }
 }
 
-async fn open_connection(url: &str) -> lapin::Result<Connection> {
+/// The verifying TLS connector for `amqp.tls_mode = "verify-full"` (settings validation has
+/// made sure the URL is `amqps://` then, and `amqp://` otherwise).
+fn connector(settings: &AmqpSettings) -> anyhow::Result<Option<RustlsConnector>> {
+    match settings.tls_mode {
+        TlsMode::Disable => Ok(None),
+        TlsMode::VerifyFull => {
+            let config =
+                chukan_tls::client::client_config(&chukan_tls::client::ClientTls::amqp(settings))?;
+            Ok(Some(RustlsConnector::from(Arc::new(config))))
+        }
+    }
+}
+
+/// Longest a TCP connect plus TLS handshake may take when the URL sets no
+/// `connection_timeout`: a silent peer must not hold the start-up retry loop.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn open_connection(url: &str, tls: Option<&RustlsConnector>) -> lapin::Result<Connection> {
     // No lapin auto-recovery: Bus re-opens the connection itself and consumers re-create
     // their channels, which keeps one recovery path we can test.
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from("chukan"));
-    Connection::connect(url, properties).await
+    let Some(tls) = tls else {
+        return Connection::connect(url, properties).await;
+    };
+    // lapin's own amqps path trusts its built-in store as well as a given CA; chukan's
+    // connector trusts exactly `amqp.ca_file`, so the socket is opened here and handed over.
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|_| std::io::Error::other("amqp.url is not a valid AMQP URI"))?;
+    let connector = tls.clone();
+    Connection::connector(
+        uri,
+        lapin::runtime::default_runtime()?,
+        async move |uri: AMQPUri, runtime| {
+            let host = uri.authority.host.clone();
+            let limit = uri
+                .query
+                .connection_timeout
+                .map_or(HANDSHAKE_TIMEOUT, Duration::from_millis);
+            let handshake = async {
+                let addresses: Vec<std::net::SocketAddr> =
+                    tokio::net::lookup_host((host.as_str(), uri.authority.port))
+                        .await?
+                        .collect();
+                AsyncTcpStream::connect(&runtime, addresses)
+                    .await?
+                    // Verifies the chain and that the certificate names `host`.
+                    .into_rustls(&connector, &host)
+                    .await
+            };
+            let stream = tokio::time::timeout(limit, handshake)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            Ok(stream)
+        },
+        properties,
+    )
+    .await
+}
+
+/// A TLS handshake that failed (an unknown issuer, a wrong name, a plaintext peer): rustls's
+/// errors reach lapin as I/O errors of kind `InvalidData`.
+fn is_tls_failure(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// Queue type (quorum in production) and, for tests' throw-away namespaces, idle expiry.

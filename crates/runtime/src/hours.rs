@@ -28,6 +28,7 @@ fn always_open(path: &str) -> bool {
     path == "/v1/auth/jwks"
         || path.starts_with("/.well-known/")
         || path == crate::OPENAPI_PATH
+        || path == crate::ENTRY_OPENAPI_PATH
         || path == "/v1/status"
 }
 

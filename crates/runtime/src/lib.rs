@@ -14,6 +14,7 @@ pub mod calendar_sync;
 mod component;
 mod document;
 mod hours;
+pub mod lease;
 mod periodic;
 
 use std::{net::TcpListener, sync::Arc};
@@ -66,6 +67,12 @@ pub const LARGEST_JSON_BODY: usize = 4 * 1024 * 1024;
 
 /// Path of the merged OpenAPI document on the public API server.
 pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Path of the whole API's document, served by every target (the binary serves it in
+/// `chukan::openapi`). Behind one entry (the chart's Ingress) consumers reach many
+/// Deployments, each of whose [`OPENAPI_PATH`] covers only its own target; the entry routes
+/// this path to one of them.
+pub const ENTRY_OPENAPI_PATH: &str = "/v1/openapi.json";
 
 /// Name of the security scheme protected operations refer to (`security(("bearer" = []))`).
 pub const BEARER_SCHEME: &str = "bearer";
@@ -190,6 +197,11 @@ pub fn http_server(
         clock: ctx.clock.clone(),
         enforce: ctx.settings.calendar.enforce_service_hours,
     });
+    // HTTPS when `server.tls_cert_file` is set; otherwise TLS ends at the ingress.
+    let tls = chukan_tls::server::server_config(&chukan_tls::server::ServerFiles::api(
+        &ctx.settings.server,
+    ))
+    .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let workers = match ctx.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -220,10 +232,12 @@ pub fn http_server(
     })
     .workers(workers)
     // The binary drives shutdown itself (stage by stage), not actix's signal handler.
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! `CHUKAN_TEST_PG` (server URL without database) or `CHUKAN_TEST_AMQP` to point elsewhere.
 
 mod captured;
+pub mod pki;
+pub mod tls_servers;
 
 pub use captured::Captured;
 
@@ -106,8 +108,12 @@ impl TestEnv {
         let server = chukan_runtime::http_server(&self.ctx, routes, docs, listener, "test")?;
         let handle = server.handle();
         tokio::spawn(server);
+        let scheme = match self.settings.server.tls_cert_file.is_empty() {
+            true => "http",
+            false => "https",
+        };
         Ok(TestApi {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("{scheme}://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             workers,
             server: handle,

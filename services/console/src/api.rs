@@ -13,6 +13,8 @@ use crate::session::Staff;
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// Where `POST /v1/auth/token` goes (`console.login_url`, else `base`).
+    login_base: String,
     address_header: Option<HeaderName>,
 }
 
@@ -59,14 +61,26 @@ pub struct Download {
 }
 
 impl Api {
-    pub fn new(base: &str, address_header: Option<HeaderName>) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
+    /// Calls `console.api_url`, checking an https API's certificate against
+    /// `console.api_ca_file`.
+    pub fn new(
+        settings: &chukan_config::ConsoleSettings,
+        address_header: Option<HeaderName>,
+    ) -> anyhow::Result<Api> {
+        let base = settings.api_url.as_str();
+        let tls = chukan_tls::https::ClientTls::console_api(settings);
+        let http = chukan_tls::https::client_builder(&tls)?
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
+        let login = match settings.login_url.trim() {
+            "" => base,
+            url => url,
+        };
         Ok(Api {
             http,
             base: base.trim_end_matches('/').to_string(),
+            login_base: login.trim_end_matches('/').to_string(),
             address_header,
         })
     }
@@ -92,7 +106,8 @@ impl Api {
         password: &str,
         source: &str,
     ) -> Result<Issued, ApiError> {
-        let mut req = self.http.post(self.url("/v1/auth/token")).json(&serde_json::json!({
+        let token_url = format!("{}/v1/auth/token", self.login_base);
+        let mut req = self.http.post(token_url).json(&serde_json::json!({
             "grant_type": "password", "tenant": tenant, "username": username, "password": password,
         }));
         if let Some(h) = &self.address_header {

@@ -49,7 +49,7 @@ impl Console {
             .transpose()
             .map_err(|_| anyhow::anyhow!("setting auth.client_address_header is no header name"))?;
         Ok(Console {
-            api: Api::new(&c.api_url, address_header.clone())?,
+            api: Api::new(c, address_header.clone())?,
             sessions: session::Sealer::from_base64(c.cookie_key.expose_secret(), idle)
                 .context("setting console.cookie_key")?,
             address_header,

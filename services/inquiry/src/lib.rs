@@ -139,13 +139,18 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         workers.push(consumer.into_worker(&queue.name));
     }
     workers.push(actors::batch_sender::start(state.clone()));
-    workers.push(actors::expiry::start(
-        state.clone(),
-        state.settings.expiry_sweep,
+    // Once per cell (ADR 0005): one replica sweeps; the batch sender above runs in every
+    // replica (each takes other lines, SKIP LOCKED).
+    let sweeper = state.clone();
+    workers.push(chukan_runtime::lease::once_per_cell(
+        ctx,
+        "inquiry.expiry",
+        chukan_runtime::StopStage::Intake,
+        move || actors::expiry::start(sweeper.clone(), sweeper.settings.expiry_sweep),
     ));
     workers.push(outbox.into_worker("inquiry.outbox"));
     let procedures = actix_web::web::Data::new(procedures::Procedures::new(
-        &ctx.settings.relay.nws_url,
+        &ctx.settings.relay,
         ctx.clock.clone(),
     )?);
     let data = actix_web::web::Data::new(state);

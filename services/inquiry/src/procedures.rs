@@ -73,10 +73,18 @@ pub struct Procedures {
 }
 
 impl Procedures {
-    pub fn new(nws_url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Procedures> {
+    /// Fetches from `relay.nws_url`, over HTTPS as the relay does (`relay.nws_ca_file`,
+    /// `relay.nws_client_cert_file`).
+    pub fn new(
+        relay: &chukan_config::RelaySettings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Procedures> {
+        let tls = chukan_tls::https::ClientTls::nws(relay);
         Ok(Procedures {
-            http: reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?,
-            url: format!("{}/v1/beppyo2", nws_url.trim_end_matches('/')),
+            http: chukan_tls::https::client_builder(&tls)?
+                .timeout(FETCH_TIMEOUT)
+                .build()?,
+            url: format!("{}/v1/beppyo2", relay.nws_url.trim_end_matches('/')),
             clock,
             cached: Mutex::new(None),
         })

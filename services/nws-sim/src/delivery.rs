@@ -24,8 +24,13 @@ pub struct DeliveryWorker {
     pub retry_ms: Vec<u64>,
 }
 
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().timeout(SEND_TIMEOUT).build()?)
+/// The client deliveries go out with: `nws_sim.delivery_ca_file` checks the relays'
+/// certificates, `nws_sim.delivery_client_cert_file` is presented to them (mutual TLS).
+pub fn http_client(settings: &chukan_config::NwsSimSettings) -> anyhow::Result<reqwest::Client> {
+    let tls = chukan_tls::https::ClientTls::nws_sim_delivery(settings);
+    Ok(chukan_tls::https::client_builder(&tls)?
+        .timeout(SEND_TIMEOUT)
+        .build()?)
 }
 
 impl DeliveryWorker {

@@ -22,15 +22,15 @@ use std::{net::TcpListener, sync::Arc};
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use chukan_config::NwsSimSettings;
+use chukan_config::{DatabaseSettings, NwsSimSettings};
 use chukan_core::{Clock, SystemClock, edge, problem};
 use chukan_crypto::Signer;
+use chukan_db::PgTls;
 use secrecy::ExposeSecret as _;
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
 };
-use tokio_postgres::NoTls;
 
 pub use actix_web::dev::ServerHandle;
 
@@ -66,6 +66,16 @@ impl NwsSim {
         settings: &NwsSimSettings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<NwsSim> {
+        Self::build_with(settings, clock, &PgTls::disabled()).await
+    }
+
+    /// As [`NwsSim::build_with_clock`], its database reached with `database_tls` (the
+    /// binary's `database.tls_mode`, shared with chukan's own database connections).
+    pub async fn build_with(
+        settings: &NwsSimSettings,
+        clock: Arc<dyn Clock>,
+        database_tls: &PgTls,
+    ) -> anyhow::Result<NwsSim> {
         let signer =
             Signer::from_seed_base64(&settings.signing_kid, settings.signing_key.expose_secret())
                 .context("setting nws_sim.signing_key")?;
@@ -81,8 +91,8 @@ impl NwsSim {
 
         let beppyo2 = beppyo2::Beppyo2::embedded().context("the embedded 別表第二 table")?;
 
-        migrate(&settings.database_url).await?;
-        let pool = chukan_db::pool_from_url(&settings.database_url, POOL_SIZE)
+        migrate(&settings.database_url, database_tls).await?;
+        let pool = chukan_db::pool_with_tls(&settings.database_url, database_tls, POOL_SIZE)
             .context("setting nws_sim.database_url")?;
 
         let listener =
@@ -93,6 +103,9 @@ impl NwsSim {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        // HTTPS (and relays' client certificates) when configured, as the real NWS.
+        let tls =
+            chukan_tls::server::server_config(&chukan_tls::server::ServerFiles::nws_sim(settings))?;
 
         let wake = Arc::new(Notify::new());
         let state = web::Data::new(api::SimState {
@@ -116,14 +129,17 @@ impl NwsSim {
                 .default_service(web::to(problem::not_found_route))
         })
         // A test and demo peer: two workers are plenty and keep many simulators cheap.
-        .workers(2)
-        .listen(listener)?
+        .workers(2);
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        }
         .run();
 
         let (stop_worker, stop_rx) = watch::channel(false);
         let worker = delivery::DeliveryWorker {
             pool,
-            http: delivery::http_client()?,
+            http: delivery::http_client(settings)?,
             wake,
             concurrency: settings.delivery_concurrency,
             retry_ms: settings.delivery_retry_ms.clone(),
@@ -161,12 +177,22 @@ impl NwsSim {
 }
 
 /// `chukan nws-sim`: build and serve until stopped.
-pub async fn run(settings: &NwsSimSettings) -> anyhow::Result<()> {
-    NwsSim::build(settings).await?.run_until_stopped().await
+/// Its database connections follow `database.tls_mode` and its files.
+pub async fn run(settings: &NwsSimSettings, database: &DatabaseSettings) -> anyhow::Result<()> {
+    let database_tls = PgTls::from_settings(database)?;
+    let expiry = chukan_tls::expiry::spawn_refresher(chukan_tls::expiry::nws_sim_files(settings));
+    let result = NwsSim::build_with(settings, Arc::new(SystemClock), &database_tls)
+        .await?
+        .run_until_stopped()
+        .await;
+    if let Some(task) = expiry {
+        task.abort();
+    }
+    result
 }
 
 /// Creates the simulator's database if missing and applies its migrations, as the owner.
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+pub async fn migrate(database_url: &str, tls: &PgTls) -> anyhow::Result<()> {
     let config: tokio_postgres::Config = database_url
         .parse()
         .context("setting nws_sim.database_url is not a PostgreSQL connection string")?;
@@ -174,17 +200,11 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
         .get_dbname()
         .context("setting nws_sim.database_url names no database")?
         .to_owned();
-    ensure_database(&config, &dbname).await?;
+    ensure_database(&config, tls, &dbname).await?;
 
-    let (mut client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("connecting to the NWS simulator database")?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "migration connection ended with an error");
-        }
-    });
+    let mut client = tls
+        .connect(&config, "the NWS simulator's migrations")
+        .await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -198,16 +218,19 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     result.map(|_| ())
 }
 
-async fn ensure_database(config: &tokio_postgres::Config, dbname: &str) -> anyhow::Result<()> {
+async fn ensure_database(
+    config: &tokio_postgres::Config,
+    tls: &PgTls,
+    dbname: &str,
+) -> anyhow::Result<()> {
     let mut admin_config = config.clone();
     admin_config.dbname("postgres");
-    let (admin, connection) = admin_config
-        .connect(NoTls)
-        .await
-        .context("connecting to the postgres database to create the simulator's")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let admin = tls
+        .connect(
+            &admin_config,
+            "the postgres database, to create the simulator's",
+        )
+        .await?;
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
         .await?

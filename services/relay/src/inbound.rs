@@ -26,10 +26,14 @@ pub struct InboundState {
     pub outbox: OutboxHandle,
 }
 
-/// The inbound listener with its one route.
-pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Server> {
+/// The inbound listener with its one route, over HTTPS when `tls` is given.
+pub fn server(
+    state: InboundState,
+    listener: TcpListener,
+    tls: Option<chukan_tls::server::ServerConfig>,
+) -> std::io::Result<Server> {
     let state = web::Data::new(state);
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(edge::screen))
             .wrap(edge::security_headers())
@@ -45,9 +49,12 @@ pub fn server(state: InboundState, listener: TcpListener) -> std::io::Result<Ser
     // Only the NWS calls here; two workers keep up with its deliveries.
     .workers(2)
     // The binary stops this listener with the other intake, not on actix's own signal.
-    .disable_signals()
-    .listen(listener)?
-    .run())
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// A refusal: counted by its problem code and logged without personal data.

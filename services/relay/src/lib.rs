@@ -71,7 +71,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         ctx.clock.clone(),
         ctx.settings.calendar.enforce_service_hours,
     ));
-    let send_timeout = settings.send_timeout;
+    let nws_http = outbound::nws_client(settings).context("building the NWS HTTP client")?;
     let outbox = chukan_mq::outbox::start(
         ctx.db.clone(),
         SCHEMA,
@@ -81,7 +81,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
     let link = link::LinkHealth::new(ctx.db.clone(), outbox.clone(), ctx.clock.clone());
     let sender = outbound::NwsSender::new(
         &settings.nws_url,
-        send_timeout,
+        nws_http.clone(),
         signer,
         ctx.clock.clone(),
         gate.clone(),
@@ -93,10 +93,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
         gate,
         sender: sender.inner(),
         ready_url: format!("{}/v1/ready", settings.nws_url.trim_end_matches('/')),
-        http: reqwest::Client::builder()
-            .timeout(send_timeout)
-            .build()
-            .context("building the NWS readiness client")?,
+        http: nws_http,
         per_second: settings.release_per_second,
         readiness_poll: settings.readiness_poll,
     };
@@ -109,6 +106,11 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             )
         })?;
     let port = listener.local_addr()?.port();
+    // HTTPS with the NWS's client certificate required when configured (ARCHITECTURE §3);
+    // the envelope signatures are checked all the same.
+    let tls = chukan_tls::server::server_config(&chukan_tls::server::ServerFiles::relay_inbound(
+        settings,
+    ))?;
     let server = inbound::server(
         inbound::InboundState {
             pool: ctx.db.clone(),
@@ -118,6 +120,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             outbox: outbox.clone(),
         },
         listener,
+        tls,
     )?;
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -152,7 +155,8 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             workers: vec![
                 inbound_worker,
                 consumer.into_worker("relay-outbound"),
-                releaser.into_worker("relay-releaser"),
+                // Once per cell (ADR 0005): the release pace is the cell's.
+                releaser.once_per_cell(ctx),
                 outbox.into_worker("relay-outbox"),
             ],
         },

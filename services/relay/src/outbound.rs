@@ -7,7 +7,7 @@
 //! is still being released, a message is not sent but held durably ([`crate::hold`]); the
 //! releaser sends it later with the same code, [`SenderInner::post`].
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use chukan_core::{Clock, ids::OrgCode};
@@ -37,16 +37,25 @@ pub(crate) struct SenderInner {
     link: Option<Arc<crate::link::LinkHealth>>,
 }
 
+/// The HTTP client for every call to the NWS (sends, readiness): HTTPS verified against
+/// `relay.nws_ca_file`, presenting `relay.nws_client_cert_file` when set, each call bounded
+/// by `relay.send_timeout_ms`.
+pub fn nws_client(settings: &chukan_config::RelaySettings) -> anyhow::Result<reqwest::Client> {
+    let tls = chukan_tls::https::ClientTls::nws(settings);
+    Ok(chukan_tls::https::client_builder(&tls)?
+        .timeout(settings.send_timeout)
+        .build()?)
+}
+
 impl NwsSender {
     pub fn new(
         nws_url: &str,
-        timeout: Duration,
+        http: reqwest::Client,
         signer: Signer,
         clock: Arc<dyn Clock>,
         gate: Arc<Gate>,
         link: Arc<crate::link::LinkHealth>,
     ) -> anyhow::Result<NwsSender> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(NwsSender {
             inner: Arc::new(SenderInner {
                 http,

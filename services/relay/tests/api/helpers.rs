@@ -66,9 +66,13 @@ impl TestRelay {
         .unwrap();
         let (parts, port) = chukan_relay::start_with_port(&env.ctx).await.unwrap();
         assert!(parts.routes.is_none());
+        let scheme = match env.settings.relay.inbound_tls_cert_file.is_empty() {
+            true => "http",
+            false => "https",
+        };
         TestRelay {
             env,
-            inbound_url: format!("http://127.0.0.1:{port}/nws/v1/messages"),
+            inbound_url: format!("{scheme}://127.0.0.1:{port}/nws/v1/messages"),
             http: reqwest::Client::new(),
             nws,
             link_status,
@@ -162,16 +166,30 @@ pub struct TestNws {
 
 impl TestNws {
     pub async fn spawn(clock: Arc<dyn chukan_core::Clock>) -> TestNws {
-        let settings = chukan_testkit::test_settings().nws_sim;
+        Self::spawn_with(clock, |_| {}, reqwest::Client::new()).await
+    }
+
+    /// As [`TestNws::spawn`] with changed settings, called (registration, faults) by `http`.
+    pub async fn spawn_with(
+        clock: Arc<dyn chukan_core::Clock>,
+        configure: impl FnOnce(&mut chukan_config::NwsSimSettings),
+        http: reqwest::Client,
+    ) -> TestNws {
+        let mut settings = chukan_testkit::test_settings().nws_sim;
+        configure(&mut settings);
         let sim = chukan_nws_sim::NwsSim::build_with_clock(&settings, clock)
             .await
             .unwrap();
-        let base = format!("http://127.0.0.1:{}", sim.port());
+        let scheme = match settings.tls_cert_file.is_empty() {
+            true => "http",
+            false => "https",
+        };
+        let base = format!("{scheme}://127.0.0.1:{}", sim.port());
         let handle = sim.handle();
         let task = tokio::spawn(sim.run_until_stopped());
         TestNws {
             base,
-            http: reqwest::Client::new(),
+            http,
             settings,
             handle,
             task,

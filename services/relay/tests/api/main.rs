@@ -2,6 +2,7 @@
 
 mod helpers;
 mod hold;
+mod tls;
 
 use chukan_mq::{OutgoingMessage, metrics as mq_metrics};
 use chukan_proto::{CodeAcquireResult, Message as _, NWS_OUT, NwsInbound};
