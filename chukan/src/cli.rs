@@ -104,6 +104,8 @@ pub enum Command {
     },
     /// Print the API's OpenAPI document (as served at /openapi.json), or who may call what.
     Openapi(crate::openapi::OpenApiArgs),
+    /// GET each URL and fail unless every one answers 2xx (the chart's `helm test` hook).
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,7 +251,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::NwsSim) => {
             let settings = load(&args)?;
             let _guard = chukan_telemetry::init("nws-sim", &settings.telemetry)?;
-            chukan_nws_sim::run(&settings.nws_sim).await
+            chukan_nws_sim::run(&settings.nws_sim, &settings.database).await
         }
         Some(Command::Config { print_defaults }) => {
             if *print_defaults {
@@ -266,6 +268,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Audit { command }) => crate::audit::run(load(&args)?, command).await,
         Some(Command::Stats { command }) => crate::stats::run(load(&args)?, command).await,
         Some(Command::Openapi(openapi)) => crate::openapi::run(openapi),
+        Some(Command::Probe(probe)) => crate::probe::run(probe).await,
     }
 }
 

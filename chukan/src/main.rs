@@ -9,6 +9,7 @@ mod batch;
 mod cli;
 mod console;
 mod openapi;
+mod probe;
 mod replica;
 mod serve;
 mod services;

@@ -52,13 +52,17 @@ async fn start_services(ctx: &Context, target: Target) -> anyhow::Result<Vec<Par
 pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
     let _telemetry = chukan_telemetry::init(target.label(), &settings.telemetry)?;
     let ctx = chukan_runtime::build_context(settings, Arc::new(SystemClock)).await?;
+    // Each configured certificate's expiry on /metrics, re-read as the files rotate.
+    let expiry =
+        chukan_tls::expiry::spawn_refresher(chukan_tls::expiry::chukan_files(&ctx.settings));
     declare_all_queues(&ctx.bus).await?;
     let parts = start_services(&ctx, target).await?;
 
     // Every process follows the planned outages platform operators announce.
     let mut workers: Vec<Worker> =
         chukan_runtime::calendar_sync::start(&ctx.bus, ctx.calendar.clone());
-    let mut routes = Vec::new();
+    // Every target also serves the whole API's document, for the one entry in front of them.
+    let mut routes = vec![crate::openapi::entry_routes()?];
     let mut docs = Vec::new();
     for p in parts {
         tracing::info!(service = p.name, "service started");
@@ -143,6 +147,9 @@ pub async fn run(settings: Settings, target: Target) -> anyhow::Result<()> {
         }
     }
     ops_handle.stop(true).await;
+    if let Some(task) = expiry {
+        task.abort();
+    }
     ctx.bus.close().await;
     tracing::info!("stopped");
     exit
