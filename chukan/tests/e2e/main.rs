@@ -202,6 +202,20 @@ pub(crate) async fn assert_nothing_in_the_clear(
             .unwrap();
     tokio::spawn(conn);
     let schemas: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+    // An outbox row holds its message until the relay has published it, and the request's
+    // `done` can be seen before the last event it caused is published: wait for the outboxes
+    // to drain, so the scan sees what stays.
+    for schema in &schemas {
+        let count = format!("SELECT count(*) FROM {schema}.outbox");
+        chukan_testkit::wait_until(Duration::from_secs(20), "outboxes drained", || async {
+            client
+                .query_one(&count, &[])
+                .await
+                .is_ok_and(|row| row.get::<_, i64>(0) == 0)
+        })
+        .await
+        .unwrap();
+    }
     let tables = client
         .query(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables
