@@ -9,6 +9,8 @@ use chukan_config::Settings;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _telemetry = chukan_telemetry::init("console", &settings.telemetry)?;
     let console = chukan_console::Console::from_settings(&settings)?;
+    // The expiry of the certificates it trusts (console.api_ca_file) on its own /metrics.
+    let expiry = chukan_tls::expiry::spawn_refresher(chukan_tls::expiry::chukan_files(&settings));
     let api_check = chukan_console::api_check(&console);
     let c = &settings.console;
     let listener = TcpListener::bind((c.host.as_str(), c.port))
@@ -36,6 +38,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     handle.stop(true).await;
     ops_handle.stop(true).await;
+    if let Some(task) = expiry {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -213,11 +213,13 @@ the owner's database URL to the migration Job alone.
   {{- $files = append $files (dict "section" "server" "setting" "tls_key_file" "dir" "tls" "path" "api/tls.key" "secret" $api "key" "tls.key") -}}
 {{- end -}}
 {{- if and $v.certificates.api.enabled (not (has $t (list "admin" "migration"))) -}}
-  {{- /* admin's JWKS (and, for the console, the API) are served over HTTPS: trust the issuer's CA. */ -}}
+  {{- /* admin's JWKS (and, for the console, the API) are served over HTTPS: trust the issuer's CA.
+  The console verifies no token, so it gets the CA for its API calls only. */ -}}
   {{- $api := include "chukan.certSecret" (dict "root" .root "cert" "api" "suffix" "api-tls") -}}
-  {{- $files = append $files (dict "section" "auth" "setting" "jwks_ca_file" "dir" "tls" "path" "api/ca.crt" "secret" $api "key" "ca.crt") -}}
   {{- if eq $t "console" -}}
     {{- $files = append $files (dict "section" "console" "setting" "api_ca_file" "dir" "tls" "path" "api/ca.crt" "secret" $api "key" "ca.crt") -}}
+  {{- else -}}
+    {{- $files = append $files (dict "section" "auth" "setting" "jwks_ca_file" "dir" "tls" "path" "api/ca.crt" "secret" $api "key" "ca.crt") -}}
   {{- end -}}
 {{- end -}}
 {{- if eq $t "relay" -}}

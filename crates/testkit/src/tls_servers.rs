@@ -55,16 +55,28 @@ pub struct PgCluster {
 impl PgCluster {
     /// Creates (initdb) and starts a cluster; `tls = None` serves plaintext only.
     pub async fn start(tls: Option<ServerTls<'_>>) -> anyhow::Result<PgCluster> {
+        Self::start_sized(tls, 30).await
+    }
+
+    /// [`PgCluster::start`] with `max_connections` (3 of them reserved for the superuser):
+    /// for many processes at once, each with its pool.
+    pub async fn start_sized(
+        tls: Option<ServerTls<'_>>,
+        max_connections: u32,
+    ) -> anyhow::Result<PgCluster> {
         let mut attempt = 1;
         loop {
-            match Self::start_once(tls).await {
+            match Self::start_once(tls, max_connections).await {
                 Err(error) if attempt < START_ATTEMPTS && lost_its_port(&error) => attempt += 1,
                 result => return result,
             }
         }
     }
 
-    async fn start_once(tls: Option<ServerTls<'_>>) -> anyhow::Result<PgCluster> {
+    async fn start_once(
+        tls: Option<ServerTls<'_>>,
+        max_connections: u32,
+    ) -> anyhow::Result<PgCluster> {
         let user = ServiceUser::when_root("postgres")?;
         let dir = fresh_dir("chukan-pg")?;
         let port = free_ports::<1>()?[0];
@@ -74,7 +86,7 @@ impl PgCluster {
             user,
             postmaster: None,
         };
-        cluster.init(tls).await?;
+        cluster.init(tls, max_connections).await?;
         cluster.postmaster = Some(
             cluster
                 .command(pg_bin("postgres")?)
@@ -114,7 +126,7 @@ impl PgCluster {
         command
     }
 
-    async fn init(&self, tls: Option<ServerTls<'_>>) -> anyhow::Result<()> {
+    async fn init(&self, tls: Option<ServerTls<'_>>, max_connections: u32) -> anyhow::Result<()> {
         // The directory belongs to the server's user before initdb writes into it.
         self.user.as_ref().map(|u| u.own(&self.dir)).transpose()?;
         let mut initdb = self.command(pg_bin("initdb")?);
@@ -147,7 +159,7 @@ impl PgCluster {
         let mut conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-             shared_buffers = 16MB\nmax_connections = 30\n",
+             shared_buffers = 16MB\nmax_connections = {max_connections}\n",
             port = self.port,
             dir = self.dir.display(),
         );
@@ -348,6 +360,26 @@ impl RabbitNode {
     /// the server certificate) is the working URL.
     pub fn url(&self, scheme: &str, host: &str) -> String {
         format!("{scheme}://guest:guest@{host}:{}/%2f", self.port)
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>` against this node (as the server's user) and
+    /// returns its standard output; a non-zero exit is an error with its messages.
+    pub fn rabbitmqctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self
+            .ctl()?
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running rabbitmqctl {}", args.join(" ")))?;
+        if !output.status.success() {
+            bail!(
+                "rabbitmqctl {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     fn pid_file(&self) -> PathBuf {

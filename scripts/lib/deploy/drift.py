@@ -23,6 +23,9 @@ and runs the process locally:
 Only what cannot be the same on one machine is changed, through the environment
 (CHUKAN__*, which overrides the file): listeners bind 127.0.0.1 on free ports, and URLs
 naming a chart Service (http://chukan-admin:8080/...) point at that target's local port.
+
+drift_tls.py runs the same check (`run`) with ci/local-tls-values.yaml against servers of
+its own that speak TLS only; `Links` says how this module reaches the servers.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,8 +45,9 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -53,6 +58,27 @@ CONFIG_MOUNT = "/etc/chukan/chukan.toml"
 
 class Failure(Exception):
     pass
+
+
+def shared_queues(vhost: str) -> list[str]:
+    """The queue names of a vhost of the machine's shared RabbitMQ node."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return out.split()
+
+
+@dataclass
+class Links:
+    """How the check itself reaches the servers and the processes' HTTPS listeners. The
+    defaults are the machine's shared, plaintext PostgreSQL and RabbitMQ."""
+    # libpq environment for psql (e.g. PGSSLMODE, PGSSLROOTCERT).
+    pg_env: dict[str, str] = field(default_factory=dict)
+    # vhost -> names of its queues.
+    list_queues: Callable[[str], list[str]] = shared_queues
+    # Trust for https:// URLs of the processes (the API with certificates.api); None = none.
+    https: ssl.SSLContext | None = None
+    # Checks while every process is ready: called with {component: Workload}.
+    while_ready: Callable[[dict[str, "Workload"]], None] | None = None
 
 
 def free_port() -> int:
@@ -86,8 +112,8 @@ class Workload:
         self.dir.mkdir(parents=True)
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
 
-        # Files the pod has: path inside the pod -> test content.
-        files: dict[str, str] = {}
+        # Files the pod has: path inside the pod -> local test file.
+        files = write_secret_files(self.name, spec, c, secrets, self.dir / "files")
         toml_text = None
         for m in c.get("volumeMounts", []):
             vol = volumes[m["name"]]
@@ -99,25 +125,11 @@ class Workload:
                 if m["mountPath"] != CONFIG_MOUNT or key != "chukan.toml":
                     raise Failure(f"{self.name}: unexpected ConfigMap mount {m['mountPath']}")
                 toml_text = cm["data"][key]
-            for src in (vol.get("projected") or {}).get("sources", []):
-                sec = src.get("secret")
-                if not sec:
-                    continue
-                for item in sec["items"]:
-                    value = secrets.get(sec["name"], {}).get(item["key"])
-                    if value is None:
-                        raise Failure(f"{self.name}: no test value for Secret {sec['name']} key {item['key']} "
-                                      "(scripts/lib/deploy/local-secrets.yaml)")
-                    files[f"{m['mountPath']}/{item['path']}"] = str(value)
         if toml_text is None:
             raise Failure(f"{self.name}: mounts no settings file at {CONFIG_MOUNT}")
 
         # The settings file, its mounted paths pointed at the test files.
-        for pod_path, value in files.items():
-            local = self.dir / "files" / pod_path.lstrip("/")
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_text(value + "\n", encoding="utf-8")
-            local.chmod(0o400)
+        for pod_path, local in files.items():
             toml_text = toml_text.replace(f'"{pod_path}"', f'"{local}"')
         left = re.findall(r'"(/etc/chukan/[^"]*)"', toml_text)
         if left:
@@ -190,6 +202,31 @@ class Workload:
         return "\n".join("    " + line for line in text[-lines:])
 
 
+def write_secret_files(name: str, spec: dict[str, Any], container: dict[str, Any], secrets: dict,
+                       root: Path) -> dict[str, Path]:
+    """Writes each Secret key the container mounts (projected volumes) to a file under root,
+    with its test value; returns {path inside the pod: local file}."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    files: dict[str, Path] = {}
+    for m in container.get("volumeMounts", []):
+        for src in (volumes[m["name"]].get("projected") or {}).get("sources", []):
+            sec = src.get("secret")
+            if not sec:
+                continue
+            for item in sec["items"]:
+                value = secrets.get(sec["name"], {}).get(item["key"])
+                if value is None:
+                    raise Failure(f"{name}: no test value for Secret {sec['name']} key {item['key']} "
+                                  "(scripts/lib/deploy/local-secrets.yaml)")
+                pod_path = f"{m['mountPath']}/{item['path']}"
+                local = root / pod_path.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(str(value).rstrip("\n") + "\n", encoding="utf-8")
+                local.chmod(0o400)
+                files[pod_path] = local
+    return files
+
+
 SERVICE_URL = re.compile(rf"^(https?)://{RELEASE}-([a-z]+)(?:\.[a-z0-9.-]+)?:(\d+)(/.*)?$")
 
 
@@ -205,9 +242,11 @@ def rewrite_service_url(value: str, service_ports: dict[str, dict[str, int]]) ->
     return f"{scheme}://127.0.0.1:{ports[port]}{rest}"
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET; status 0 when there is no HTTP answer (a refused connection,
+    a failed TLS handshake)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, b""
@@ -215,8 +254,10 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def psql(db_url: str, sql: str) -> str:
-    return subprocess.run(["psql", db_url, "-Atqc", sql], check=True, capture_output=True, text=True).stdout.strip()
+def psql(db_url: str, sql: str, env: dict[str, str] | None = None) -> str:
+    """One query's unaligned output; env adds libpq variables (PGSSLMODE, ...)."""
+    return subprocess.run(["psql", db_url, "-Atqc", sql], check=True, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}).stdout.strip()
 
 
 def password_matches(stored: str, user: str, password: str) -> bool:
@@ -242,10 +283,18 @@ def public_keys(binary: str, env_extra: dict[str, str], config: Path | None = No
 
 
 def main(render: str, binary: str, secrets_file: str, workdir: str) -> int:
-    started = time.monotonic()
     objs = [d for d in yaml.safe_load_all(Path(render).read_text(encoding="utf-8")) if d]
     secrets = yaml.safe_load(Path(secrets_file).read_text(encoding="utf-8"))
-    work = Path(workdir)
+    result = run(objs, binary, secrets, Path(workdir), Links())
+    print(f"drift: migration + {result['targets']} targets ready in {result['ready_after']:.0f} s, "
+          f"helm test command passed, clean SIGTERM exits")
+    return 0
+
+
+def run(objs: list[dict[str, Any]], binary: str, secrets: dict, work: Path, links: Links) -> dict[str, Any]:
+    """The whole check on one render, reaching the servers through links; returns
+    {targets, ready_after}. Raises Failure."""
+    started = time.monotonic()
     configmaps = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ConfigMap"}
     services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
     jobs = [o for o in objs if o["kind"] == "Job"]
@@ -277,17 +326,17 @@ def main(render: str, binary: str, secrets_file: str, workdir: str) -> int:
     db = migration.settings["database"]
     owner_url = secrets_for(migration, "url_file", "database")
     schemas = psql(owner_url, "select count(*) from information_schema.schemata where schema_name in "
-                   "('admin','code','relay','provision','inquiry','audit','notice','selfinfo','stats')")
+                   "('admin','code','relay','provision','inquiry','audit','notice','selfinfo','stats')",
+                   links.pg_env)
     if schemas != "9":
         raise Failure(f"after the migration the database of database.url_file has {schemas} of 9 schemas")
-    stored = psql(owner_url, f"select rolpassword from pg_authid where rolname = '{db['app_user']}'")
+    stored = psql(owner_url, f"select rolpassword from pg_authid where rolname = '{db['app_user']}'", links.pg_env)
     if not password_matches(stored, db["app_user"], secrets_for(migration, "app_password_file", "database")):
         raise Failure(f"the role {db['app_user']} does not have the password of database.app_password_file")
     amqp_url = secrets_for(migration, "url_file", "amqp")
     vhost = urllib.parse.unquote(amqp_url.rsplit("/", 1)[1])
-    queues = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"], capture_output=True,
-                            text=True, timeout=60).stdout.split()
-    if len([q for q in queues if q != "name"]) < 5:
+    queues = links.list_queues(vhost)
+    if len(queues) < 5:
         raise Failure(f"after the migration vhost {vhost} (amqp.url_file) holds {len(queues)} queues")
 
     # 2. Every Deployment's process, until ready.
@@ -313,11 +362,23 @@ def main(render: str, binary: str, secrets_file: str, workdir: str) -> int:
         ready_after = time.monotonic() - started
 
         # 3. The secret files were read: the published keys are the test seeds'.
-        check_keys(binary, by_component, secrets)
+        check_keys(binary, by_component, links)
+        if links.while_ready:
+            links.while_ready(by_component)
 
         # 4. The helm test Pod's command.
-        test_args = tests[0]["spec"]["containers"][0]["args"]
-        argv = [binary] + [rewrite_service_url(a, service_ports) for a in test_args]
+        # Its mounted files (the API's CA with certificates.api) written like a target's.
+        test_pod = tests[0]["spec"]
+        test_files = write_secret_files("test Pod", test_pod, test_pod["containers"][0], secrets, work / "test")
+        argv = [binary]
+        for a in test_pod["containers"][0]["args"]:
+            unmapped = a
+            for pod_path, local in test_files.items():
+                a = a.replace(pod_path, str(local))
+                unmapped = unmapped.replace(pod_path, "")
+            if "/etc/chukan" in unmapped:
+                raise Failure(f"the helm test command names {unmapped}, which its Pod does not mount")
+            argv.append(rewrite_service_url(a, service_ports))
         probe = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if probe.returncode != 0:
             raise Failure(f"the helm test command {argv[1:]} exited {probe.returncode}: {probe.stdout}{probe.stderr}")
@@ -340,9 +401,7 @@ def main(render: str, binary: str, secrets_file: str, workdir: str) -> int:
                 unclean.append(f"{w.name} exit {rc}:\n{w.tail(10)}")
     if unclean:
         raise Failure("not a clean exit on SIGTERM: " + "\n".join(unclean))
-    print(f"drift: migration + {len(targets)} targets ready in {ready_after:.0f} s, "
-          f"helm test command passed, clean SIGTERM exits")
-    return 0
+    return {"targets": len(targets), "ready_after": ready_after}
 
 
 def secrets_for(w: Workload, setting: str, section: str) -> str:
@@ -350,7 +409,7 @@ def secrets_for(w: Workload, setting: str, section: str) -> str:
     return Path(path).read_text(encoding="utf-8").strip()
 
 
-def check_keys(binary: str, by_component: dict[str, Workload], secrets: dict) -> None:
+def check_keys(binary: str, by_component: dict[str, Workload], links: Links) -> None:
     def expect(section: str, w: Workload) -> str:
         seed = secrets_for(w, "signing_key_file", section)
         return public_keys(binary, {"CHUKAN__AUDIT__SIGNING_KEY": seed})["audit"]["public_key"]
@@ -364,7 +423,10 @@ def check_keys(binary: str, by_component: dict[str, Workload], secrets: dict) ->
     admin = by_component.get("admin")
     if admin:
         want = base64.urlsafe_b64encode(base64.b64decode(expect("auth", admin))).decode().rstrip("=")
-        status, body = http_get(f"http://127.0.0.1:{admin.local_ports['http']}/.well-known/jwks.json")
+        # HTTPS when the chart gives the API a certificate (server.tls_cert_file).
+        scheme = "https" if admin.settings["server"].get("tls_cert_file") else "http"
+        status, body = http_get(f"{scheme}://127.0.0.1:{admin.local_ports['http']}/.well-known/jwks.json",
+                                context=links.https)
         keys = json.loads(body or b"{}").get("keys", []) if status == 200 else []
         if not any(k.get("x") == want and k.get("kid") == admin.settings["auth"]["signing_kid"] for k in keys):
             raise Failure(f"admin's JWKS does not publish auth.signing_key_file's key: {status} {body[:300]!r}")
