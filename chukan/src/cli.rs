@@ -225,8 +225,13 @@ pub enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Print a fresh random 32-byte key (base64) for a KEK or an Ed25519 seed.
-    Generate,
+    /// Print a fresh random key (base64): 32 bytes for a KEK or an Ed25519 seed (the
+    /// default), 64 for the console's cookie key (`--bytes 64`).
+    Generate {
+        /// How many random bytes.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(16..=1024))]
+        bytes: u16,
+    },
     /// Print the public keys of the configured signing keys (JSON), to register them.
     Public,
 }
@@ -421,7 +426,12 @@ fn parse_role(s: &str) -> anyhow::Result<Role> {
 
 fn keys(settings: &Settings, command: &KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Generate => println!("{}", chukan_crypto::generate_key_base64()),
+        KeysCommand::Generate { bytes } => {
+            println!(
+                "{}",
+                chukan_crypto::generate_bytes_base64(usize::from(*bytes))
+            )
+        }
         KeysCommand::Public => {
             let relay = chukan_crypto::Signer::from_seed_base64(
                 &settings.relay.signing_kid,

@@ -41,6 +41,13 @@ pub fn generate_key_base64() -> String {
     STANDARD.encode(random_key())
 }
 
+/// `len` random bytes as standard base64 (the console's cookie key takes 64).
+pub fn generate_bytes_base64(len: usize) -> String {
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; len]);
+    OsRng.fill_bytes(&mut bytes);
+    STANDARD.encode(bytes.as_slice())
+}
+
 /// Decodes standard base64 into exactly `N` bytes.
 pub(crate) fn decode_key<const N: usize>(
     b64: &str,
@@ -77,6 +84,13 @@ mod tests {
         let b = generate_key_base64();
         assert_ne!(a, b);
         assert_eq!(STANDARD.decode(&a).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn generated_byte_strings_have_the_length_asked_for() {
+        let a = generate_bytes_base64(64);
+        assert_eq!(STANDARD.decode(&a).unwrap().len(), 64);
+        assert_ne!(a, generate_bytes_base64(64));
     }
 
     #[test]
