@@ -3,19 +3,9 @@
 
 use std::time::Duration;
 
-use chukan_testkit::pki::{Issued, TestCa};
+use chukan_testkit::pki::TestCa;
 
 use crate::helpers::*;
-
-fn client(ca: &TestCa, identity: Option<&Issued>) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).unwrap();
-    let mut builder = reqwest::Client::builder().tls_certs_only([root]);
-    if let Some(identity) = identity {
-        let pem = identity.identity_pem().unwrap();
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
-}
 
 #[tokio::test]
 async fn the_binary_serves_tls_where_configured_and_reports_each_certificates_expiry() {
@@ -56,7 +46,13 @@ async fn the_binary_serves_tls_where_configured_and_reports_each_certificates_ex
 
     // The API over HTTPS: served to a client trusting the platform CA, to no one else.
     let api = format!("https://127.0.0.1:{}/openapi.json", ports.0);
-    let res = client(&platform, None).get(&api).send().await.unwrap();
+    let res = platform
+        .https_client(None)
+        .unwrap()
+        .get(&api)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(reqwest::Client::new().get(&api).send().await.is_err());
     let plain = http.get(api.replace("https://", "http://")).send().await;
@@ -65,13 +61,17 @@ async fn the_binary_serves_tls_where_configured_and_reports_each_certificates_ex
     // The relay's door: only a client holding the NWS CA's certificate reaches the route,
     // which then checks the envelope as ever (garbage is refused by the application).
     let door_url = format!("https://127.0.0.1:{}/nws/v1/messages", ports.2);
-    let anonymous = client(&platform, None)
+    let anonymous = platform
+        .https_client(None)
+        .unwrap()
         .post(&door_url)
         .body(vec![0xff])
         .send()
         .await;
     assert!(anonymous.is_err(), "{anonymous:?}");
-    let res = client(&platform, Some(&nws))
+    let res = platform
+        .https_client(Some(&nws))
+        .unwrap()
         .post(&door_url)
         .header("content-type", "application/x-protobuf")
         .body(vec![0xff])

@@ -35,6 +35,17 @@ impl Issued {
 }
 
 impl TestCa {
+    /// An HTTPS client that trusts only this CA (not the system's roots) and presents
+    /// `identity` when given: what tests of a TLS door call it with.
+    pub fn https_client(&self, identity: Option<&Issued>) -> anyhow::Result<reqwest::Client> {
+        let root = reqwest::Certificate::from_pem(self.ca_pem().as_bytes())?;
+        let mut builder = reqwest::Client::builder().tls_certs_only([root]);
+        if let Some(identity) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(&identity.identity_pem()?)?);
+        }
+        Ok(builder.build()?)
+    }
+
     /// A new CA named `name` (its common name and its files' prefix).
     pub fn new(name: &str) -> anyhow::Result<TestCa> {
         let dir = std::env::temp_dir().join(format!(

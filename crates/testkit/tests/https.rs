@@ -7,14 +7,6 @@ use std::sync::Arc;
 use chukan_core::SystemClock;
 use chukan_testkit::{TestEnv, pki::TestCa};
 
-fn trusting(ca: &TestCa) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([root])
-        .build()
-        .unwrap()
-}
-
 #[actix_web::test]
 async fn the_api_serves_https_to_clients_that_trust_its_ca_and_its_expiry_is_a_metric() {
     let ca = TestCa::new("api").unwrap();
@@ -34,7 +26,9 @@ async fn the_api_serves_https_to_clients_that_trust_its_ca_and_its_expiry_is_a_m
     assert!(api.base_url.starts_with("https://"), "{}", api.base_url);
 
     // A client trusting the CA gets the document over TLS.
-    let res = trusting(&ca)
+    let res = ca
+        .https_client(None)
+        .unwrap()
         .get(api.url("/openapi.json"))
         .send()
         .await
@@ -45,7 +39,7 @@ async fn the_api_serves_https_to_clients_that_trust_its_ca_and_its_expiry_is_a_m
 
     // A client trusting another CA, or only the system's roots, is refused the handshake.
     for (what, client) in [
-        ("another CA", trusting(&other)),
+        ("another CA", other.https_client(None).unwrap()),
         ("the system roots", reqwest::Client::new()),
     ] {
         let err = client

@@ -14,17 +14,6 @@ use chukan_tls::server::{ServerFiles, server_config};
 use super::{ORG, result_body};
 use crate::helpers::*;
 
-/// A client trusting only `ca`, presenting `identity` when given.
-fn client(ca: &TestCa, identity: Option<&Issued>) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).unwrap();
-    let mut builder = reqwest::Client::builder().tls_certs_only([root]);
-    if let Some(identity) = identity {
-        let pem = identity.identity_pem().unwrap();
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
-}
-
 #[actix_web::test]
 async fn the_inbound_door_with_a_client_ca_serves_only_clients_holding_its_certificate() {
     let platform = TestCa::new("platform").unwrap();
@@ -59,14 +48,17 @@ async fn the_inbound_door_with_a_client_ca_serves_only_clients_holding_its_certi
     // Refused in the handshake: no certificate, one from another CA, a client that does not
     // trust the door's own certificate, and plain HTTP.
     for (what, client) in [
-        ("no client certificate", client(&platform, None)),
+        (
+            "no client certificate",
+            platform.https_client(None).unwrap(),
+        ),
         (
             "a certificate of another CA",
-            client(&platform, Some(&stranger)),
+            platform.https_client(Some(&stranger)).unwrap(),
         ),
         (
             "a client that does not trust the door",
-            client(&stranger_ca, Some(&nws)),
+            stranger_ca.https_client(Some(&nws)).unwrap(),
         ),
     ] {
         let res = post(client, relay.inbound_url.clone(), body.clone()).await;
@@ -82,7 +74,7 @@ async fn the_inbound_door_with_a_client_ca_serves_only_clients_holding_its_certi
     assert_eq!(relay.received_rows().await, 0);
 
     // The NWS's certificate is served; the envelope's signature is still checked.
-    let nws_client = client(&platform, Some(&nws));
+    let nws_client = platform.https_client(Some(&nws)).unwrap();
     let res = post(nws_client.clone(), relay.inbound_url.clone(), body)
         .await
         .unwrap();
@@ -193,17 +185,19 @@ async fn relay_and_the_simulator_talk_https_with_client_certificates_both_ways()
             s.delivery_client_cert_file = nws_client.cert_file.clone();
             s.delivery_client_key_file = nws_client.key_file.clone();
         },
-        client(&nws_ca, Some(&relay_client)),
+        nws_ca.https_client(Some(&relay_client)).unwrap(),
     )
     .await;
     assert!(nws.base.starts_with("https://"), "{}", nws.base);
     let ready = format!("{}/v1/ready", nws.base);
-    let anonymous = client(&nws_ca, None).get(&ready).send().await;
+    let anonymous = nws_ca.https_client(None).unwrap().get(&ready).send().await;
     assert!(
         anonymous.is_err(),
         "the simulator served a client without a certificate"
     );
-    let holder = client(&nws_ca, Some(&relay_client))
+    let holder = nws_ca
+        .https_client(Some(&relay_client))
+        .unwrap()
         .get(&ready)
         .send()
         .await;
