@@ -22,7 +22,7 @@ pub enum SettingsError {
 /// Everything a chukan process can be told.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// Region this process serves (east or west).
+    /// The cell this process belongs to (east or west; ADR 0006).
     pub region: String,
     pub server: ServerSettings,
     pub metrics: MetricsSettings,
@@ -42,6 +42,7 @@ pub struct Settings {
     pub selfinfo: SelfInfoSettings,
     pub stats: StatsSettings,
     pub console: ConsoleSettings,
+    pub cells: CellsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +106,13 @@ pub struct AmqpSettings {
     /// Outbox polling interval when not woken (key `outbox_poll_ms`).
     #[serde(rename = "outbox_poll_ms", deserialize_with = "duration::millis")]
     pub outbox_poll: Duration,
+    /// How long a published outbox row is kept for a replay after a failover (key
+    /// `outbox_replay_window_secs`); None (0) = deleted once confirmed.
+    #[serde(
+        rename = "outbox_replay_window_secs",
+        deserialize_with = "duration::secs_or_never"
+    )]
+    pub outbox_replay_window: Option<Duration>,
     /// How often the backlog gauges (queue depths, outbox and inbox rows) are refreshed
     /// (key `backlog_sample_ms`).
     #[serde(rename = "backlog_sample_ms", deserialize_with = "duration::millis")]
@@ -125,6 +133,31 @@ pub struct AmqpSettings {
     pub client_cert_file: String,
     /// PEM private key of `client_cert_file`.
     pub client_key_file: String,
+}
+
+/// The `[cells]` settings: the peer cell's doors and the replication to its standby of this
+/// cell's cluster (ADR 0006).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CellsSettings {
+    /// The peer cell's API base URLs, tried in order; empty = nothing is forwarded.
+    pub peer_api_urls: Vec<String>,
+    /// PEM CA bundle for https peer doors; empty = the system's roots.
+    pub peer_ca_file: String,
+    /// Longest a forwarded request may take (key `forward_timeout_ms`).
+    #[serde(rename = "forward_timeout_ms", deserialize_with = "duration::millis")]
+    pub forward_timeout: Duration,
+    /// How often the homed organisations are re-read (key `homed_refresh_ms`).
+    #[serde(rename = "homed_refresh_ms", deserialize_with = "duration::millis")]
+    pub homed_refresh: Duration,
+    /// How often replication is sampled (key `replication_sample_ms`).
+    #[serde(rename = "replication_sample_ms", deserialize_with = "duration::millis")]
+    pub replication_sample: Duration,
+    /// The standby's application_name for synchronous commit; empty = asynchronous.
+    pub synchronous_standby_names: String,
+    /// Longest commits wait on a silent synchronous standby before the cell degrades to
+    /// asynchronous commit (key `sync_degrade_after_ms`).
+    #[serde(rename = "sync_degrade_after_ms", deserialize_with = "duration::millis")]
+    pub sync_degrade_after: Duration,
 }
 
 /// Whether a link to PostgreSQL or RabbitMQ is encrypted, and how the server is checked.
@@ -721,8 +754,43 @@ impl Settings {
     }
 
     /// Checks what types alone cannot, so a bad setting stops the process at start.
+    /// The cell's name, its peer doors and the replay window (ADR 0006).
+    fn validate_cells(&self) -> Result<(), SettingsError> {
+        if !matches!(self.region.as_str(), "east" | "west") {
+            return Err(SettingsError::Invalid {
+                key: "region",
+                reason: format!("must be east or west, not {:?}", self.region),
+            });
+        }
+        if let Some(url) = self
+            .cells
+            .peer_api_urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(SettingsError::Invalid {
+                key: "cells.peer_api_urls",
+                reason: format!("{url:?} is not an http:// or https:// URL"),
+            });
+        }
+        if let Some(window) = self.amqp.outbox_replay_window {
+            let chain_ms: u64 = self.amqp.retry_delays_ms.iter().sum();
+            if window.as_millis() <= u128::from(chain_ms) {
+                return Err(SettingsError::Invalid {
+                    key: "amqp.outbox_replay_window_secs",
+                    reason: format!(
+                        "must exceed the retry chain (amqp.retry_delays_ms sums to {} s), or be 0",
+                        chain_ms.div_ceil(1000)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), SettingsError> {
         self.validate_tls()?;
+        self.validate_cells()?;
         if self.amqp.retry_delays_ms.is_empty() {
             return Err(SettingsError::Invalid {
                 key: "amqp.retry_delays_ms",
