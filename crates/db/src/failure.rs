@@ -52,13 +52,15 @@ fn statement_unavailable(error: &tokio_postgres::Error) -> bool {
     match error.code() {
         // Class 08 connection exceptions; admin/crash shutdown and "cannot connect now"
         // (57P01–57P03); too many connections (53300); serialisation failure and deadlock
-        // (40001, 40P01): the transaction rolled back and the same call may succeed.
+        // (40001, 40P01): the transaction rolled back and the same call may succeed. A
+        // read-only transaction refused a write (25006): the cluster is fenced or a standby,
+        // mid-failover (ADR 0006); the cell's new primary will take the same call.
         Some(state) => {
             let code = state.code();
             code.starts_with("08")
                 || matches!(
                     code,
-                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "25006"
                 )
         }
         // No SQLSTATE and not closed: the socket failed (I/O) or the connection is gone.

@@ -243,15 +243,27 @@ pub async fn platform_tx(
 /// no statement can ever run under a missing tenant. (tokio-postgres queues a request on the
 /// first poll of its future and reads past answers nobody waits for, as its own
 /// `Transaction` does for the `ROLLBACK` it sends on drop.)
+///
+/// The same statement takes the organisation's maintenance hold in shared mode
+/// ([`TENANT_HOLD_KEY_SQL`]): `chukan backup restore-org` takes it exclusively, so while an
+/// organisation is being restored its new transactions wait for the restore to commit, the
+/// ones already running finish first, and other organisations never wait.
 async fn set_tenant(tx: &Transaction<'_>, tenant: &str) -> Result<(), tokio_postgres::Error> {
     // Prepared once per pooled connection: an unprepared statement would cost a Parse/Describe
     // round trip on every transaction of every service.
     let statement = tx
-        .prepare_cached("SELECT set_config('chukan.tenant', $1, true)")
+        .prepare_cached(
+            "SELECT set_config('chukan.tenant', $1, true), \
+                    pg_advisory_xact_lock_shared(hashtextextended('chukan.tenant.' || $1, 0))",
+        )
         .await?;
     send_ahead(tx.execute(&statement, &[&tenant]));
     Ok(())
 }
+
+/// The key of an organisation's maintenance hold, as SQL over its code in `$1`: shared by
+/// every tenant transaction, exclusive (`pg_advisory_xact_lock`) while it is being restored.
+pub const TENANT_HOLD_KEY_SQL: &str = "hashtextextended('chukan.tenant.' || $1, 0)";
 
 /// Polls a statement's future once, which queues its request on the connection, and drops
 /// it: the answer is read and discarded by the connection.
@@ -322,6 +334,25 @@ const INFRA_MIGRATIONS: &[InfraMigration] = &[
                 created_at timestamptz NOT NULL DEFAULT now()
               );",
     },
+    // Published outbox rows kept for `amqp.outbox_replay_window_secs`, so a failover can move
+    // them back into the outbox when the lost broker may still have held them (ADR 0006).
+    // Granted to the app role by the schema-wide grant after the migrations.
+    InfraMigration {
+        version: 4,
+        name: "outbox_sent",
+        sql: "CREATE TABLE outbox_sent (
+                id uuid PRIMARY KEY,
+                tenant_id text NOT NULL,
+                exchange text NOT NULL DEFAULT '',
+                routing_key text NOT NULL,
+                headers jsonb NOT NULL DEFAULT '{}',
+                body bytea NOT NULL,
+                created_at timestamptz NOT NULL,
+                attempts int NOT NULL DEFAULT 0,
+                sent_at timestamptz NOT NULL DEFAULT now()
+              );
+              CREATE INDEX outbox_sent_sent_at_idx ON outbox_sent (sent_at);",
+    },
 ];
 
 /// Quotes an SQL identifier (schema, role, database names cannot be bind parameters).
@@ -349,7 +380,10 @@ pub async fn migrate(settings: &DatabaseSettings, sets: &[Migrations]) -> anyhow
     client
         .execute("SELECT pg_advisory_lock($1)", &[&DATABASE_LOCK_KEY])
         .await?;
-    let result = migrate_schemas(&mut client, &settings.app_user, sets).await;
+    let result = match migrate_schemas(&mut client, &settings.app_user, sets).await {
+        Ok(()) => grant_sync_guard(&client, &settings.app_user).await,
+        failed => failed,
+    };
     // Closing the session would release the lock too; unlocking keeps the intent visible.
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&DATABASE_LOCK_KEY])
@@ -471,6 +505,68 @@ async fn migrate_schemas(
             .await
             .with_context(|| format!("granting schema {} to the app role", set.schema))?;
         tracing::info!(schema = set.schema, "schema migrated");
+    }
+    Ok(())
+}
+
+/// What the app role needs for the once-per-cell `region.sync-guard` (ADR 0006): to read
+/// the standby's positions and others' waits, to set `synchronous_standby_names`, and to
+/// reload. Granted only when the owner is a superuser (nothing less may); otherwise what is
+/// missing is named in a warning. Each is checked first, and re-checked after a failure,
+/// because these are cluster-wide catalogues that migrations of other databases may be
+/// granting at the same moment ("tuple concurrently updated").
+async fn grant_sync_guard(client: &Client, app_user: &str) -> anyhow::Result<()> {
+    let role = quote_ident(app_user);
+    let grants = [
+        (
+            "SELECT pg_has_role($1, 'pg_monitor', 'MEMBER')",
+            format!("GRANT pg_monitor TO {role}"),
+        ),
+        (
+            "SELECT has_parameter_privilege($1, 'synchronous_standby_names', 'ALTER SYSTEM')",
+            format!("GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names TO {role}"),
+        ),
+        (
+            "SELECT has_function_privilege($1, 'pg_reload_conf()', 'EXECUTE')",
+            format!("GRANT EXECUTE ON FUNCTION pg_reload_conf() TO {role}"),
+        ),
+    ];
+    let owner_is_superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut missing = Vec::new();
+    for (held, grant) in &grants {
+        let has = || async {
+            anyhow::Ok(
+                client
+                    .query_one(*held, &[&app_user])
+                    .await?
+                    .get::<_, bool>(0),
+            )
+        };
+        if has().await? {
+            continue;
+        }
+        if !owner_is_superuser {
+            missing.push(grant.as_str());
+            continue;
+        }
+        if let Err(e) = client.batch_execute(grant).await
+            && !has().await?
+        {
+            return Err(e).with_context(|| format!("{grant} (for region.sync-guard)"));
+        }
+    }
+    if !missing.is_empty() {
+        tracing::warn!(
+            grants = %missing.join("; "),
+            "the migration owner is not a superuser, so the app role lacks what the \
+             region.sync-guard needs (replication lag, synchronous commit): a superuser must run these"
+        );
     }
     Ok(())
 }

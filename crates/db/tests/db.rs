@@ -58,14 +58,14 @@ async fn migrate_twice_is_idempotent_and_creates_infrastructure() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(infra, 3);
+    assert_eq!(infra, 4);
     let service: i64 = client
         .query_one("SELECT count(*) FROM rls_test.refinery_schema_history", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(service, 1);
-    for table in ["outbox", "inbox", "tenant_keys", "notes"] {
+    for table in ["outbox", "outbox_sent", "inbox", "tenant_keys", "notes"] {
         let found = client
             .query_opt(
                 "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
