@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 
 use crate::{CryptoError, decode_key, random_key};
 
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 12;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// Key-encryption key: wraps every tenant's keys, never touches data itself.
 #[derive(Clone)]
@@ -158,13 +158,13 @@ pub(crate) fn new_kid() -> String {
 /// A fresh 96-bit nonce from the thread's CSPRNG (ChaCha, seeded and periodically reseeded
 /// from the OS): random nonces under one key stay far below the collision bound for the
 /// volumes a tenant seals, and bulk sealing does not pay a system call per value.
-fn random_nonce() -> [u8; NONCE_LEN] {
+pub(crate) fn random_nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
     nonce
 }
 
-fn seal(cipher: &Aes256Gcm, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(cipher: &Aes256Gcm, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> Vec<u8> {
     match cipher.encrypt(Nonce::from_slice(nonce), Payload { msg, aad }) {
         Ok(sealed) => sealed,
         // AES-GCM refuses only messages over 64 GiB; no caller holds such a value in memory.
@@ -172,7 +172,7 @@ fn seal(cipher: &Aes256Gcm, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> 
     }
 }
 
-fn open(
+pub(crate) fn open(
     cipher: &Aes256Gcm,
     nonce: &[u8],
     sealed: &[u8],

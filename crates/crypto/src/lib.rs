@@ -2,9 +2,11 @@
 //!
 //! Each tenant (情報保有機関) has a data key (AES-256-GCM) and an index key (HMAC-SHA256),
 //! both wrapped by the process-wide key-encryption key ([`Kek`]) and stored in the owning
-//! service's `{schema}.tenant_keys`. [`Vault`] loads, creates and caches them.
+//! service's `{schema}.tenant_keys`. [`Vault`] loads, creates and caches them. Published
+//! messages kept for a failover's replay are sealed by [`OutboxSeal`], under a KEK-derived key.
 
 mod envelope;
+mod outbox_seal;
 mod signature;
 mod vault;
 
@@ -12,6 +14,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use rand::{RngCore, rngs::OsRng};
 
 pub use envelope::{Kek, TenantKeys};
+pub use outbox_seal::OutboxSeal;
 pub use signature::{SignatureError, Signer, Verifiers};
 pub use vault::{Vault, VaultError};
 

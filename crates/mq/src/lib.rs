@@ -58,6 +58,8 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Bus {
     inner: Arc<BusInner>,
+    /// Seals the bodies the outbox keeps for a failover's replay; without it nothing is kept.
+    outbox_seal: Option<chukan_crypto::OutboxSeal>,
 }
 
 struct BusInner {
@@ -116,7 +118,21 @@ impl Bus {
                 connection: tokio::sync::Mutex::new(Some(Arc::new(connection))),
                 closed: AtomicBool::new(false),
             }),
+            outbox_seal: None,
         })
+    }
+
+    /// This bus with the seal its outbox relays put on the bodies they keep in
+    /// `{schema}.outbox_sent` (`amqp.outbox_replay_window`): personal data in a message must
+    /// not stay in the clear after it was published.
+    pub fn with_outbox_seal(mut self, seal: chukan_crypto::OutboxSeal) -> Bus {
+        self.outbox_seal = Some(seal);
+        self
+    }
+
+    /// The seal given by [`Bus::with_outbox_seal`], if any.
+    pub fn outbox_seal(&self) -> Option<&chukan_crypto::OutboxSeal> {
+        self.outbox_seal.as_ref()
     }
 
     pub fn settings(&self) -> &AmqpSettings {

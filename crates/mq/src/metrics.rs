@@ -64,6 +64,17 @@ pub(crate) static INBOX_ROWS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     ))
 });
 
+pub(crate) static OUTBOX_SENT_ROWS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(IntGaugeVec::new(
+        Opts::new(
+            "chukan_outbox_sent_rows",
+            "Published rows the schema keeps in outbox_sent for a replay after a failover \
+             (amqp.outbox_replay_window_secs); 0 without a window.",
+        ),
+        &["schema"],
+    ))
+});
+
 pub(crate) static QUEUE_MESSAGES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(IntGaugeVec::new(
         Opts::new(
@@ -142,6 +153,11 @@ pub fn inbox_rows(schema: &str) -> i64 {
     INBOX_ROWS.with_label_values(&[schema]).get()
 }
 
+/// The current value of `chukan_outbox_sent_rows{schema}`.
+pub fn outbox_sent_rows(schema: &str) -> i64 {
+    OUTBOX_SENT_ROWS.with_label_values(&[schema]).get()
+}
+
 /// The current value of `chukan_mq_queue_messages{queue}` (`queue` unqualified: `code.nws-in`).
 pub fn queue_messages(queue: &str) -> i64 {
     QUEUE_MESSAGES.with_label_values(&[queue]).get()
@@ -174,6 +190,7 @@ mod tests {
         OUTBOX_BACKLOG.with_label_values(&["s"]).set(2);
         OUTBOX_OLDEST_AGE.with_label_values(&["s"]).set(1.5);
         INBOX_ROWS.with_label_values(&["s"]).set(3);
+        OUTBOX_SENT_ROWS.with_label_values(&["s"]).set(6);
         QUEUE_MESSAGES.with_label_values(&["q"]).set(4);
         DEAD_LETTER_MESSAGES.with_label_values(&["q"]).set(5);
         let families = prometheus::gather();
@@ -181,6 +198,7 @@ mod tests {
             "chukan_outbox_backlog",
             "chukan_outbox_oldest_age_seconds",
             "chukan_inbox_rows",
+            "chukan_outbox_sent_rows",
             "chukan_mq_queue_messages",
             "chukan_mq_dead_letter_messages",
         ] {
@@ -195,6 +213,7 @@ mod tests {
         assert_eq!(outbox_backlog("s"), 2);
         assert_eq!(outbox_oldest_age_seconds("s"), 1.5);
         assert_eq!(inbox_rows("s"), 3);
+        assert_eq!(outbox_sent_rows("s"), 6);
         assert_eq!(queue_messages("q"), 4);
         assert_eq!(dead_letter_messages("q"), 5);
     }

@@ -1,22 +1,49 @@
 //! Transactional outbox: a service writes its state change and the message announcing it in
 //! one transaction ([`enqueue`]); the [`OutboxRelay`] actor publishes with confirms and
-//! deletes what the broker confirmed. A crash between commit and publish only delays.
+//! settles what the broker confirmed. A crash between commit and publish only delays.
+//!
+//! Settling moves a confirmed row to `{schema}.outbox_sent` while `amqp.outbox_replay_window`
+//! is set (ADR 0006): a failover can then put it back with [`replay_sent`], because the lost
+//! broker may still have held the message; consumers' inboxes make the re-publish harmless.
+//! The kept body is sealed with the bus's [`OutboxSeal`] (a KEK-derived key), because a
+//! message may carry personal data that must not outlive its publication in the clear; a bus
+//! without a seal keeps nothing. Kept rows older than the window are purged by the relay in
+//! bounded chunks, off the publish path. Without a window the row is deleted at once.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use actix::{
     Actor, ActorContext as _, ActorFutureExt as _, AsyncContext as _, Context, WrapFuture as _,
 };
 use anyhow::Context as _;
 use chukan_core::worker::{StopStage, Worker};
+use chukan_crypto::OutboxSeal;
 use futures_util::future::join_all;
 use tokio::sync::{Mutex, Notify, watch};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::{Bus, Envelope, OutgoingMessage, Publisher, header, lifecycle, metrics, trace};
 
 /// Rows taken per round; each round is one transaction holding their row locks.
 const BATCH: i64 = 256;
+/// How often a relay purges `outbox_sent` of rows past the replay window: often enough to
+/// keep the table near its window's size, rarely enough to cost nothing between.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+/// Rows deleted per purge statement, so one purge never holds a long transaction.
+const PURGE_CHUNK: i64 = 10_000;
+/// Kept rows moved back per transaction by [`replay_sent`]: each chunk's bodies are opened
+/// in memory and its row locks held only for that chunk.
+const REPLAY_CHUNK: i64 = 1000;
+/// The outbox's columns, in the order `outbox` and `outbox_sent` share.
+const OUTBOX_COLUMNS: &str =
+    "id, tenant_id, exchange, routing_key, headers, body, created_at, attempts";
+/// Rows of [`OUTBOX_COLUMNS`] from one array per column, for a whole batch in one statement.
+const OUTBOX_UNNEST: &str = "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
+     $4::text[], $5::jsonb[], $6::bytea[], $7::timestamptz[], $8::int4[])";
 
 /// Writes `msg` to `{schema}.outbox`; the caller commits it with its own change.
 ///
@@ -62,8 +89,9 @@ pub async fn enqueue_all(
     Ok(())
 }
 
-/// Sets `chukan_outbox_backlog`, `chukan_outbox_oldest_age_seconds` and `chukan_inbox_rows`
-/// for `schema` from one statement. Each relay calls it every `amqp.backlog_sample_ms`.
+/// Sets `chukan_outbox_backlog`, `chukan_outbox_oldest_age_seconds`, `chukan_inbox_rows` and
+/// `chukan_outbox_sent_rows` for `schema` from one statement. Each relay calls it every
+/// `amqp.backlog_sample_ms`.
 ///
 /// The age is measured by the database's clock against `created_at` (indexed, so the oldest
 /// row is one index probe). The inbox only grows, so it is not counted once the planner has
@@ -76,6 +104,7 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
         .prepare_cached(&format!(
             "SELECT
                (SELECT count(*) FROM {quoted}.outbox),
+               (SELECT count(*) FROM {quoted}.outbox_sent),
                (SELECT GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
                   FROM {quoted}.outbox),
                (SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
@@ -90,8 +119,9 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
         .query_one(&statement, &[&format!("{quoted}.inbox")])
         .await?;
     let backlog: i64 = row.try_get(0)?;
-    let oldest_age: Option<f64> = row.try_get(1)?;
-    let inbox: Option<i64> = row.try_get(2)?;
+    let kept: i64 = row.try_get(1)?;
+    let oldest_age: Option<f64> = row.try_get(2)?;
+    let inbox: Option<i64> = row.try_get(3)?;
     metrics::OUTBOX_BACKLOG
         .with_label_values(&[schema])
         .set(backlog);
@@ -101,7 +131,206 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
     metrics::INBOX_ROWS
         .with_label_values(&[schema])
         .set(inbox.unwrap_or(0));
+    metrics::OUTBOX_SENT_ROWS
+        .with_label_values(&[schema])
+        .set(kept);
     Ok(())
+}
+
+/// What a kept body is sealed to: its schema and message id, so a sealed body copied to
+/// another row or another schema's table does not open. (The id has a fixed length, so the
+/// pair is unambiguous.)
+fn kept_body_aad(schema: &str, id: Uuid) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(schema.len() + 16);
+    aad.extend_from_slice(schema.as_bytes());
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+/// Why [`replay_sent`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    /// Sealed under another KEK, or altered. Its chunk was left where it was.
+    #[error(
+        "kept outbox message {id} of schema {schema} does not open with this cell's KEK \
+         (crypto.kek): sealed under another key or altered; its chunk was not replayed"
+    )]
+    Unopenable { schema: String, id: Uuid },
+}
+
+/// Moves every row kept in `{schema}.outbox_sent` back into `{schema}.outbox` (same id,
+/// routing key, headers, exchange, tenant, `created_at` and attempts, the body opened with
+/// `seal`), so the relays publish them again; returns how many rows were moved. The failover
+/// calls it for each schema on the promoted cluster: the messages the lost broker held are
+/// sent again under their own ids, and every consumer's inbox makes a second arrival a no-op.
+///
+/// Works in transactions of [`REPLAY_CHUNK`] rows, oldest first, opened on `client` itself
+/// (which must not be inside a transaction). A body that does not open stops the replay with
+/// [`ReplayError::Unopenable`]: its chunk stays kept, earlier chunks stay moved. A row whose
+/// id is already in the outbox is not duplicated (and not counted). Rows kept after the
+/// replay began (re-published by a relay running meanwhile) are left for the next window.
+pub async fn replay_sent(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    seal: &OutboxSeal,
+) -> Result<u64, ReplayError> {
+    let quoted = chukan_db::quote_ident(schema);
+    let take = client
+        .prepare(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM {quoted}.outbox_sent WHERE sent_at <= $1
+              ORDER BY sent_at, id LIMIT $2 FOR UPDATE"
+        ))
+        .await?;
+    let put_back = client
+        .prepare(&format!(
+            "INSERT INTO {quoted}.outbox ({OUTBOX_COLUMNS}) {OUTBOX_UNNEST}
+             ON CONFLICT (id) DO NOTHING"
+        ))
+        .await?;
+    let forget = client
+        .prepare(&format!(
+            "DELETE FROM {quoted}.outbox_sent WHERE id = ANY($1)"
+        ))
+        .await?;
+    let began: SystemTime = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await?
+        .try_get(0)?;
+    let mut moved = 0;
+    loop {
+        client.batch_execute("BEGIN").await?;
+        let chunk = async {
+            let rows = client.query(&take, &[&began, &REPLAY_CHUNK]).await?;
+            if rows.is_empty() {
+                return Ok((0, 0));
+            }
+            let mut kept = KeptRows::with_capacity(rows.len());
+            for row in &rows {
+                let id: Uuid = row.try_get(0)?;
+                let body = seal
+                    .open(row.try_get(5)?, &kept_body_aad(schema, id))
+                    .map_err(|_| ReplayError::Unopenable {
+                        schema: schema.to_owned(),
+                        id,
+                    })?;
+                kept.push(row, body)?;
+            }
+            let put_back_params = kept.params();
+            let forget_params: [&(dyn ToSql + Sync); 1] = [&kept.ids];
+            let (inserted, _) = futures_util::try_join!(
+                client.execute(&put_back, &put_back_params),
+                client.execute(&forget, &forget_params),
+            )?;
+            Ok::<_, ReplayError>((rows.len(), inserted))
+        }
+        .await;
+        match chunk {
+            Ok((taken, inserted)) => {
+                client.batch_execute("COMMIT").await?;
+                moved += inserted;
+                if (taken as i64) < REPLAY_CHUNK {
+                    return Ok(moved);
+                }
+            }
+            Err(error) => {
+                // The chunk's error is the one to report; a failed rollback only means the
+                // connection is gone, which ends the transaction just the same.
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Outbox rows as one array per column, the parameters of [`OUTBOX_UNNEST`].
+#[derive(Default)]
+struct KeptRows {
+    ids: Vec<Uuid>,
+    tenants: Vec<String>,
+    exchanges: Vec<String>,
+    routing_keys: Vec<String>,
+    headers: Vec<serde_json::Value>,
+    bodies: Vec<Vec<u8>>,
+    created_at: Vec<SystemTime>,
+    attempts: Vec<i32>,
+}
+
+impl KeptRows {
+    fn with_capacity(n: usize) -> KeptRows {
+        KeptRows {
+            ids: Vec::with_capacity(n),
+            tenants: Vec::with_capacity(n),
+            exchanges: Vec::with_capacity(n),
+            routing_keys: Vec::with_capacity(n),
+            headers: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+            created_at: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a row read as [`OUTBOX_COLUMNS`], with `body` in place of the stored one.
+    fn push(
+        &mut self,
+        row: &tokio_postgres::Row,
+        body: Vec<u8>,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.ids.push(row.try_get(0)?);
+        self.tenants.push(row.try_get(1)?);
+        self.exchanges.push(row.try_get(2)?);
+        self.routing_keys.push(row.try_get(3)?);
+        self.headers.push(row.try_get(4)?);
+        self.bodies.push(body);
+        self.created_at.push(row.try_get(6)?);
+        self.attempts.push(row.try_get(7)?);
+        Ok(())
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.ids,
+            &self.tenants,
+            &self.exchanges,
+            &self.routing_keys,
+            &self.headers,
+            &self.bodies,
+            &self.created_at,
+            &self.attempts,
+        ]
+    }
+}
+
+/// Deletes the rows of `{schema}.outbox_sent` sent more than `window` ago, [`PURGE_CHUNK`]
+/// at a time (each chunk its own statement, so no long transaction and no long lock);
+/// returns how many went. Rows another purger holds are skipped, not waited for.
+pub async fn purge_sent(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+    window: Duration,
+) -> Result<u64, tokio_postgres::Error> {
+    let schema = chukan_db::quote_ident(schema);
+    let statement = client
+        .prepare(&format!(
+            "DELETE FROM {schema}.outbox_sent WHERE id IN (
+                SELECT id FROM {schema}.outbox_sent
+                 WHERE sent_at < now() - make_interval(secs => $1)
+                 ORDER BY sent_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)"
+        ))
+        .await?;
+    let window_secs = window.as_secs_f64();
+    let mut total = 0;
+    loop {
+        let n = client
+            .execute(&statement, &[&window_secs, &PURGE_CHUNK])
+            .await?;
+        total += n;
+        if n < PURGE_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
 }
 
 /// What one relay round did.
@@ -140,7 +369,7 @@ impl RelayCore {
         // SKIP LOCKED: relays in other processes take other rows instead of waiting.
         let take = tx
             .prepare_cached(&format!(
-                "SELECT id, tenant_id, exchange, routing_key, headers, body FROM {schema}.outbox
+                "SELECT {OUTBOX_COLUMNS} FROM {schema}.outbox
                  ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
             ))
             .await?;
@@ -181,11 +410,26 @@ impl RelayCore {
             }
         });
         let results = join_all(sends).await;
+        // Kept for a replay after a failover only under a seal: the body may carry personal
+        // data, which must not stay in the clear once published.
+        let keep = self
+            .bus
+            .settings()
+            .outbox_replay_window
+            .and(self.bus.outbox_seal());
         let mut confirmed = Vec::new();
+        let mut kept = KeptRows::default();
         let mut failed = Vec::new();
-        for (id, result) in results {
+        // join_all keeps the order of `rows`.
+        for (row, (id, result)) in rows.iter().zip(results) {
             match result {
-                Ok(()) => confirmed.push(id),
+                Ok(()) => {
+                    confirmed.push(id);
+                    if let Some(seal) = keep {
+                        let body = seal.seal(row.try_get(5)?, &kept_body_aad(self.schema, id));
+                        kept.push(row, body)?;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(schema = self.schema, message_id = %id, %error, "outbox publish failed; will retry");
                     failed.push(id);
@@ -195,14 +439,42 @@ impl RelayCore {
         let delete = tx
             .prepare_cached(&format!("DELETE FROM {schema}.outbox WHERE id = ANY($1)"))
             .await?;
-        tx.execute(&delete, &[&confirmed]).await?;
-        if !failed.is_empty() {
-            tx.execute(
-                &format!("UPDATE {schema}.outbox SET attempts = attempts + 1 WHERE id = ANY($1)"),
-                &[&failed],
+        // ON CONFLICT: an id already kept (a replayed message confirmed a second time) must
+        // never fail the round.
+        let keep = if kept.ids.is_empty() {
+            None
+        } else {
+            Some(
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {schema}.outbox_sent ({OUTBOX_COLUMNS}) {OUTBOX_UNNEST}
+                     ON CONFLICT (id) DO NOTHING"
+                ))
+                .await?,
             )
-            .await?;
-        }
+        };
+        let delete_params: [&(dyn ToSql + Sync); 1] = [&confirmed];
+        // One pipelined exchange for all three: they touch disjoint rows.
+        futures_util::try_join!(
+            tx.execute(&delete, &delete_params),
+            async {
+                match &keep {
+                    Some(keep) => tx.execute(keep, &kept.params()).await,
+                    None => Ok(0),
+                }
+            },
+            async {
+                if failed.is_empty() {
+                    return Ok(0);
+                }
+                tx.execute(
+                    &format!(
+                        "UPDATE {schema}.outbox SET attempts = attempts + 1 WHERE id = ANY($1)"
+                    ),
+                    &[&failed],
+                )
+                .await
+            },
+        )?;
         tx.commit().await?;
         Ok(Round {
             taken: rows.len(),
@@ -282,6 +554,46 @@ impl Actor for OutboxRelay {
             self.stop.clone(),
         );
         ctx.spawn(sampler.into_actor(self));
+
+        if let Some(window) = self.core.bus.settings().outbox_replay_window {
+            let purger = purge_until_stopped(
+                self.core.pool.clone(),
+                self.core.schema,
+                window,
+                self.stop.clone(),
+            );
+            ctx.spawn(purger.into_actor(self));
+        }
+    }
+}
+
+/// [`purge_sent`] every [`PURGE_EVERY`] until a stop is requested; on a clock of its own so
+/// the publish rounds never wait for it.
+async fn purge_until_stopped(
+    pool: chukan_db::Pool,
+    schema: &'static str,
+    window: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let purged = async {
+            let client = pool.get().await.context("outbox purge: no connection")?;
+            anyhow::Ok(purge_sent(&**client, schema, window).await?)
+        }
+        .await;
+        match purged {
+            Ok(0) => {}
+            Ok(rows) => tracing::debug!(schema, rows, "kept outbox rows purged"),
+            Err(error) => tracing::warn!(
+                schema,
+                error = format!("{error:#}"),
+                "kept outbox rows could not be purged"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+            () = lifecycle::stopped(&mut stop) => break,
+        }
     }
 }
 
@@ -330,6 +642,14 @@ pub fn start(
     bus: Bus,
     poll: Duration,
 ) -> OutboxHandle {
+    if bus.settings().outbox_replay_window.is_some() && bus.outbox_seal().is_none() {
+        tracing::warn!(
+            schema,
+            "amqp.outbox_replay_window is set but the bus has no outbox seal (built from \
+             crypto.kek): published messages are deleted at once, and a failover cannot \
+             replay them"
+        );
+    }
     let (stop_tx, stop_rx, done_tx, done_rx) = lifecycle::channels();
     let core = Arc::new(RelayCore {
         pool,

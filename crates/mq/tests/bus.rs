@@ -12,6 +12,7 @@ use std::{
 };
 
 use chukan_config::{AmqpSettings, DatabaseSettings, Settings};
+use chukan_crypto::OutboxSeal;
 use chukan_db::{Migrations, Pool};
 use chukan_mq::{
     Bus, Delivery, HandleError, Handler, OutgoingMessage, PublishError, QueueSpec, consumer,
@@ -32,6 +33,8 @@ const SCHEMA: &str = "mqtest";
 
 struct TestEnv {
     amqp: AmqpSettings,
+    /// The bus's outbox seal, as a service's is (from `crypto.kek`).
+    seal: OutboxSeal,
     bus: Bus,
     pool: Pool,
     dbname: String,
@@ -64,10 +67,15 @@ impl TestEnv {
         .await
         .unwrap();
         let pool = chukan_db::app_pool(&database).unwrap();
-        let bus = Bus::connect(&amqp).await.unwrap();
+        let seal = OutboxSeal::from_settings(&defaults.crypto).unwrap();
+        let bus = Bus::connect(&amqp)
+            .await
+            .unwrap()
+            .with_outbox_seal(seal.clone());
         bus.declare_topology().await.unwrap();
         TestEnv {
             amqp,
+            seal,
             bus,
             pool,
             dbname,
@@ -797,5 +805,437 @@ async fn consumers_report_their_queue_and_dead_letter_depths() {
 
     holding.stop().await;
     rejecting.stop().await;
+    env.cleanup().await;
+}
+
+/// Rows in `mqtest.{table}`.
+async fn rows(pool: &Pool, table: &str) -> i64 {
+    let client = pool.get().await.unwrap();
+    client
+        .query_one(&format!("SELECT count(*) FROM mqtest.{table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The ids in `mqtest.outbox_sent`, sorted.
+async fn kept_ids(pool: &Pool) -> Vec<Uuid> {
+    let client = pool.get().await.unwrap();
+    client
+        .query("SELECT id FROM mqtest.outbox_sent ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Commits `msgs` to the outbox in one transaction.
+async fn enqueue_committed(pool: &Pool, msgs: &[OutgoingMessage]) {
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    outbox::enqueue_all(&tx, SCHEMA, msgs).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Takes `n` messages off `queue` (acknowledged as taken) and returns their message ids, sorted.
+async fn take_ids(bus: &Bus, queue: &str, n: usize) -> Vec<Uuid> {
+    take(bus, queue, n)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Takes `n` messages off `queue` (acknowledged as taken): (message id, body), sorted by id.
+async fn take(bus: &Bus, queue: &str, n: usize) -> Vec<(Uuid, Vec<u8>)> {
+    let channel = bus.channel().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut taken = Vec::new();
+    while taken.len() < n {
+        match channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(got) => taken.push((
+                chukan_mq::Envelope::from_properties(&got.delivery.properties)
+                    .unwrap()
+                    .id,
+                got.delivery.data,
+            )),
+            None => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "timed out waiting for {n} messages on {queue}, got {}",
+                    taken.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let _ = channel.close(200, "".into()).await;
+    taken.sort();
+    taken
+}
+
+/// The bodies kept in `mqtest.outbox_sent`, by id.
+async fn kept_bodies(pool: &Pool) -> Vec<(Uuid, Vec<u8>)> {
+    let client = pool.get().await.unwrap();
+    client
+        .query("SELECT id, body FROM mqtest.outbox_sent ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn sorted_ids(msgs: &[OutgoingMessage]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = msgs.iter().map(|m| m.id).collect();
+    ids.sort();
+    ids
+}
+
+async fn stop_relay(relay: outbox::OutboxHandle) {
+    let worker = relay.into_worker("outbox-mqtest");
+    (worker.stop)().await;
+    worker.finished.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn with_a_replay_window_a_confirmed_row_is_kept_in_outbox_sent() {
+    let mut env = TestEnv::new().await;
+    assert!(
+        env.amqp.outbox_replay_window.is_some(),
+        "the default keeps rows"
+    );
+    let spec = env.queue("kept.in", "kept.event").await;
+    let queue = env.qualified(&spec);
+    let message = OutgoingMessage::new("tenant-a", "kept.event", b"kept".to_vec());
+    enqueue_committed(&env.pool, std::slice::from_ref(&message)).await;
+
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        env.bus.clone(),
+        Duration::from_millis(100),
+    );
+    assert_eq!(take_ids(&env.bus, &queue, 1).await, vec![message.id]);
+    let pool = env.pool.clone();
+    wait_until(WAIT, "the row to move from outbox to outbox_sent", || {
+        let pool = pool.clone();
+        async move { rows(&pool, "outbox").await == 0 && rows(&pool, "outbox_sent").await == 1 }
+    })
+    .await;
+    let client = env.pool.get().await.unwrap();
+    let kept = client
+        .query_one(
+            "SELECT id, tenant_id, routing_key, body, sent_at >= created_at
+               FROM mqtest.outbox_sent",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.get::<_, Uuid>(0), message.id);
+    assert_eq!(kept.get::<_, String>(1), "tenant-a");
+    assert_eq!(kept.get::<_, String>(2), "kept.event");
+    // Kept sealed (the body may carry personal data), never as published.
+    let body = kept.get::<_, Vec<u8>>(3);
+    assert!(body.len() > b"kept".len());
+    assert!(!body.windows(4).any(|w| w == b"kept"));
+    assert!(kept.get::<_, bool>(4));
+    drop(client);
+    // The relay's sample counts what it keeps.
+    wait_until(
+        WAIT,
+        "chukan_outbox_sent_rows to show the kept row",
+        || async { metrics::outbox_sent_rows(SCHEMA) == 1 },
+    )
+    .await;
+
+    stop_relay(relay).await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn without_a_replay_window_a_confirmed_row_is_deleted() {
+    let mut env = TestEnv::new().await;
+    let spec = env.queue("gone.in", "gone.event").await;
+    let queue = env.qualified(&spec);
+    let mut amqp = env.amqp.clone();
+    amqp.outbox_replay_window = None;
+    let bus = Bus::connect(&amqp).await.unwrap();
+    let message = OutgoingMessage::new("tenant-a", "gone.event", b"gone".to_vec());
+    enqueue_committed(&env.pool, std::slice::from_ref(&message)).await;
+
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        bus.clone(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(relay.flush().await.unwrap(), 1);
+    assert_eq!(take_ids(&env.bus, &queue, 1).await, vec![message.id]);
+    assert_eq!(rows(&env.pool, "outbox").await, 0);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 0);
+
+    stop_relay(relay).await;
+    bus.close().await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn a_bus_without_an_outbox_seal_keeps_nothing_even_with_a_window() {
+    let mut env = TestEnv::new().await;
+    assert!(env.amqp.outbox_replay_window.is_some());
+    let spec = env.queue("unsealed.in", "unsealed.event").await;
+    let queue = env.qualified(&spec);
+    // No seal: a published body must not be kept in the clear, so it is not kept at all.
+    let bus = Bus::connect(&env.amqp).await.unwrap();
+    assert!(bus.outbox_seal().is_none());
+    let message = OutgoingMessage::new("tenant-a", "unsealed.event", b"unsealed".to_vec());
+    enqueue_committed(&env.pool, std::slice::from_ref(&message)).await;
+
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        bus.clone(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(relay.flush().await.unwrap(), 1);
+    assert_eq!(take_ids(&env.bus, &queue, 1).await, vec![message.id]);
+    assert_eq!(rows(&env.pool, "outbox").await, 0);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 0);
+
+    stop_relay(relay).await;
+    bus.close().await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn kept_bodies_are_sealed_and_only_the_cells_kek_replays_them() {
+    let mut env = TestEnv::new().await;
+    let spec = env.queue("sealed.in", "sealed.event").await;
+    let queue = env.qualified(&spec);
+    // Bodies as personal as the services' (an addressee number, a resident-record code).
+    let messages: Vec<OutgoingMessage> = ["123456789012", "987654321098"]
+        .iter()
+        .map(|number| {
+            OutgoingMessage::new(
+                "tenant-a",
+                "sealed.event",
+                format!(r#"{{"addressee":"{number}"}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    let mut published: Vec<(Uuid, Vec<u8>)> =
+        messages.iter().map(|m| (m.id, m.body.clone())).collect();
+    published.sort();
+    enqueue_committed(&env.pool, &messages).await;
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        env.bus.clone(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(relay.flush().await.unwrap(), 2);
+    assert_eq!(take(&env.bus, &queue, 2).await, published);
+
+    // Kept under the same ids, neither body in the clear.
+    let kept = kept_bodies(&env.pool).await;
+    assert_eq!(
+        kept.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        sorted_ids(&messages)
+    );
+    for (_, body) in &kept {
+        for number in ["123456789012", "987654321098"] {
+            assert!(
+                !body.windows(number.len()).any(|w| w == number.as_bytes()),
+                "a kept body holds an addressee number in the clear"
+            );
+        }
+    }
+
+    // Another cell's KEK opens nothing, names the row (never its content), moves nothing.
+    let stranger = OutboxSeal::from_base64(&chukan_crypto::generate_key_base64()).unwrap();
+    let client = env.pool.get().await.unwrap();
+    let refused = outbox::replay_sent(&client, SCHEMA, &stranger)
+        .await
+        .unwrap_err();
+    match &refused {
+        outbox::ReplayError::Unopenable { schema, id } => {
+            assert_eq!(schema, SCHEMA);
+            assert!(kept.iter().any(|(kept_id, _)| kept_id == id));
+        }
+        other => panic!("expected an unopenable row, got {other:?}"),
+    }
+    let said = refused.to_string();
+    assert!(
+        said.contains(SCHEMA) && !said.contains("addressee"),
+        "{said}"
+    );
+    assert_eq!(rows(&env.pool, "outbox").await, 0);
+    assert_eq!(
+        kept_bodies(&env.pool).await,
+        kept,
+        "nothing moved or altered"
+    );
+    // The session is usable again (the chunk's transaction was rolled back).
+    assert_eq!(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+
+    // The cell's own KEK (the standby slot holds it in escrow) re-publishes the originals.
+    assert_eq!(
+        outbox::replay_sent(&client, SCHEMA, &env.seal)
+            .await
+            .unwrap(),
+        2
+    );
+    drop(client);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 0);
+    let client = env.pool.get().await.unwrap();
+    let replayed: Vec<Vec<u8>> = client
+        .query("SELECT body FROM mqtest.outbox ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    drop(client);
+    assert_eq!(
+        replayed,
+        published.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+        "the outbox holds the original bodies again"
+    );
+    assert_eq!(relay.flush().await.unwrap(), 2);
+    assert_eq!(
+        take(&env.bus, &queue, 2).await,
+        published,
+        "same ids, same bodies"
+    );
+    assert_eq!(env.depth(&queue).await, 0, "and nothing else");
+
+    stop_relay(relay).await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn replayed_rows_are_published_again_under_their_own_ids() {
+    let mut env = TestEnv::new().await;
+    let spec = env.queue("replay.in", "replay.event").await;
+    let queue = env.qualified(&spec);
+    let messages: Vec<OutgoingMessage> = (0..3)
+        .map(|i| OutgoingMessage::new("tenant-a", "replay.event", format!("m{i}").into_bytes()))
+        .collect();
+    enqueue_committed(&env.pool, &messages).await;
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        env.bus.clone(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(relay.flush().await.unwrap(), 3);
+    let first = take_ids(&env.bus, &queue, 3).await;
+    assert_eq!(first, sorted_ids(&messages));
+    assert_eq!(kept_ids(&env.pool).await, first);
+
+    // As the failover does on the promoted cluster.
+    let client = env.pool.get().await.unwrap();
+    assert_eq!(
+        outbox::replay_sent(&client, SCHEMA, &env.seal)
+            .await
+            .unwrap(),
+        3
+    );
+    drop(client);
+    assert_eq!(rows(&env.pool, "outbox").await, 3);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 0);
+
+    assert_eq!(relay.flush().await.unwrap(), 3);
+    let again = take_ids(&env.bus, &queue, 3).await;
+    assert_eq!(again, first, "the replay re-publishes the same message ids");
+    assert_eq!(env.depth(&queue).await, 0, "and nothing else");
+    // Published again, so kept again for the next window.
+    assert_eq!(kept_ids(&env.pool).await, first);
+
+    // Nothing kept: nothing to replay.
+    let client = env.pool.get().await.unwrap();
+    client
+        .batch_execute("DELETE FROM mqtest.outbox_sent")
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox::replay_sent(&client, SCHEMA, &env.seal)
+            .await
+            .unwrap(),
+        0
+    );
+    drop(client);
+
+    stop_relay(relay).await;
+    env.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn the_relay_purges_kept_rows_older_than_the_window() {
+    let mut env = TestEnv::new().await;
+    env.queue("purge.in", "purge.event").await;
+    let window = env.amqp.outbox_replay_window.unwrap();
+    let old = OutgoingMessage::new("tenant-a", "purge.event", b"old".to_vec());
+    let recent = OutgoingMessage::new("tenant-a", "purge.event", b"recent".to_vec());
+    enqueue_committed(&env.pool, &[old.clone(), recent.clone()]).await;
+    let relay = outbox::start(
+        env.pool.clone(),
+        SCHEMA,
+        env.bus.clone(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(relay.flush().await.unwrap(), 2);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 2);
+
+    // One row sent a minute before the window began, the other just now.
+    let client = env.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE mqtest.outbox_sent
+                SET sent_at = now() - make_interval(secs => $1) - interval '60 seconds'
+              WHERE id = $2",
+            &[&window.as_secs_f64(), &old.id],
+        )
+        .await
+        .unwrap();
+    drop(client);
+
+    let pool = env.pool.clone();
+    wait_until(WAIT, "the relay to purge the row past the window", || {
+        let pool = pool.clone();
+        async move { kept_ids(&pool).await == vec![recent.id] }
+    })
+    .await;
+
+    // The purge itself, called directly: nothing else is past the window.
+    let client = env.pool.get().await.unwrap();
+    assert_eq!(
+        outbox::purge_sent(&**client, SCHEMA, window).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        outbox::purge_sent(&**client, SCHEMA, Duration::ZERO)
+            .await
+            .unwrap(),
+        1,
+        "a zero window purges what was sent before now"
+    );
+    drop(client);
+    assert_eq!(rows(&env.pool, "outbox_sent").await, 0);
+
+    stop_relay(relay).await;
     env.cleanup().await;
 }
