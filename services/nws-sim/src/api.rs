@@ -60,7 +60,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(crate::faults::clear_not_ready),
         )
         .route("/v1/ready", web::get().to(crate::faults::ready))
-        .route("/v1/beppyo2", web::get().to(beppyo2));
+        .route("/v1/beppyo2", web::get().to(beppyo2))
+        .route("/metrics", web::get().to(crate::metrics::serve));
     crate::portal_notice::routes(cfg);
     crate::portal_selfinfo::routes(cfg);
 }
@@ -82,7 +83,25 @@ struct RegisterOrganisation {
     org_code: OrgCode,
     name: String,
     endpoint_url: String,
+    /// Optional; empty or absent = no standby door.
+    #[serde(default)]
+    standby_endpoint_url: Option<String>,
     keys: Vec<OrganisationKey>,
+}
+
+/// Deliveries go to `{url}/nws/v1/messages`: only an http(s) URL can take them. The problem
+/// naming `field` when `url` is not one.
+fn endpoint_url_problem(field: &str, url: &str) -> Option<Problem> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return None;
+    }
+    Some(Problem::new(
+        400,
+        "invalid-field",
+        "Invalid field",
+        format!("項目「{field}」は http:// または https:// で始まるURLで指定してください。"),
+        "URLを確認して再度送信してください。",
+    ))
 }
 
 async fn register_organisation(
@@ -90,14 +109,17 @@ async fn register_organisation(
     body: web::Json<RegisterOrganisation>,
 ) -> Result<HttpResponse, Problem> {
     let body = body.into_inner();
-    if !(body.endpoint_url.starts_with("http://") || body.endpoint_url.starts_with("https://")) {
-        return Err(Problem::new(
-            400,
-            "invalid-field",
-            "Invalid field",
-            "項目「endpoint_url」は http:// または https:// で始まるURLで指定してください。",
-            "URLを確認して再度送信してください。",
-        ));
+    if let Some(problem) = endpoint_url_problem("endpoint_url", &body.endpoint_url) {
+        return Err(problem);
+    }
+    let standby_endpoint_url = body
+        .standby_endpoint_url
+        .filter(|url| !url.trim().is_empty());
+    if let Some(problem) = standby_endpoint_url
+        .as_deref()
+        .and_then(|url| endpoint_url_problem("standby_endpoint_url", url))
+    {
+        return Err(problem);
     }
     let mut check = Verifiers::default();
     for key in &body.keys {
@@ -115,6 +137,7 @@ async fn register_organisation(
         org_code: body.org_code.as_str().to_owned(),
         name: body.name,
         endpoint_url: body.endpoint_url,
+        standby_endpoint_url,
         keys: body.keys,
     };
     let mut client = state.pool.get().await.or_problem("nws-sim")?;

@@ -1,5 +1,12 @@
 //! The delivery worker: sends the envelopes the network owes organisations to their relays,
 //! retrying on failure with the configured delays and keeping every row (delivered or failed).
+//!
+//! An organisation has one or two doors (ADR 0006): its cell's relay in its home region
+//! (`endpoint_url`) and the relay slot of that cell in the other region
+//! (`standby_endpoint_url`). Each attempt tries the first; when it does not answer (refused
+//! or reset connection, timeout, 502/503/504) or answers 421 (`not-homed-here`: the cell
+//! moved), the second, in the same attempt. The first door that takes it ends the attempt,
+//! so a message is never sent on after a door took it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,14 +14,28 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, watch};
 
-use crate::store::{self, DueDelivery};
+use crate::{
+    metrics::{self, Door},
+    store::{self, DueDelivery},
+};
 
 /// How often the worker looks for due deliveries when nothing woke it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a taken delivery stays hidden from other takers (longer than one send).
+/// How long a taken delivery stays hidden from other takers (longer than one attempt: two
+/// sends, one per door, of at most `SEND_TIMEOUT` each).
 const LEASE_SECS: f64 = 60.0;
 /// Timeout of one POST to an organisation.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How one door answered a send.
+enum DoorAnswer {
+    /// 2xx, or 409: the organisation has the message.
+    Took,
+    /// No answer, 502/503/504 or 421: the other door may take it in the same attempt.
+    TryOther(String),
+    /// Any other status: the door answered and refused; the attempt failed (retried later).
+    Refused(String),
+}
 
 pub struct DeliveryWorker {
     pub pool: Pool,
@@ -70,42 +91,87 @@ impl DeliveryWorker {
             store::lease_due_deliveries(&client, self.batch_size() as i64, LEASE_SECS).await?;
         drop(client);
         let n = due.len();
-        let delivered: Vec<uuid::Uuid> = futures_util::stream::iter(due)
+        let delivered: Vec<(uuid::Uuid, Door)> = futures_util::stream::iter(due)
             .map(|d| self.deliver_one(d))
             .buffer_unordered(self.concurrency.max(1))
-            .filter_map(|id| async move { id })
+            .filter_map(|taken| async move { taken })
             .collect()
             .await;
         if !delivered.is_empty() {
+            let ids: Vec<uuid::Uuid> = delivered.iter().map(|(id, _)| *id).collect();
+            let via_standby: Vec<uuid::Uuid> = delivered
+                .iter()
+                .filter(|(_, door)| *door == Door::Standby)
+                .map(|(id, _)| *id)
+                .collect();
             // If this fails the leases run out and the messages are sent again; the
             // receiver's replay check answers 409, which counts as delivered.
             let client = self.pool.get().await?;
-            store::mark_delivered(&client, &delivered).await?;
+            store::mark_delivered(&client, &ids, &via_standby).await?;
         }
         Ok(n)
     }
 
-    /// Sends one delivery; its id when it arrived (recorded with the rest of the pass).
-    #[tracing::instrument(skip_all, fields(delivery_id = %d.id, attempt = d.attempts + 1))]
-    async fn deliver_one(&self, d: DueDelivery) -> Option<uuid::Uuid> {
-        let url = format!("{}/nws/v1/messages", d.endpoint_url.trim_end_matches('/'));
+    /// POSTs an envelope to one door and sorts its answer.
+    async fn send_to(&self, door: Door, base_url: &str, envelope: &[u8]) -> DoorAnswer {
+        let url = format!("{}/nws/v1/messages", base_url.trim_end_matches('/'));
         let outcome = self
             .http
             .post(&url)
             .header("content-type", "application/x-protobuf")
-            .body(d.envelope)
+            .body(envelope.to_vec())
             .send()
             .await;
-        let error = match outcome {
-            // 409: the organisation already has this message id (an earlier attempt arrived).
-            Ok(res) if res.status().is_success() || res.status().as_u16() == 409 => None,
-            Ok(res) => Some(format!("HTTP {}", res.status().as_u16())),
-            Err(e) if e.is_timeout() => Some("timeout".to_owned()),
-            Err(e) if e.is_connect() => Some("connection failed".to_owned()),
-            Err(_) => Some("request failed".to_owned()),
+        let (answer, result) = match outcome {
+            Ok(res) => match res.status().as_u16() {
+                200..=299 => (DoorAnswer::Took, "delivered"),
+                // The organisation already has this message id (an earlier attempt arrived).
+                409 => (DoorAnswer::Took, "duplicate"),
+                // A relay of a cell the organisation is not homed in (not-homed-here).
+                421 => (DoorAnswer::TryOther("HTTP 421".to_owned()), "misdirected"),
+                // A gateway in front of a relay that is down.
+                status @ (502..=504) => {
+                    (DoorAnswer::TryOther(format!("HTTP {status}")), "unanswered")
+                }
+                status => (DoorAnswer::Refused(format!("HTTP {status}")), "refused"),
+            },
+            Err(e) => {
+                // No answer at all: refused, reset or timed out; the other door may be up.
+                let error = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                (DoorAnswer::TryOther(error.to_owned()), "unanswered")
+            }
         };
-        let Some(error) = error else {
-            return Some(d.id);
+        metrics::count_delivery(door, result);
+        answer
+    }
+
+    /// Sends one delivery, through the standby door when the primary cannot take it; its id
+    /// and the door that took it when it arrived (recorded with the rest of the pass).
+    #[tracing::instrument(skip_all, fields(delivery_id = %d.id, attempt = d.attempts + 1))]
+    async fn deliver_one(&self, d: DueDelivery) -> Option<(uuid::Uuid, Door)> {
+        let primary = self
+            .send_to(Door::Primary, &d.endpoint_url, &d.envelope)
+            .await;
+        let error = match (primary, d.standby_endpoint_url.as_deref()) {
+            (DoorAnswer::Took, _) => return Some((d.id, Door::Primary)),
+            (DoorAnswer::TryOther(primary), Some(standby_url)) => {
+                match self.send_to(Door::Standby, standby_url, &d.envelope).await {
+                    DoorAnswer::Took => {
+                        tracing::info!(primary = %primary, "delivered through the standby door");
+                        return Some((d.id, Door::Standby));
+                    }
+                    DoorAnswer::TryOther(standby) | DoorAnswer::Refused(standby) => {
+                        format!("primary: {primary}; standby: {standby}")
+                    }
+                }
+            }
+            (DoorAnswer::TryOther(error) | DoorAnswer::Refused(error), _) => error,
         };
         let retry_in = self
             .retry_ms

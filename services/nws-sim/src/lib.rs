@@ -5,7 +5,9 @@
 //! as its owner), its own signing key and its own HTTP listener. Organisations register
 //! their relay endpoint and public keys; their relays POST signed envelopes to
 //! `/v1/messages`; the simulator answers by delivering signed envelopes back to
-//! `{endpoint_url}/nws/v1/messages`, retrying until the organisation takes them.
+//! `{endpoint_url}/nws/v1/messages`, retrying until the organisation takes them. An
+//! organisation may register a second door (`standby_endpoint_url`, ADR 0006), tried in the
+//! same attempt when the first does not answer or answers 421.
 
 pub mod api;
 pub mod beppyo2;
@@ -13,6 +15,7 @@ pub mod codes;
 mod delivery;
 pub mod faults;
 mod inquiry;
+pub mod metrics;
 mod portal_notice;
 mod portal_selfinfo;
 pub mod store;

@@ -16,6 +16,9 @@ pub struct Organisation {
     pub org_code: String,
     pub name: String,
     pub endpoint_url: String,
+    /// The relay slot of the organisation's cell in the other region (ADR 0006), tried when
+    /// `endpoint_url` does not answer or answers 421; `None` = no standby door.
+    pub standby_endpoint_url: Option<String>,
     pub keys: Vec<OrganisationKey>,
 }
 
@@ -24,13 +27,20 @@ pub async fn upsert_organisation(tx: &Transaction<'_>, org: &Organisation) -> Re
     let row = tx
         .query_one(
             &tx.prepare_cached(
-                "INSERT INTO organisations (org_code, name, endpoint_url) VALUES ($1, $2, $3)
+                "INSERT INTO organisations (org_code, name, endpoint_url, standby_endpoint_url)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (org_code) DO UPDATE
-                SET name = EXCLUDED.name, endpoint_url = EXCLUDED.endpoint_url, updated_at = now()
+                SET name = EXCLUDED.name, endpoint_url = EXCLUDED.endpoint_url,
+                    standby_endpoint_url = EXCLUDED.standby_endpoint_url, updated_at = now()
              RETURNING (xmax = 0) AS inserted",
             )
             .await?,
-            &[&org.org_code, &org.name, &org.endpoint_url],
+            &[
+                &org.org_code,
+                &org.name,
+                &org.endpoint_url,
+                &org.standby_endpoint_url,
+            ],
         )
         .await?;
     tx.execute(
@@ -60,7 +70,8 @@ pub async fn organisation(
         .query_opt(
             &client
                 .prepare_cached(
-                    "SELECT org_code, name, endpoint_url FROM organisations WHERE org_code = $1",
+                    "SELECT org_code, name, endpoint_url, standby_endpoint_url
+                       FROM organisations WHERE org_code = $1",
                 )
                 .await?,
             &[&org_code],
@@ -74,6 +85,7 @@ pub async fn organisation(
         org_code: row.get(0),
         name: row.get(1),
         endpoint_url: row.get(2),
+        standby_endpoint_url: row.get(3),
         keys,
     }))
 }
@@ -189,6 +201,7 @@ pub struct DueDelivery {
     pub id: Uuid,
     pub envelope: Vec<u8>,
     pub endpoint_url: String,
+    pub standby_endpoint_url: Option<String>,
     pub attempts: i32,
 }
 
@@ -214,7 +227,7 @@ pub async fn lease_due_deliveries(
                 SET next_attempt_at = now() + make_interval(secs => $2)
                FROM due, organisations o
               WHERE d.id = due.id AND o.org_code = d.recipient
-             RETURNING d.id, d.envelope, o.endpoint_url, d.attempts",
+             RETURNING d.id, d.envelope, o.endpoint_url, o.standby_endpoint_url, d.attempts",
                 )
                 .await?,
             &[&limit, &lease_secs],
@@ -226,22 +239,30 @@ pub async fn lease_due_deliveries(
             id: r.get(0),
             envelope: r.get(1),
             endpoint_url: r.get(2),
-            attempts: r.get(3),
+            standby_endpoint_url: r.get(3),
+            attempts: r.get(4),
         })
         .collect())
 }
 
-/// Marks a pass's successful deliveries at once (one statement per pass, not per message).
-pub async fn mark_delivered(client: &impl GenericClient, ids: &[Uuid]) -> Result<(), Error> {
+/// Marks a pass's successful deliveries at once (one statement per pass, not per message):
+/// `ids` all of them, `via_standby` those the standby door took (the rest went to the primary).
+pub async fn mark_delivered(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    via_standby: &[Uuid],
+) -> Result<(), Error> {
     client
         .execute(
             &client
                 .prepare_cached(
                     "UPDATE deliveries SET delivered_at = now(), attempts = attempts + 1,
-                     last_error = NULL WHERE id = ANY($1)",
+                     last_error = NULL,
+                     delivered_via = CASE WHEN id = ANY($2) THEN 'standby' ELSE 'primary' END
+                     WHERE id = ANY($1)",
                 )
                 .await?,
-            &[&ids],
+            &[&ids, &via_standby],
         )
         .await?;
     Ok(())

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod doors;
 mod helpers;
 mod inquiry;
 mod portal_notice;
