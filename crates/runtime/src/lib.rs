@@ -13,9 +13,12 @@ mod audit;
 pub mod calendar_sync;
 mod component;
 mod document;
+pub mod door;
+pub mod homed;
 mod hours;
 pub mod lease;
 mod periodic;
+pub mod replication;
 
 use std::{net::TcpListener, sync::Arc};
 
@@ -48,6 +51,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub calendar: Arc<ServiceCalendar>,
     pub tokens: Arc<chukan_auth::TokenVerifier>,
+    /// Which organisations this cell holds (ADR 0006): asked by the API door and the relay.
+    pub homed: Arc<homed::HomedTenants>,
 }
 
 /// Routes a service mounts on the shared HTTP server (called once per HTTP worker).
@@ -149,9 +154,13 @@ pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow:
     let db = chukan_db::app_pool(&settings.database).context("database pool")?;
     // Scrape-time saturation gauges, labelled with what the process runs as (`--target`).
     chukan_db::observe_pool(chukan_telemetry::service_name(), &db);
+    // The outbox relays keep published bodies for a failover's replay only sealed (ADR 0006).
+    let outbox_seal =
+        chukan_crypto::OutboxSeal::from_settings(&settings.crypto).context("setting crypto.kek")?;
     let bus = chukan_mq::Bus::connect(&settings.amqp)
         .await
-        .context("RabbitMQ connection")?;
+        .context("RabbitMQ connection")?
+        .with_outbox_seal(outbox_seal);
     bus.declare_topology().await.context("RabbitMQ topology")?;
     let kek = chukan_crypto::Kek::from_base64(settings.crypto.kek.expose_secret())
         .context("setting crypto.kek")?;
@@ -159,8 +168,15 @@ pub async fn build_context(settings: Settings, clock: Arc<dyn Clock>) -> anyhow:
         .context("setting calendar.planned_outages")?;
     let tokens =
         chukan_auth::TokenVerifier::from_settings(&settings.auth).context("settings auth.*")?;
+    // Read on first use: a process that never asks (or whose database has no admin schema,
+    // as some services' tests) never queries admin.tenants.
+    let homed = Arc::new(homed::HomedTenants::new(
+        db.clone(),
+        settings.cells.homed_refresh,
+    ));
     Ok(Context {
         settings: Arc::new(settings),
+        homed,
         db,
         bus,
         kek,
@@ -202,6 +218,11 @@ pub fn http_server(
         &ctx.settings.server,
     ))
     .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    // Any door (ADR 0006): only when peer doors are configured; without the app data the
+    // middleware passes every request through.
+    let door = door::Door::from_settings(&ctx.settings, ctx.homed.clone())
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?
+        .map(web::Data::new);
     let workers = match ctx.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -210,6 +231,9 @@ pub fn http_server(
         let mut app = App::new()
             .wrap(middleware::from_fn(hours::gate))
             .wrap(middleware::from_fn(chukan_auth::gate))
+            // Outside the auth gate (a peer cell's token is not valid here), inside the
+            // boundary (the forwarded request continues the request's trace).
+            .wrap(middleware::from_fn(door::door))
             .wrap(middleware::from_fn(edge::screen))
             .wrap(chukan_telemetry::http_metrics(metrics_label))
             .wrap(edge::security_headers())
@@ -224,6 +248,9 @@ pub fn http_server(
             .app_data(tokens.clone())
             .app_data(openapi.clone())
             .route(OPENAPI_PATH, web::get().to(serve_openapi));
+        if let Some(door) = &door {
+            app = app.app_data(door.clone());
+        }
         for r in &routes {
             let r = r.clone();
             app = app.configure(move |cfg| r(cfg));

@@ -6,6 +6,7 @@
 
 mod captured;
 pub mod pki;
+pub mod replication;
 pub mod tls_servers;
 
 pub use captured::Captured;

@@ -53,6 +53,20 @@ impl NewTenant {
         check_population(self.population)?;
         check_upload_group(self.upload_group)
     }
+
+    /// Whether this tenant may be created in the cell named `cell` (its `region`): a cell's
+    /// admin.tenants holds exactly the organisations homed in it (ADR 0006), so another home
+    /// region is refused with the cell to create it in.
+    pub fn check_homed_in(&self, cell: &str) -> Result<(), String> {
+        if self.home_region == cell {
+            return Ok(());
+        }
+        Err(format!(
+            "home region {:?} is not this cell's ({cell:?}): create the tenant in the {} cell \
+             (run `chukan admin create-tenant` with that cell's settings, region = {:?})",
+            self.home_region, self.home_region, self.home_region
+        ))
+    }
 }
 
 fn check_population(population: i64) -> Result<(), String> {
@@ -590,6 +604,24 @@ mod tests {
         t.home_region = "north".into();
         assert!(t.validate().is_err());
         assert_eq!(TenantKind::parse("union"), Some(TenantKind::Union));
+    }
+
+    #[test]
+    fn a_tenant_is_created_only_in_the_cell_it_is_homed_in() {
+        let mut t = NewTenant {
+            org_code: OrgCode::parse("0123456789012345").unwrap(),
+            name: "テスト市".into(),
+            kind: TenantKind::Municipality,
+            population: 1000,
+            home_region: "west".into(),
+            upload_group: None,
+            immediate_replica_processing: false,
+        };
+        assert!(t.check_homed_in("west").is_ok());
+        let refused = t.check_homed_in("east").unwrap_err();
+        assert!(refused.contains("west cell"), "{refused}");
+        t.home_region = "east".into();
+        assert!(t.check_homed_in("east").is_ok());
     }
 
     #[test]

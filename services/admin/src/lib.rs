@@ -168,6 +168,9 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
             },
         )
     };
+    // Once per cell (ADR 0006): one process owns the primary's synchronous_standby_names;
+    // admin runs in every cell, as the guard must.
+    let sync_guard = chukan_runtime::replication::start(ctx);
     Ok(chukan_runtime::Parts {
         name: "admin",
         routes: Some(routes),
@@ -176,6 +179,7 @@ pub async fn start(ctx: &chukan_runtime::Context) -> anyhow::Result<chukan_runti
             calendar.into_worker("admin.calendar-rpc"),
             components.into_worker("admin.status-components"),
             watcher,
+            sync_guard,
             outbox.into_worker("admin.outbox"),
         ],
         openapi: Some(openapi()),

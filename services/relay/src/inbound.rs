@@ -1,7 +1,8 @@
 //! Inbound (NWS → bus): the listener the NWS delivers signed envelopes to.
 //!
 //! An envelope is accepted only if it is from the NWS, signed with a key we trust, fresh,
-//! addressed to an organisation, and its message id is new. Acceptance is one transaction:
+//! addressed to an organisation homed in this cell (else 421 `not-homed-here`, nothing
+//! stored), and its message id is new. Acceptance is one transaction:
 //! the id into `relay.received` and an [`NwsInbound`] into the outbox.
 
 use std::{net::TcpListener, sync::Arc};
@@ -24,6 +25,8 @@ pub struct InboundState {
     pub clock: Arc<dyn Clock>,
     pub max_clock_skew_ms: i64,
     pub outbox: OutboxHandle,
+    /// Which organisations this cell holds: a delivery for another is refused (ADR 0006).
+    pub homed: Arc<chukan_runtime::homed::HomedTenants>,
 }
 
 /// The inbound listener with its one route, over HTTPS when `tls` is given.
@@ -173,6 +176,18 @@ async fn accept(state: &InboundState, env: Envelope) -> Result<HttpResponse, Pro
             "Malformed envelope",
             "メッセージIDまたはメッセージ種別がありません。",
             "メッセージIDと種別を指定して再度送信してください。",
+        ));
+    }
+    // Before anything is stored: the NWS keeps the message and tries the organisation's
+    // other door (its standby_endpoint_url), so a refusal here loses nothing and a later
+    // retry cannot duplicate it (ADR 0006, "The NWS knows both doors").
+    if !state.homed.is_homed(recipient.as_str()).await {
+        return Err(refuse(
+            421,
+            "not-homed-here",
+            "Misdirected request",
+            "宛先の団体はこのセル（リージョン）に所属していません。",
+            "宛先の団体のもう一方の受信口（standby_endpoint_url）へ配信してください。",
         ));
     }
 

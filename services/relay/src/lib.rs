@@ -118,6 +118,7 @@ pub async fn start_with_port(ctx: &Context) -> anyhow::Result<(Parts, u16)> {
             clock: ctx.clock.clone(),
             max_clock_skew_ms: settings.max_clock_skew_secs.saturating_mul(1000),
             outbox: outbox.clone(),
+            homed: ctx.homed.clone(),
         },
         listener,
         tls,

@@ -12,6 +12,9 @@ use chukan_testkit::TestEnv;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const NWS_KID: &str = "nws-test-1";
+/// The organisation the tests deliver to: registered (homed in this cell) by every
+/// [`TestRelay`], since the relay refuses deliveries for organisations it does not hold.
+pub const HOMED_ORG: &str = "0000000000000001";
 
 pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
@@ -47,7 +50,7 @@ impl TestRelay {
         let nws = Signer::from_seed_base64(NWS_KID, &generate_key_base64()).unwrap();
         let nws_public = format!("{NWS_KID}={}", nws.public_key_base64());
         let env = TestEnv::new_with(
-            &[chukan_relay::migrations()],
+            &[chukan_admin::migrations(), chukan_relay::migrations()],
             |s| {
                 s.relay.nws_public_keys = vec![nws_public];
                 configure(s);
@@ -70,6 +73,7 @@ impl TestRelay {
             true => "http",
             false => "https",
         };
+        home(&env, HOMED_ORG).await;
         TestRelay {
             env,
             inbound_url: format!("{scheme}://127.0.0.1:{port}/nws/v1/messages"),
@@ -78,6 +82,12 @@ impl TestRelay {
             link_status,
             workers: parts.workers,
         }
+    }
+
+    /// Registers `org` as a tenant of this cell (admin.tenants), as
+    /// `chukan admin create-tenant` does.
+    pub async fn home(&self, org: &str) {
+        home(&self.env, org).await;
     }
 
     /// A fresh envelope from the NWS to `recipient`, signed with the NWS key.
@@ -144,6 +154,22 @@ impl TestRelay {
             (w.stop)().await;
         }
     }
+}
+
+/// Registers `org` in `env`'s admin.tenants, homed in the cell's region.
+async fn home(env: &TestEnv, org: &str) {
+    let tenant = chukan_admin::NewTenant {
+        org_code: chukan_core::ids::OrgCode::parse(org).unwrap(),
+        name: "試験団体".into(),
+        kind: chukan_admin::TenantKind::Municipality,
+        population: 1000,
+        home_region: env.settings.region.clone(),
+        upload_group: None,
+        immediate_replica_processing: false,
+    };
+    chukan_admin::create_tenant(&env.ctx.db, &tenant)
+        .await
+        .unwrap();
 }
 
 /// A free port, released again (for an NWS that comes up later).

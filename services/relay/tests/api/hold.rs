@@ -12,7 +12,7 @@ use chukan_relay::metrics;
 
 use crate::helpers::*;
 
-const ORG: &str = "0000000000000001";
+const ORG: &str = HOMED_ORG;
 /// Not registered with the simulator: it refuses this sender's messages (403).
 const STRANGER: &str = "0000000000000009";
 

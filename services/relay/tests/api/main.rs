@@ -9,7 +9,7 @@ use chukan_proto::{CodeAcquireResult, Message as _, NWS_OUT, NwsInbound};
 use chukan_relay::metrics;
 use helpers::*;
 
-const ORG: &str = "0000000000000001";
+const ORG: &str = HOMED_ORG;
 
 fn result_body() -> Vec<u8> {
     CodeAcquireResult {
@@ -155,6 +155,42 @@ async fn refused_inbound_messages_are_counted_and_never_published() {
     expected.sort();
     assert_eq!(ids, expected);
     assert_eq!(relay.received_rows().await, 2);
+
+    captured.stop().await;
+    relay.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_delivery_for_an_organisation_homed_elsewhere_is_misdirected_and_nothing_is_stored() {
+    const ELSEWHERE: &str = "2710000000000002";
+    let relay = TestRelay::start(|_| {}).await;
+    let captured = Captured::start(&relay.env.ctx.bus, "code-in", &["nws.in.#"])
+        .await
+        .unwrap();
+
+    let misdirected = relay.envelope("code.acquired", ELSEWHERE, result_body());
+    let before = metrics::inbound_refused("not-homed-here");
+    let res = relay.post(&misdirected).await;
+    assert_eq!(res.status(), 421);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "not-homed-here");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(body["action"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(metrics::inbound_refused("not-homed-here") > before);
+    // Nothing stored: the NWS may deliver the same message to the other door, or here again
+    // once the organisation is homed here, and it is taken then.
+    assert_eq!(relay.received_rows().await, 0);
+    assert_eq!(relay.count("SELECT count(*) FROM relay.outbox").await, 0);
+
+    // An organisation registered a moment ago is held at once (not after a cache refresh).
+    relay.home(ELSEWHERE).await;
+    assert_eq!(relay.post(&misdirected).await.status(), 202);
+    wait_until("the message is published", || async {
+        captured.count() == 1
+    })
+    .await;
+    assert_eq!(captured.all()[0].tenant, ELSEWHERE);
+    assert_eq!(relay.received_rows().await, 1);
 
     captured.stop().await;
     relay.shutdown().await;
