@@ -97,6 +97,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit::AuditCommand,
     },
+    /// Backups (pgBackRest, ADR 0006): verify a repository restores; rewind one organisation.
+    Backup {
+        #[command(subcommand)]
+        command: crate::backup::BackupCommand,
+    },
     /// Statistics (統計): take a replica statistics snapshot on demand, print one.
     Stats {
         #[command(subcommand)]
@@ -106,6 +111,11 @@ pub enum Command {
     Openapi(crate::openapi::OpenApiArgs),
     /// GET each URL and fail unless every one answers 2xx (the chart's `helm test` hook).
     Probe(crate::probe::ProbeArgs),
+    /// East and west cells: status, failover to the standby in the other region, failback.
+    Region {
+        #[command(subcommand)]
+        command: crate::region::RegionCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,8 +131,10 @@ pub enum AdminCommand {
         kind: String,
         #[arg(long)]
         population: i64,
-        #[arg(long, default_value = "east")]
-        region: String,
+        /// Home region (east | west); only this cell's own (`region`) is accepted, and it is
+        /// the default: a cell's admin.tenants holds exactly its organisations (ADR 0006).
+        #[arg(long)]
+        region: Option<String>,
         /// Upload slot group A–H.
         #[arg(long)]
         group: Option<char>,
@@ -271,9 +283,11 @@ pub async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(Command::Replica { command }) => crate::replica::run(command).await,
         Some(Command::Batch { command }) => crate::batch::run(load(&args)?, command).await,
         Some(Command::Audit { command }) => crate::audit::run(load(&args)?, command).await,
+        Some(Command::Backup { command }) => crate::backup::run(load(&args)?, command).await,
         Some(Command::Stats { command }) => crate::stats::run(load(&args)?, command).await,
         Some(Command::Openapi(openapi)) => crate::openapi::run(openapi),
         Some(Command::Probe(probe)) => crate::probe::run(probe).await,
+        Some(Command::Region { command }) => crate::region::run(load(&args)?, command).await,
     }
 }
 
@@ -294,10 +308,13 @@ async fn admin(settings: Settings, command: &AdminCommand) -> anyhow::Result<()>
                 name: name.clone(),
                 kind: parse_tenant_kind(kind)?,
                 population: *population,
-                home_region: region.clone(),
+                home_region: region.clone().unwrap_or_else(|| settings.region.clone()),
                 upload_group: *group,
                 immediate_replica_processing: *immediate,
             };
+            tenant
+                .check_homed_in(&settings.region)
+                .map_err(|e| anyhow::anyhow!(e))?;
             let created = chukan_admin::create_tenant(&pool, &tenant).await?;
             println!(
                 "{}",

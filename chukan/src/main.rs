@@ -5,11 +5,13 @@
 //! settings; `replica` is a client of the public API.
 
 mod audit;
+mod backup;
 mod batch;
 mod cli;
 mod console;
 mod openapi;
 mod probe;
+mod region;
 mod replica;
 mod serve;
 mod services;

@@ -424,10 +424,13 @@ impl Stack {
     }
 }
 
+/// The password of the staff user [`Stack::staff_token`] creates (`staff1`).
+pub const STAFF_PASSWORD: &str = "e2e-staff-password";
+
 impl Stack {
     /// A business-staff user (業務担当者) of `org` signed in with a password; returns a token.
     pub async fn staff_token(&self, org: &str) -> String {
-        const PASSWORD: &str = "e2e-staff-password";
+        const PASSWORD: &str = STAFF_PASSWORD;
         let mut env = self.env.clone();
         env.push(("CHUKAN_NEW_PASSWORD".into(), PASSWORD.into()));
         run_json(

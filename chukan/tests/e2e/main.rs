@@ -4,7 +4,9 @@
 
 mod access;
 mod audit;
+mod backup;
 mod browser;
+mod cells;
 mod console;
 mod edge;
 mod helpers;

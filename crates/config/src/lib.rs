@@ -150,13 +150,19 @@ pub struct CellsSettings {
     #[serde(rename = "homed_refresh_ms", deserialize_with = "duration::millis")]
     pub homed_refresh: Duration,
     /// How often replication is sampled (key `replication_sample_ms`).
-    #[serde(rename = "replication_sample_ms", deserialize_with = "duration::millis")]
+    #[serde(
+        rename = "replication_sample_ms",
+        deserialize_with = "duration::millis"
+    )]
     pub replication_sample: Duration,
     /// The standby's application_name for synchronous commit; empty = asynchronous.
     pub synchronous_standby_names: String,
     /// Longest commits wait on a silent synchronous standby before the cell degrades to
     /// asynchronous commit (key `sync_degrade_after_ms`).
-    #[serde(rename = "sync_degrade_after_ms", deserialize_with = "duration::millis")]
+    #[serde(
+        rename = "sync_degrade_after_ms",
+        deserialize_with = "duration::millis"
+    )]
     pub sync_degrade_after: Duration,
 }
 
@@ -693,6 +699,7 @@ impl Settings {
                 .with_list_parse_key("amqp.retry_delays_ms")
                 .with_list_parse_key("relay.nws_public_keys")
                 .with_list_parse_key("console.tree_head_keys")
+                .with_list_parse_key("cells.peer_api_urls")
                 .with_list_parse_key("nws_sim.delivery_retry_ms")
                 .with_list_parse_key("calendar.planned_outages")
                 .with_list_parse_key("provision.slot_items")
