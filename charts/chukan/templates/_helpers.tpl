@@ -201,6 +201,10 @@ the owner's database URL to the migration Job alone.
     {{- end -}}
   {{- end -}}
   {{- if ne $t "migration" -}}
+    {{- with $v.cells.peerCaSecret -}}
+      {{- /* Public: the CA the peer cell's doors chain to (forwarding over https). */ -}}
+      {{- $files = append $files (dict "section" "cells" "setting" "peer_ca_file" "dir" "tls" "path" "cells/peer-ca.crt" "secret" .name "key" .key) -}}
+    {{- end -}}
     {{- $files = append $files (dict "section" "crypto" "setting" "kek_file" "dir" "secrets" "path" "kek" "secret" $v.crypto.kekSecret.name "key" $v.crypto.kekSecret.key) -}}
   {{- end -}}
 {{- end -}}
@@ -317,7 +321,33 @@ prefetch = {{ . }}
 queue_type = {{ . | quote }}
 {{- end }}
 tls_mode = {{ $v.amqp.tls.mode | quote }}
+{{- if and (ne $t "migration") $v.amqp.outboxReplayWindow }}
+outbox_replay_window_secs = {{ include "chukan.durationSecs" $v.amqp.outboxReplayWindow }}
+{{- end }}
 {{- range (get $sections "amqp" | default list) }}
+{{ . }}
+{{- end }}
+{{- end }}
+{{- if and (ne $t "migration") (ne $t "console") }}
+
+[cells]
+# ADR 0006: a request for an organisation homed in the other cell is forwarded to its doors,
+# in this order (its own region first, then its standby slot in this region).
+peer_api_urls = [{{ range $i, $u := $v.cells.peerApiUrls }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}]
+{{- with $v.cells.forwardTimeout }}
+forward_timeout_ms = {{ include "chukan.durationMs" . }}
+{{- end }}
+{{- with $v.cells.homedRefresh }}
+homed_refresh_ms = {{ include "chukan.durationMs" . }}
+{{- end }}
+{{- with $v.cells.replicationSample }}
+replication_sample_ms = {{ include "chukan.durationMs" . }}
+{{- end }}
+synchronous_standby_names = {{ $v.cells.synchronousStandbyNames | default "" | quote }}
+{{- with $v.cells.syncDegradeAfter }}
+sync_degrade_after_ms = {{ include "chukan.durationMs" . }}
+{{- end }}
+{{- range (get $sections "cells" | default list) }}
 {{ . }}
 {{- end }}
 {{- end }}
@@ -503,4 +533,74 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+
+{{/*
+The standby slot (ADR 0006): the peer cell's processes in this region, bound to the local
+replica of the peer's cluster (writable once promoted) and a local broker for the peer cell,
+with the peer's escrowed keys. It is this chart rendered a second time with these values:
+the cell's name (`region`) is the peer's, object names are "<fullname>-<cell>-<target>",
+pods carry app.kubernetes.io/name "<name>-<cell>" (so no selector of the own cell picks
+them), every Deployment starts at standbySlot.replicas (0: nothing runs until a failover
+scales it), with no HPA, no migration (the promoted cluster has its schema) and no console.
+*/}}
+{{- define "chukan.slotValues" -}}
+{{- $s := .Values.standbySlot -}}
+{{- $v := deepCopy .Values -}}
+{{- $_ := set $v "region" $s.cell -}}
+{{- $_ = set $v "peerRegion" .Values.region -}}
+{{- $_ = set $v "fullnameOverride" (printf "%s-%s" (include "chukan.fullname" .) $s.cell) -}}
+{{- $_ = set $v "nameOverride" (printf "%s-%s" (include "chukan.name" .) $s.cell) -}}
+{{- $_ = set $v "standbySlot" (dict "enabled" false) -}}
+{{- $_ = set $v.tests "enabled" false -}}
+{{- /* The release's one ServiceAccount (no token; chukan never calls the API). */ -}}
+{{- $_ = set $v.serviceAccount "name" (include "chukan.serviceAccountName" .) -}}
+{{- $_ = set $v.migration "enabled" false -}}
+{{- $_ = set $v.database "host" $s.database.host -}}
+{{- $_ = set $v.database "appPasswordSecret" $s.database.appPasswordSecret -}}
+{{- $_ = set $v.database.tls "caSecret" $s.database.caSecret -}}
+{{- $_ = set $v.database.tls "clientCertSecret" "" -}}
+{{- $_ = set $v.amqp "urlSecret" $s.amqp.urlSecret -}}
+{{- $_ = set $v.amqp.tls "caSecret" $s.amqp.caSecret -}}
+{{- $_ = set $v.amqp.tls "clientCertSecret" "" -}}
+{{- $_ = set $v.crypto "kekSecret" $s.kekSecret -}}
+{{- $_ = set $v.auth "signingKeySecret" $s.auth.signingKeySecret -}}
+{{- $_ = set $v.auth "signingKid" $s.auth.signingKid -}}
+{{- $_ = set $v.relay "signingKeySecret" $s.relay.signingKeySecret -}}
+{{- $_ = set $v.relay "signingKid" $s.relay.signingKid -}}
+{{- $_ = set $v.relay "inboundPublicUrl" $s.relay.inboundPublicUrl -}}
+{{- $_ = set $v.audit "signingKeySecret" $s.audit.signingKeySecret -}}
+{{- $_ = set $v.audit "signingKid" $s.audit.signingKid -}}
+{{- $_ = set $v.cells "peerApiUrls" ($s.peerApiUrls | default list) -}}
+{{- /* After a failover the promoted replica has no standby of its own: asynchronous. */ -}}
+{{- $_ = set $v.cells "synchronousStandbyNames" "" -}}
+{{- $_ = set $v.ingress "host" $s.ingressHost -}}
+{{- $_ = set $v.ingress "consoleHost" "" -}}
+{{- $_ = set $v.networkPolicy "database" $s.networkPolicy.database -}}
+{{- $_ = set $v.networkPolicy "rabbitmq" $s.networkPolicy.rabbitmq -}}
+{{- /* The slot forwards only to this region's entry (standbySlot.peerApiUrls): no
+cross-region egress for it. */ -}}
+{{- $_ = set $v.networkPolicy "peerApiCidrs" list -}}
+{{- range $t := splitList " " (include "chukan.allTargets" .) -}}
+{{- $tv := get $v.targets $t -}}
+{{- $_ = set $tv "replicas" $s.replicas -}}
+{{- if hasKey $tv "hpa" }}{{ $_ = set $tv.hpa "enabled" false }}{{ end -}}
+{{- if eq $t "console" }}{{ $_ = set $tv "enabled" false }}{{ end -}}
+{{- end -}}
+{{- toYaml $v -}}
+{{- end -}}
+
+{{/*
+Renders the template named .template for the own cell and, when standbySlot.enabled, again
+for the standby slot: (dict "root" $ "template" "<name>").
+*/}}
+{{- define "chukan.eachCell" -}}
+{{- $root := .root -}}
+{{- include .template $root }}
+{{- if $root.Values.standbySlot.enabled }}
+{{- $slot := dict "Values" (include "chukan.slotValues" $root | fromYaml) "Release" $root.Release "Chart" $root.Chart "Capabilities" $root.Capabilities "Template" $root.Template "Files" $root.Files }}
+---
+{{ include .template $slot }}
+{{- end }}
 {{- end -}}
