@@ -202,3 +202,26 @@ rabbit_stop() { # name
   rabbitctl "$1" stop >/dev/null 2>&1 || rabbit_kill "$1"
   rm -f "$(rabbit_dir "$1")/rabbitmq.pid"
 }
+
+# The faked clock of `region-drill --hours`: Debian's libfaketimeMT preloaded into chukan and
+# nws-sim, reading an offset from a file (FAKETIME_TIMESTAMP_FILE, re-read on every call with
+# FAKETIME_NO_CACHE) so the drill can move the clock of running processes. Monotonic time
+# stays real, or tokio's timers would hang. PostgreSQL and RabbitMQ keep the real clock.
+faketime_lib() { dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$' | head -n 1; }
+fake_clock_env() { # file → the env assignments that put a process on the faked clock
+  echo LD_PRELOAD="$(faketime_lib)" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_NO_CACHE=1 \
+    FAKETIME_TIMESTAMP_FILE="$1"
+}
+# Sets the faked clock to `when` (anything `date -d` reads) now: an offset in whole seconds
+# from the real clock. FAKE_CLOCK_REAL is the real second that `when` fell on.
+fake_clock_set() { # file when
+  FAKE_CLOCK_REAL=$(date +%s)
+  echo "+$(($(date -d "$2" +%s) - FAKE_CLOCK_REAL))" >"$1.new"
+  mv "$1.new" "$1"
+}
+fake_date() { # file [date args...]  (date on the faked clock)
+  local file=$1
+  shift
+  # shellcheck disable=SC2046
+  env $(fake_clock_env "$file") date "$@"
+}

@@ -554,7 +554,10 @@ async fn a_bulk_file_is_answered_line_by_line_exactly_once_though_the_server_is_
     );
     stack.restart_chukan().await;
 
-    let last = poll(120, "every answer", || async {
+    // A delivery that failed while the server was down or starting waits in the retry
+    // queues (1 + 5 + 30 + 120 s by default): on a loaded machine the last answers can take
+    // that long, so the deadline covers the whole chain.
+    let last = poll(300, "every answer", || async {
         let (_, v) = stack.call(Method::GET, &token_a, &batch_path, None).await;
         if provided(&v) >= want { Ok(v) } else { Err(v) }
     })
