@@ -4,11 +4,9 @@
 //! never touched; each node has its own directory and port and is stopped on drop, by pid.
 //!
 //! As in [`crate::tls_servers`], the servers run as the `postgres` user when the tests run as
-//! root (PostgreSQL refuses to run as root). Its helpers are private to that fixture, so the
-//! few this one needs are repeated here rather than widened.
+//! root (PostgreSQL refuses to run as root).
 
 use std::{
-    net::TcpListener,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -17,7 +15,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::wait_until;
+use crate::{
+    server_files::{ServiceUser, append, free_ports, fresh_dir, log_tail, pg_bin},
+    wait_until,
+};
 
 /// Longest a node may take to start or stop (about a second here; slack for a loaded CI).
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -26,7 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// `postgres` without a password (trust).
 pub struct PrimaryStandby {
     dir: PathBuf,
-    user: Option<(u32, u32)>,
+    user: Option<ServiceUser>,
     standby_name: String,
     primary: Node,
     standby: Node,
@@ -44,13 +45,9 @@ impl PrimaryStandby {
     /// Creates and starts the primary, takes a base backup of it for the standby named
     /// `standby_name` (its application_name) and starts the standby, streaming.
     pub async fn start(standby_name: &str) -> anyhow::Result<PrimaryStandby> {
-        let user = postgres_user_when_root()?;
-        let dir = std::env::temp_dir().join(format!(
-            "chukan-replication-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let [primary_port, standby_port] = free_ports()?;
+        let user = ServiceUser::when_root("postgres")?;
+        let dir = fresh_dir("chukan-replication")?;
+        let [primary_port, standby_port] = free_ports::<2>()?;
         let mut pair = PrimaryStandby {
             primary: Node::new(&dir, "primary", primary_port),
             standby: Node::new(&dir, "standby", standby_port),
@@ -95,33 +92,31 @@ impl PrimaryStandby {
 
     /// Starts the standby (again) from its data directory; it resumes streaming.
     pub async fn start_standby(&mut self) -> anyhow::Result<()> {
-        let command = self.command(pg_bin("postgres"));
+        let command = self.command(pg_bin("postgres")?);
         self.standby.start(command).await
     }
 
     async fn start_primary(&mut self) -> anyhow::Result<()> {
-        let command = self.command(pg_bin("postgres"));
+        let command = self.command(pg_bin("postgres")?);
         self.primary.start(command).await
     }
 
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command.current_dir(&self.dir);
-        if let Some((uid, gid)) = self.user {
-            command.uid(uid).gid(gid);
+        if let Some(user) = &self.user {
+            command.uid(user.uid).gid(user.gid);
         }
         command
     }
 
     fn own_dir(&self) -> anyhow::Result<()> {
-        if let Some((uid, gid)) = self.user {
-            own(&self.dir, uid, gid)?;
-        }
+        self.user.as_ref().map(|u| u.own(&self.dir)).transpose()?;
         Ok(())
     }
 
     async fn init_primary(&self) -> anyhow::Result<()> {
-        let mut initdb = self.command(pg_bin("initdb"));
+        let mut initdb = self.command(pg_bin("initdb")?);
         initdb
             .arg("-D")
             .arg(&self.primary.data)
@@ -159,7 +154,7 @@ impl PrimaryStandby {
     }
 
     async fn base_backup(&self) -> anyhow::Result<()> {
-        let mut backup = self.command(pg_bin("pg_basebackup"));
+        let mut backup = self.command(pg_bin("pg_basebackup")?);
         backup
             .arg("-D")
             .arg(&self.standby.data)
@@ -326,69 +321,4 @@ async fn run(command: Command, what: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The `postgres` user's uid and gid when this process is root; `None` (run as ourselves)
-/// otherwise.
-fn postgres_user_when_root() -> anyhow::Result<Option<(u32, u32)>> {
-    use std::os::unix::fs::MetadataExt as _;
-    // /proc/self belongs to the process's effective user.
-    if std::fs::metadata("/proc/self")?.uid() != 0 {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd")?;
-    let entry = passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 6)
-        .context("running as root, and there is no user postgres to run PostgreSQL as")?;
-    Ok(Some((entry[2].parse()?, entry[3].parse()?)))
-}
-
-fn own(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            own(&entry?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
-
-/// The newest `/usr/lib/postgresql/<version>/bin/<program>` (Debian's layout, not on PATH),
-/// or `CHUKAN_TEST_PG_BIN`'s, else the program from PATH.
-fn pg_bin(program: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("CHUKAN_TEST_PG_BIN") {
-        return Path::new(&dir).join(program);
-    }
-    std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
-        .max_by_key(|(version, _)| *version)
-        .map_or_else(
-            || PathBuf::from(program),
-            |(_, dir)| dir.join("bin").join(program),
-        )
-}
-
-/// Two distinct free ports on 127.0.0.1.
-fn free_ports() -> anyhow::Result<[u16; 2]> {
-    let a = TcpListener::bind("127.0.0.1:0")?;
-    let b = TcpListener::bind("127.0.0.1:0")?;
-    Ok([a.local_addr()?.port(), b.local_addr()?.port()])
-}
-
-fn append(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
-}
-
-fn log_tail(path: &Path) -> String {
-    let log = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
