@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chukan_testkit::server_files::ServiceUser;
 use reqwest::Method;
 
 use crate::helpers::{Stack, chukan, free_port};
@@ -23,35 +24,21 @@ const STANZA: &str = "e2e";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// `postgres` when the test runs as root (PostgreSQL and pgBackRest refuse root otherwise).
-fn server_user() -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt as _;
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f[0] == "postgres")
-        .map(|f| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+fn server_user() -> Option<ServiceUser> {
+    ServiceUser::when_root("postgres").unwrap()
 }
 
 fn as_server(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new(program);
-    if let Some((uid, gid)) = server_user() {
-        c.uid(uid).gid(gid);
+    if let Some(user) = server_user() {
+        c.uid(user.uid).gid(user.gid);
     }
     c
 }
 
 fn chown_all(path: &Path) {
-    if let Some((uid, gid)) = server_user() {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-        if path.is_dir() {
-            for e in std::fs::read_dir(path).unwrap() {
-                chown_all(&e.unwrap().path());
-            }
-        }
+    if let Some(user) = server_user() {
+        user.own(path).unwrap();
     }
 }
 

@@ -7,7 +7,7 @@
 mod captured;
 pub mod pki;
 pub mod replication;
-mod server_files;
+pub mod server_files;
 pub mod tls_servers;
 
 pub use captured::Captured;

@@ -1,4 +1,5 @@
-//! What the server fixtures share ([`crate::tls_servers`], [`crate::replication`]): the
+//! What the server fixtures share ([`crate::tls_servers`], [`crate::replication`], and tests
+//! that run server programs themselves): the
 //! service user a server runs as when the tests run as root, where PostgreSQL's programs
 //! are, throw-away directories, free ports and the servers' logs.
 
@@ -11,16 +12,16 @@ use anyhow::Context as _;
 
 /// The unprivileged user a server runs as when the tests run as root.
 #[derive(Debug, Clone)]
-pub(crate) struct ServiceUser {
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) home: String,
+pub struct ServiceUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
 }
 
 impl ServiceUser {
     /// `name` from /etc/passwd when this process is root; `None` (run as ourselves)
     /// otherwise.
-    pub(crate) fn when_root(name: &str) -> anyhow::Result<Option<ServiceUser>> {
+    pub fn when_root(name: &str) -> anyhow::Result<Option<ServiceUser>> {
         use std::os::unix::fs::MetadataExt as _;
         // /proc/self belongs to the process's effective user.
         if std::fs::metadata("/proc/self")?.uid() != 0 {
@@ -42,7 +43,7 @@ impl ServiceUser {
     }
 
     /// Gives `dir` and everything in it to this user.
-    pub(crate) fn own(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn own(&self, dir: &Path) -> anyhow::Result<()> {
         std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid))?;
         if dir.is_dir() {
             for entry in std::fs::read_dir(dir)? {
@@ -55,7 +56,7 @@ impl ServiceUser {
 
 /// A PostgreSQL server program: `CHUKAN_TEST_PG_BIN`, else the newest
 /// `/usr/lib/postgresql/<version>/bin` (Debian's layout; not on PATH), else PATH.
-pub(crate) fn pg_bin(program: &str) -> anyhow::Result<PathBuf> {
+pub fn pg_bin(program: &str) -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("CHUKAN_TEST_PG_BIN") {
         return Ok(Path::new(&dir).join(program));
     }
@@ -71,7 +72,7 @@ pub(crate) fn pg_bin(program: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-pub(crate) fn fresh_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+pub fn fresh_dir(prefix: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -81,7 +82,7 @@ pub(crate) fn fresh_dir(prefix: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// `N` distinct free ports on 127.0.0.1, held until all are found so they differ.
-pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -92,14 +93,14 @@ pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     Ok(ports)
 }
 
-pub(crate) fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+pub fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     Ok(std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join(name))?)
 }
 
-pub(crate) fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
     file.write_all(text.as_bytes())?;
@@ -107,7 +108,7 @@ pub(crate) fn append(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// The last lines of a server's log, for an error message.
-pub(crate) fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
