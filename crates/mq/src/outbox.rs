@@ -94,9 +94,11 @@ pub async fn enqueue_all(
 /// `amqp.backlog_sample_ms`.
 ///
 /// The age is measured by the database's clock against `created_at` (indexed, so the oldest
-/// row is one index probe). The inbox only grows, so it is not counted once the planner has
-/// statistics for it: its size is estimated from them as the planner does (rows per page ×
-/// the pages it has now); a table never analysed yet is small enough to count.
+/// row is one index probe). The inbox only grows, and the kept rows are a whole replay
+/// window of traffic (millions under load), so neither is counted once it is large: its size
+/// is estimated from the planner's statistics as the planner does (rows per page × the pages
+/// it has now). A table never analysed yet, or (kept rows) estimated below
+/// [`EXACT_KEPT_BELOW`], is counted.
 pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> {
     let quoted = chukan_db::quote_ident(schema);
     let client = pool.get().await.context("backlog sample: no connection")?;
@@ -104,22 +106,25 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
         .prepare_cached(&format!(
             "SELECT
                (SELECT count(*) FROM {quoted}.outbox),
-               (SELECT count(*) FROM {quoted}.outbox_sent),
+               {kept},
                (SELECT GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
                   FROM {quoted}.outbox),
-               (SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
-                         THEN (c.reltuples::float8 / c.relpages
-                               * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
-                         ELSE (SELECT count(*) FROM {quoted}.inbox)
-                       END
-                  FROM pg_class c WHERE c.oid = to_regclass($1))"
+               {inbox}",
+            kept = rows_of(&quoted, "outbox_sent", "$2", EXACT_KEPT_BELOW),
+            inbox = rows_of(&quoted, "inbox", "$1", 0),
         ))
         .await?;
     let row = client
-        .query_one(&statement, &[&format!("{quoted}.inbox")])
+        .query_one(
+            &statement,
+            &[
+                &format!("{quoted}.inbox"),
+                &format!("{quoted}.outbox_sent"),
+            ],
+        )
         .await?;
     let backlog: i64 = row.try_get(0)?;
-    let kept: i64 = row.try_get(1)?;
+    let kept: Option<i64> = row.try_get(1)?;
     let oldest_age: Option<f64> = row.try_get(2)?;
     let inbox: Option<i64> = row.try_get(3)?;
     metrics::OUTBOX_BACKLOG
@@ -133,8 +138,27 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
         .set(inbox.unwrap_or(0));
     metrics::OUTBOX_SENT_ROWS
         .with_label_values(&[schema])
-        .set(kept);
+        .set(kept.unwrap_or(0));
     Ok(())
+}
+
+/// Kept rows estimated below this are counted exactly: small enough to be cheap, and a gauge
+/// an operator reads row by row after a failover's replay.
+const EXACT_KEPT_BELOW: i64 = 10_000;
+
+/// A scalar subquery for the rows of `{quoted}.{table}` (whose qualified name is the text
+/// parameter `param`): the planner's estimate, or `count(*)` when there is none or it is
+/// below `exact_below`.
+fn rows_of(quoted: &str, table: &str, param: &str, exact_below: i64) -> String {
+    format!(
+        "(SELECT CASE WHEN e.n IS NULL OR e.n < {exact_below}
+                 THEN (SELECT count(*) FROM {quoted}.{table}) ELSE e.n END
+            FROM (SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                         THEN (c.reltuples::float8 / c.relpages
+                               * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+                         END AS n
+                    FROM pg_class c WHERE c.oid = to_regclass({param})) e)"
+    )
 }
 
 /// What a kept body is sealed to: its schema and message id, so a sealed body copied to
@@ -483,13 +507,20 @@ impl RelayCore {
     }
 
     /// Rounds until the outbox is empty (of rows this process can lock) or a publish fails.
-    async fn drain(&self) -> anyhow::Result<usize> {
+    ///
+    /// `Until::Short` ends after a round that took less than a full batch: the outbox held no
+    /// more than that when the round looked, and whatever is committed after it comes with a
+    /// wake of its own (or is found by the poll), so a confirming empty round would only cost
+    /// a transaction per wake. `Until::Empty` confirms with that round (a flush, a stop).
+    async fn drain(&self, until: Until) -> anyhow::Result<usize> {
         let _only_one = self.round_lock.lock().await;
         let mut total = 0;
         loop {
             let round = self.round().await?;
             total += round.published;
-            if round.taken == 0 {
+            let short = round.taken < BATCH as usize;
+            if round.taken == 0 || (until == Until::Short && short && round.published == round.taken)
+            {
                 return Ok(total);
             }
             if round.published < round.taken {
@@ -503,7 +534,23 @@ impl RelayCore {
     }
 }
 
-/// The actor publishing one schema's outbox: on wake, or every `poll` when nothing woke it.
+/// How far [`RelayCore::drain`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Until a round takes less than a full batch.
+    Short,
+    /// Until a round finds nothing.
+    Empty,
+}
+
+/// Longest idle poll, as a multiple of `poll`: the relay's own process wakes it on every
+/// commit, so the poll only finds rows written by other processes (the CLI, batch jobs,
+/// another replica's relay that died). An idle cell then costs a quarter of the empty
+/// transactions, and such rows wait at most this long.
+const IDLE_POLL_FACTOR: u32 = 4;
+
+/// The actor publishing one schema's outbox: on wake, or every `poll` when nothing woke it
+/// (backing off to `poll` × [`IDLE_POLL_FACTOR`] while rounds find nothing).
 pub struct OutboxRelay {
     core: Arc<RelayCore>,
     wake: Arc<Notify>,
@@ -521,22 +568,31 @@ impl Actor for OutboxRelay {
         let poll = self.poll;
         let mut stop = self.stop.clone();
         let run = async move {
+            let mut idle_poll = poll;
             loop {
-                if let Err(error) = core.drain().await {
-                    tracing::warn!(
-                        schema = core.schema,
-                        error = format!("{error:#}"),
-                        "outbox round failed"
-                    );
+                match core.drain(Until::Short).await {
+                    Ok(0) => idle_poll = (idle_poll * 2).min(poll * IDLE_POLL_FACTOR),
+                    Ok(_) => idle_poll = poll,
+                    Err(error) => {
+                        idle_poll = poll;
+                        tracing::warn!(
+                            schema = core.schema,
+                            error = format!("{error:#}"),
+                            "outbox round failed"
+                        );
+                    }
                 }
                 tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(poll) => {}
+                    () = wake.notified() => idle_poll = poll,
+                    () = tokio::time::sleep(idle_poll) => {}
                     () = lifecycle::stopped(&mut stop) => break,
                 }
             }
             // Last flush on the way out, so what the consumers wrote while draining is sent.
-            core.drain().await.map(|_| ()).map_err(|e| format!("{e:#}"))
+            core.drain(Until::Empty)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
         };
         ctx.spawn(run.into_actor(self).map(|result, actor, ctx| {
             if let Some(done) = actor.done.take() {
@@ -700,7 +756,7 @@ impl OutboxHandle {
 
     /// Publishes everything pending now; returns how many messages were confirmed.
     pub async fn flush(&self) -> anyhow::Result<usize> {
-        self.core.drain().await
+        self.core.drain(Until::Empty).await
     }
 
     /// The relay as a worker stopped in the last stage (after consumers), flushing first.
