@@ -11,6 +11,7 @@
 
 mod audit;
 pub mod calendar_sync;
+pub mod code_linked;
 mod component;
 mod document;
 pub mod door;
@@ -38,7 +39,7 @@ pub use audit::audit_messages;
 pub use chukan_core::worker::{StopStage, Worker};
 pub use component::component_status;
 pub use hours::HoursGate;
-pub use periodic::{TaskEnd, periodic_worker};
+pub use periodic::{TaskEnd, batched, periodic_worker};
 
 /// Shared by every service in the process. Cheap to clone.
 #[derive(Clone)]

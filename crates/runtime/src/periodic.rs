@@ -54,6 +54,25 @@ pub fn periodic_worker<T: TaskEnd>(
     }
 }
 
+/// Starts `batch`'s batcher ([`chukan_mq::batch`]) for a consumer with `in_flight` (its
+/// prefetch) deliveries at once and at most `max` per transaction; returns the consumer's
+/// handler and the batcher as a worker named `name`. The binary watches the worker because a
+/// batcher that died would leave every delivery to be retried and dead-lettered behind a
+/// consumer that looks healthy: its end stops the process instead. It is stopped after the
+/// consumers, with nothing left in flight.
+pub fn batched<B: chukan_mq::batch::Batch>(
+    name: &str,
+    batch: B,
+    in_flight: u16,
+    max: usize,
+) -> (chukan_mq::batch::Batched<B>, Worker) {
+    let (handler, task) =
+        chukan_mq::batch::start(std::sync::Arc::new(batch), usize::from(in_flight), max);
+    let (stop, _) = watch::channel(false);
+    let worker = periodic_worker(name, StopStage::Outbox, task, stop);
+    (handler, worker)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -96,3 +115,4 @@ mod tests {
         assert!(end.is_ok(), "stopping is a clean end: {end:?}");
     }
 }
+

@@ -4,7 +4,6 @@
 //! committed. With up to `audit.prefetch` deliveries in flight, a busy queue is drained in
 //! batches of hundreds while a quiet one still appends each record at once.
 
-use std::sync::Arc;
 
 use chukan_mq::{Delivery, HandleError, batch::Batch, reject};
 use chukan_proto::AuditRecord;
@@ -25,17 +24,9 @@ impl Records {
     pub fn start(
         state: AuditState,
     ) -> (chukan_mq::batch::Batched<Records>, chukan_runtime::Worker) {
-        let in_flight = usize::from(state.settings.prefetch);
+        let in_flight = state.settings.prefetch;
         let max = state.settings.append_batch_max;
-        let (handler, task) = chukan_mq::batch::start(Arc::new(Self { state }), in_flight, max);
-        let (stop, _) = tokio::sync::watch::channel(false);
-        let worker = chukan_runtime::periodic_worker(
-            "audit.batcher",
-            chukan_runtime::StopStage::Outbox,
-            task,
-            stop,
-        );
-        (handler, worker)
+        chukan_runtime::batched("audit.batcher", Self { state }, in_flight, max)
     }
 }
 

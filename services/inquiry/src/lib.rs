@@ -114,16 +114,19 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         batches: Arc::new(Notify::new()),
     };
     let prefetch = ctx.settings.amqp.prefetch;
-    let mut workers = Vec::new();
+    let (linking, links_batcher) = chukan_runtime::batched(
+        "inquiry.code-links-batcher",
+        actors::events::CodeLinks::new(state.clone()),
+        prefetch,
+        actors::events::CODE_LINKS_BATCH_MAX,
+    );
+    let mut workers = vec![links_batcher];
     let handlers: Vec<(QueueSpec, Arc<dyn chukan_mq::Handler>)> = vec![
         (
             results_queue(),
             Arc::new(actors::nws_in::Results::new(state.clone())),
         ),
-        (
-            code_links_queue(),
-            Arc::new(actors::events::CodeLinks::new(state.clone())),
-        ),
+        (code_links_queue(), Arc::new(linking)),
         (
             flags_queue(),
             Arc::new(actors::events::Flags::new(state.clone())),

@@ -88,16 +88,19 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         scheduled: Arc::new(Notify::new()),
     };
     let prefetch = ctx.settings.amqp.prefetch;
-    let mut workers = Vec::new();
+    let (linking, links_batcher) = chukan_runtime::batched(
+        "notice.code-links-batcher",
+        actors::code_links::CodeLinks::new(state.clone()),
+        prefetch,
+        actors::code_links::BATCH_MAX,
+    );
+    let mut workers = vec![links_batcher];
     let handlers: Vec<(QueueSpec, Arc<dyn chukan_mq::Handler>)> = vec![
         (
             nws_in_queue(),
             Arc::new(actors::nws_in::StatusReports::new(state.clone())),
         ),
-        (
-            code_links_queue(),
-            Arc::new(actors::code_links::CodeLinks::new(state.clone())),
-        ),
+        (code_links_queue(), Arc::new(linking)),
     ];
     for (queue, handler) in handlers {
         ctx.bus.declare_queue(&queue).await?;

@@ -222,12 +222,18 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     );
     let links_queue = code_links_queue();
     ctx.bus.declare_queue(&links_queue).await?;
+    let (linking, links_batcher) = chukan_runtime::batched(
+        "provision.code-links-batcher",
+        exchange::code_links::CodeLinks::new(state.clone()),
+        ctx.settings.amqp.prefetch,
+        exchange::code_links::BATCH_MAX,
+    );
     let links = chukan_mq::consumer::start(
         &ctx.bus,
         &links_queue,
         "provision",
         ctx.settings.amqp.prefetch,
-        Arc::new(exchange::code_links::CodeLinks::new(state.clone())),
+        Arc::new(linking),
     );
     // 自己情報提供: the self-information service's read-only questions (request/reply).
     let selfinfo_queue = exchange::selfinfo_rpc::queue();
@@ -267,6 +273,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
             consumer.into_worker("provision.tenants"),
             requests.into_worker("provision.nws-in"),
             links.into_worker("provision.code-links"),
+            links_batcher,
             selfinfo.into_worker("provision.selfinfo-rpc"),
             scheduler,
             uploads,

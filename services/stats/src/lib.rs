@@ -92,12 +92,12 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let state = StatsState::new(ctx);
     metrics::register();
     // The exchanges arrive as fast as audit records: counted in batches of what is in flight.
-    let (counting, batcher) = chukan_mq::batch::start(
-        Arc::new(exchanges::Exchanges::new(state.clone())),
-        usize::from(ctx.settings.stats.prefetch),
+    let (counting, batcher) = chukan_runtime::batched(
+        "stats.exchange-batcher",
+        exchanges::Exchanges::new(state.clone()),
+        ctx.settings.stats.prefetch,
         exchanges::BATCH_MAX,
     );
-    let (batcher_stop, _) = tokio::sync::watch::channel(false);
     // Each queue with its prefetch: the exchanges' is what a counting batch is made of.
     let amqp_prefetch = ctx.settings.amqp.prefetch;
     let consumers: [(QueueSpec, Arc<dyn chukan_mq::Handler>, u16); 3] = [
@@ -118,14 +118,7 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
         ),
     ];
     let mut workers = vec![
-        // A batcher that died would leave every exchange to be retried behind a consumer
-        // that looks healthy: its end stops the process. Stopped after the consumers.
-        chukan_runtime::periodic_worker(
-            "stats.exchange-batcher",
-            chukan_runtime::StopStage::Outbox,
-            batcher,
-            batcher_stop,
-        ),
+        batcher,
         // Once per cell (ADR 0005): one replica takes the scheduled snapshots.
         {
             let state = state.clone();
