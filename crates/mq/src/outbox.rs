@@ -117,10 +117,7 @@ pub async fn sample(pool: &chukan_db::Pool, schema: &str) -> anyhow::Result<()> 
     let row = client
         .query_one(
             &statement,
-            &[
-                &format!("{quoted}.inbox"),
-                &format!("{quoted}.outbox_sent"),
-            ],
+            &[&format!("{quoted}.inbox"), &format!("{quoted}.outbox_sent")],
         )
         .await?;
     let backlog: i64 = row.try_get(0)?;
@@ -519,7 +516,8 @@ impl RelayCore {
             let round = self.round().await?;
             total += round.published;
             let short = round.taken < BATCH as usize;
-            if round.taken == 0 || (until == Until::Short && short && round.published == round.taken)
+            if round.taken == 0
+                || (until == Until::Short && short && round.published == round.taken)
             {
                 return Ok(total);
             }

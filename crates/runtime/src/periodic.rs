@@ -115,4 +115,3 @@ mod tests {
         assert!(end.is_ok(), "stopping is a clean end: {end:?}");
     }
 }
-

@@ -4,7 +4,6 @@
 //! committed. With up to `audit.prefetch` deliveries in flight, a busy queue is drained in
 //! batches of hundreds while a quiet one still appends each record at once.
 
-
 use chukan_mq::{Delivery, HandleError, batch::Batch, reject};
 use chukan_proto::AuditRecord;
 use futures_util::future::BoxFuture;

@@ -46,11 +46,7 @@ impl Batch for CodeLinks {
 }
 
 #[tracing::instrument(skip_all, fields(tenant = %tenant, links = links.len()))]
-async fn apply(
-    state: &ProvisionState,
-    tenant: &str,
-    links: Vec<Link>,
-) -> anyhow::Result<Vec<()>> {
+async fn apply(state: &ProvisionState, tenant: &str, links: Vec<Link>) -> anyhow::Result<Vec<()>> {
     let (mut client, keys) =
         chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
     let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
