@@ -1,5 +1,10 @@
 //! What the load generators share.
 
+pub mod cpu;
+pub mod echo;
+pub mod ops;
+pub mod spend;
+
 use anyhow::Context as _;
 
 /// (VmHWM, VmRSS) in KiB of a process, from /proc: its peak and current resident memory.

@@ -5,11 +5,17 @@
 //!
 //! Latency is the server's own `completed_at − created_at` (accepted by the API → code
 //! stored), read after the window: status polling during the run would make the reads,
-//! not the exchange, the load being measured.
+//! not the exchange, the load being measured. The window ends when chukan's own result
+//! counter (on its operations listener) has counted every accepted request; what the machine
+//! spent on it (CPU by process group, commits per database, broker deliveries) is reported in
+//! total and per completed acquisition (see `chukan_loadtest::spend`).
 //!
 //! Bounded in time and count; talks only to the URLs it is given (loopback in our runs).
 
-use chukan_loadtest::{client_token, fetch_all, read_rss};
+use chukan_loadtest::{
+    client_token, fetch_all, ops, read_rss,
+    spend::{Spend, SpendArgs},
+};
 use std::{
     sync::{
         Arc,
@@ -45,10 +51,18 @@ struct Args {
     /// How long to wait after the window for the last requests to complete, seconds.
     #[arg(long, default_value_t = 30)]
     drain_seconds: u64,
-    /// Process to report peak and current RSS of (e.g. chukan --target=all).
-    #[arg(long)]
-    pid: Option<u32>,
+    /// chukan's operations listener (its result counter tells when the window is over).
+    #[arg(long, env = "CHUKAN_OPS_URL", default_value = "http://127.0.0.1:9090")]
+    ops: String,
+    /// What the machine spends; `--pid` (chukan --target=all) also gives the RSS reported.
+    #[command(flatten)]
+    spend: SpendArgs,
 }
+
+/// chukan's count of the NWS's answers to acquisitions; duplicates and answers to nothing
+/// pending are not completions.
+const RESULTS: &str = "chukan_code_acquisition_results_total";
+const NOT_COMPLETIONS: [&str; 2] = ["\"duplicate\"", "\"no_pending_request\""];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -61,6 +75,14 @@ async fn main() -> anyhow::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
     let errors = Arc::new(AtomicU64::new(0));
     let behind = Arc::new(AtomicU64::new(0));
+    let spend = Spend::connect(&args.spend, &args.ops).await?;
+    let baseline = spend.baseline().await?;
+    let results_before = ops::metric_sum(
+        &ops::scrape(&http, &args.ops).await?,
+        RESULTS,
+        &NOT_COMPLETIONS,
+    );
+    let window = spend.open().await?;
 
     // Offer `rate` requests per second for `seconds`; collect the ids accepted.
     let total = args.rate * args.seconds;
@@ -105,7 +127,26 @@ async fn main() -> anyhow::Result<()> {
     }
     let offered_for = started.elapsed().as_secs_f64();
 
-    // Wait for every accepted request to finish, then read the server's own timestamps.
+    // The window closes when chukan has counted a result for every accepted request and the
+    // events that follow have been handled.
+    let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
+    let target = results_before + ids.len() as f64;
+    if !ops::wait_for_counter(
+        &http,
+        &args.ops,
+        RESULTS,
+        &NOT_COMPLETIONS,
+        target,
+        deadline,
+    )
+    .await?
+    {
+        eprintln!("not every accepted acquisition completed within the drain time");
+    }
+    ops::wait_until_quiet(&http, &args.ops, deadline).await?;
+    let measured = window.close().await?;
+
+    // Read the server's own timestamps (after the window: these reads are not measured).
     let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
     let mut latencies = Vec::new();
     let mut last_completion = None;
@@ -147,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies[i].as_secs_f64() * 1000.0
     };
-    let rss = args.pid.map(read_rss).transpose()?;
+    let rss = args.spend.pid.map(read_rss).transpose()?;
     let report = json!({
         "scenario": "code-acquisition-e2e",
         "offered_rate_per_s": args.rate,
@@ -161,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         "latency_ms": { "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0) },
         "last_completion": last_completion.map(|t: chrono::DateTime<chrono::Utc>| t.to_rfc3339()),
         "rss_kib": rss.map(|(peak, now)| json!({ "peak": peak, "current": now })),
+        "spend": spend.report(baseline.as_ref(), &measured, latencies.len() as u64),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

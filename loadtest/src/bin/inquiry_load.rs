@@ -6,7 +6,10 @@
 //! stored at A), read after the window. In the same run a raw RabbitMQ publish → consume echo
 //! through lapin (persistent messages, publisher confirms, manual acks) gives the ceiling the
 //! end-to-end rate is compared with, and B's `chukan_provision_lookup_seconds` histogram gives
-//! the provider's look-up latency.
+//! the provider's look-up latency. The window ends when chukan's own result counter has
+//! counted every accepted inquiry; what the machine spent on it (CPU by process group, commits
+//! per database, broker deliveries) is reported in total and per completed inquiry (see
+//! `chukan_loadtest::spend`).
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +21,12 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use chukan_loadtest::{client_token, fetch_all, read_rss};
+use chukan_loadtest::{
+    client_token,
+    echo::raw_echo,
+    fetch_all, ops, read_rss,
+    spend::{Spend, SpendArgs},
+};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use rand::Rng;
@@ -63,10 +71,15 @@ struct Args {
     /// Length of the raw echo measurement, seconds.
     #[arg(long, default_value_t = 10)]
     echo_seconds: u64,
-    /// Process to report peak and current RSS of.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// What the machine spends; `--pid` (chukan --target=all) also gives the RSS reported.
+    #[command(flatten)]
+    spend: SpendArgs,
 }
+
+/// chukan's count of results received from the NWS; duplicates and results for no inquiry of
+/// ours are not completions.
+const RESULTS: &str = "chukan_inquiry_results_total";
+const NOT_COMPLETIONS: [&str; 2] = ["\"duplicate\"", "\"unknown-inquiry\""];
 
 const MEDICAL: &str = "TM00000000000031";
 
@@ -95,7 +108,15 @@ async fn main() -> anyhow::Result<()> {
         raw_echo(&args.amqp, Duration::from_secs(args.echo_seconds)).await?
     };
 
+    let spend = Spend::connect(&args.spend, &args.ops).await?;
+    let baseline = spend.baseline().await?;
+    let results_before = ops::metric_sum(
+        &ops::scrape(&http, &args.ops).await?,
+        RESULTS,
+        &NOT_COMPLETIONS,
+    );
     let lookups_before = histogram(&http, &args.ops, "chukan_provision_lookup_seconds").await?;
+    let window = spend.open().await?;
     eprintln!("offering {} inquiries/s for {} s", args.rate, args.seconds);
     let slots = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
     let errors = Arc::new(AtomicU64::new(0));
@@ -161,6 +182,26 @@ async fn main() -> anyhow::Result<()> {
     let offered_for = started.elapsed().as_secs_f64();
 
     eprintln!("draining {} accepted inquiries", ids.len());
+    // The window closes when chukan has counted a result for every accepted inquiry and the
+    // events that follow have been handled.
+    let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
+    let target = results_before + ids.len() as f64;
+    if !ops::wait_for_counter(
+        &http,
+        &args.ops,
+        RESULTS,
+        &NOT_COMPLETIONS,
+        target,
+        deadline,
+    )
+    .await?
+    {
+        eprintln!("not every accepted inquiry completed within the drain time");
+    }
+    ops::wait_until_quiet(&http, &args.ops, deadline).await?;
+    let measured = window.close().await?;
+
+    // Read the server's own timestamps (after the window: these reads are not measured).
     let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
     let mut latencies = Vec::new();
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
@@ -215,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
     let lookups = diff(&lookups_after, &lookups_before);
     let e2e_rate = latencies.len() as f64 / span;
     let echo_rate = echo["messages_per_s"].as_f64();
-    let rss = args.pid.map(read_rss).transpose()?;
+    let rss = args.spend.pid.map(read_rss).transpose()?;
     let report = json!({
         "scenario": "inquiry-e2e (A → relay → nws-sim → B auto-answer → nws-sim → A)",
         "offered_rate_per_s": args.rate,
@@ -236,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
         "raw_rabbitmq_echo": echo,
         "ratio_e2e_to_echo": echo_rate.map(|e| e2e_rate / e),
         "rss_kib": rss.map(|(peak, now)| json!({ "peak": peak, "current": now })),
+        "spend": spend.report(baseline.as_ref(), &measured, latencies.len() as u64),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -401,105 +443,4 @@ fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     }
     let want = (total as f64 * q).ceil() as u64;
     buckets.iter().find(|(_, n)| *n >= want).map(|(le, _)| *le)
-}
-
-/// Publish → consume through one durable queue: persistent messages, publisher confirms,
-/// manual acks, 256 in flight — the same guarantees chukan's bus uses, with nothing else.
-async fn raw_echo(url: &str, run_for: Duration) -> anyhow::Result<Value> {
-    use lapin::{
-        BasicProperties, Connection, ConnectionProperties,
-        options::{
-            BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-            QueueDeclareOptions, QueueDeleteOptions,
-        },
-        types::FieldTable,
-    };
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let publish = conn.create_channel().await?;
-    let consume = conn.create_channel().await?;
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let queue = format!("bench.echo.{}", uuid::Uuid::new_v4().simple());
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    publish
-        .queue_declare(queue.as_str().into(), durable, FieldTable::default())
-        .await?;
-    let mut consumer = consume
-        .basic_consume(
-            queue.as_str().into(),
-            "echo".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let origin = Instant::now();
-    let received = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
-    let (rx_count, rx_lat) = (received.clone(), latencies.clone());
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(delivery)) = consumer.next().await {
-            let sent = u64::from_be_bytes(delivery.data[..8].try_into().unwrap_or([0; 8]));
-            let now = origin.elapsed().as_micros() as u64;
-            rx_lat
-                .lock()
-                .map(|mut l| l.push(now.saturating_sub(sent)))
-                .ok();
-            let _ = delivery.ack(BasicAckOptions::default()).await;
-            rx_count.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let slots = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut sent = 0u64;
-    let mut confirms = tokio::task::JoinSet::new();
-    while origin.elapsed() < run_for {
-        let permit = slots.clone().acquire_owned().await?;
-        let mut body = (origin.elapsed().as_micros() as u64).to_be_bytes().to_vec();
-        body.resize(512, 0);
-        let confirm = publish
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await?;
-        confirms.spawn(async move {
-            let _permit = permit;
-            confirm.await
-        });
-        sent += 1;
-        while let Some(done) = confirms.try_join_next() {
-            done??;
-        }
-    }
-    while let Some(done) = confirms.join_next().await {
-        done??;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = origin.elapsed().as_secs_f64();
-    reader.abort();
-    let _ = publish
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
-    let _ = conn.close(0, "done".into()).await;
-    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
-            .map(|us| *us as f64 / 1000.0)
-    };
-    Ok(json!({
-        "messages": sent,
-        "received": received.load(Ordering::Relaxed),
-        "messages_per_s": received.load(Ordering::Relaxed) as f64 / elapsed,
-        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99) },
-    }))
 }

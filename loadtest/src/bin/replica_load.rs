@@ -15,7 +15,10 @@
 //! CPU time per process group is sampled from /proc during each phase, so the report says where
 //! the time went. Talks only to the URLs and database it is given (loopback in our runs).
 
-use chukan_loadtest::read_rss;
+use chukan_loadtest::{
+    cpu::{CpuMeter, DbRule, Groups, round3},
+    read_rss,
+};
 use std::{
     cell::Cell,
     collections::HashMap,
@@ -46,8 +49,6 @@ const ORG: &str = "1310010000000001";
 const INFO_CODE: &str = "TM00000000000031";
 const MAJOR_VERSION: &str = "0002";
 const DATASET: &str = "0101";
-/// Linux reports process CPU times in USER_HZ ticks, 100 per second on every mainstream arch.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Debug, Parser)]
 #[command(about = "Replica registration benchmark: ours (upload + batch) against plain COPY")]
@@ -230,117 +231,33 @@ fn generate(
 
 // ---- CPU accounting -------------------------------------------------------------------
 
-/// Samples utime+stime of every process every 250 ms while a phase runs, grouped by what the
-/// process is; processes that exit during the phase keep their last sample.
-struct CpuMeter {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<CpuReport>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct CpuReport {
-    /// Group → CPU seconds used during the phase.
-    groups: HashMap<String, f64>,
-    /// Whole machine: busy and idle seconds (all cores) from /proc/stat.
-    busy: f64,
-    idle: f64,
-    wall: f64,
-}
-
-impl CpuReport {
-    fn to_json(&self) -> Value {
-        let mut groups: Vec<(&String, &f64)> = self.groups.iter().collect();
-        groups.sort_by(|a, b| b.1.total_cmp(a.1));
-        let total = self.busy + self.idle;
-        let share = |s: f64| {
-            if total > 0.0 {
-                (s / total * 1000.0).round() / 10.0
-            } else {
-                0.0
-            }
-        };
-        json!({
-            "wall_s": round3(self.wall),
-            "machine_busy_s": round3(self.busy),
-            "machine_idle_s": round3(self.idle),
-            "busy_percent_of_both_cores": share(self.busy),
-            "by_process_group": groups.iter().map(|(g, s)| json!({
-                "group": g, "cpu_s": round3(**s), "percent_of_both_cores": share(**s),
-            })).collect::<Vec<_>>(),
-        })
-    }
-}
-
-struct Seen {
-    group: String,
-    first: u64,
-    last: u64,
-}
-
-fn machine_ticks() -> (u64, u64) {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return (0, 0);
+/// How the phases' CPU time is grouped: the server, its batch process, the database's
+/// sessions (this generator's COPY and checks connect as postgres, chukan as its own roles).
+fn cpu_groups(server_pid: u32, db: &str) -> Arc<Groups> {
+    let rule = |user: Option<&str>, group: &str| DbRule {
+        database: db.to_string(),
+        user: user.map(str::to_string),
+        group: group.to_string(),
     };
-    let Some(cpu) = stat.lines().next() else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    let busy: u64 = v.iter().take(8).sum::<u64>() - idle;
-    (busy, idle)
-}
-
-/// (comm, utime+stime ticks) of a process.
-fn proc_ticks(pid: u32) -> Option<(String, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // After the comm: state is field 3; utime and stime are fields 14 and 15.
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-fn classify(pid: u32, comm: &str, server_pid: u32, db: &str) -> String {
-    match comm {
-        "postgres" => {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let Some(title) = cmd.strip_prefix("postgres: ") else {
-                return "postgres: postmaster".into();
-            };
-            // Debian titles carry the cluster first: "15/main: user db host(port) state".
-            let title = match title.split_once(": ") {
-                Some((cluster, rest)) if cluster.contains('/') => rest,
-                _ => title,
-            };
-            let words: Vec<&str> = title.split_whitespace().collect();
-            match words.as_slice() {
-                ["autovacuum", "worker", ..] => "postgres: autovacuum".into(),
-                [user, dbname, ..] if *dbname == db => match *user {
-                    "postgres" => "postgres: loadtest sessions (COPY, checks)".into(),
-                    _ => "postgres: chukan's sessions".into(),
-                },
-                [_, _, host, ..] if host.contains('(') || *host == "[local]" => {
-                    "postgres: sessions of other databases".into()
-                }
-                _ => "postgres: background (checkpointer, walwriter, …)".into(),
-            }
-        }
-        "chukan" if pid == server_pid => "chukan server (--target=provision)".into(),
-        "chukan" if is_our_batch(pid, server_pid) => "chukan batch run".into(),
-        "beam.smp" | "erl_child_setup" | "epmd" | "inet_gethost" => "rabbitmq".into(),
-        "replica-load" => "load generator (replica-load)".into(),
-        "time" => "other".into(),
-        _ => "other (not part of the benchmark)".into(),
-    }
+    Arc::new(Groups {
+        pids: vec![
+            (server_pid, "chukan server (--target=provision)".into()),
+            (std::process::id(), "load generator (replica-load)".into()),
+        ],
+        databases: vec![
+            rule(
+                Some("postgres"),
+                "postgres: loadtest sessions (COPY, checks)",
+            ),
+            rule(None, "postgres: chukan's sessions"),
+        ],
+        recognise: Some(Box::new(move |pid, comm| match comm {
+            "chukan" if is_our_batch(pid, server_pid) => Some("chukan batch run".into()),
+            "time" => Some("other".into()),
+            _ => None,
+        })),
+        activity: None,
+    })
 }
 
 /// A `chukan batch run` of the same binary as the server's (other chukan processes on the
@@ -352,79 +269,7 @@ fn is_our_batch(pid: u32, server_pid: u32) -> bool {
     exe(pid).is_some() && exe(pid) == exe(server_pid) && args.contains(&&b"batch"[..])
 }
 
-impl CpuMeter {
-    fn start(server_pid: u32, db: String) -> CpuMeter {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let machine0 = machine_ticks();
-            let mut seen: HashMap<u32, Seen> = HashMap::new();
-            let mut first_round = true;
-            loop {
-                if let Ok(dir) = std::fs::read_dir("/proc") {
-                    for entry in dir.flatten() {
-                        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok())
-                        else {
-                            continue;
-                        };
-                        let Some((comm, ticks)) = proc_ticks(pid) else {
-                            continue;
-                        };
-                        match seen.get_mut(&pid) {
-                            Some(s) => s.last = ticks,
-                            None => {
-                                let group = classify(pid, &comm, server_pid, &db);
-                                // Born during the phase: all its time counts.
-                                let first = if first_round { ticks } else { 0 };
-                                seen.insert(
-                                    pid,
-                                    Seen {
-                                        group,
-                                        first,
-                                        last: ticks,
-                                    },
-                                );
-                            }
-                        }
-                    }
-                }
-                first_round = false;
-                if *stopped.borrow() {
-                    break;
-                }
-                tokio::select! {
-                    _ = stopped.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            }
-            let machine1 = machine_ticks();
-            let mut groups: HashMap<String, f64> = HashMap::new();
-            for s in seen.values() {
-                *groups.entry(s.group.clone()).or_default() +=
-                    s.last.saturating_sub(s.first) as f64 / TICKS_PER_SECOND;
-            }
-            groups.retain(|_, v| *v > 0.0);
-            CpuReport {
-                groups,
-                busy: machine1.0.saturating_sub(machine0.0) as f64 / TICKS_PER_SECOND,
-                idle: machine1.1.saturating_sub(machine0.1) as f64 / TICKS_PER_SECOND,
-                wall: started.elapsed().as_secs_f64(),
-            }
-        });
-        CpuMeter { stop, task }
-    }
-
-    async fn finish(self) -> anyhow::Result<CpuReport> {
-        let _ = self.stop.send(true);
-        Ok(self.task.await?)
-    }
-}
-
 // ---- ours -------------------------------------------------------------------------------
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
 
 fn token(issuer: &TokenIssuer) -> anyhow::Result<String> {
     Ok(issuer
@@ -694,7 +539,10 @@ async fn copy_baseline(
     .await?;
     db.batch_execute("CHECKPOINT").await?;
     let n = rows.rows.len();
-    let meter = CpuMeter::start(server_pid, database_name(&settings.database.url));
+    let meter = CpuMeter::start(cpu_groups(
+        server_pid,
+        &database_name(&settings.database.url),
+    ));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for s in 0..streams {
@@ -760,7 +608,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // 1. Upload (parse + check + seal + store, one transaction).
     db.batch_execute("CHECKPOINT").await?;
     eprintln!("uploading {} ({file_bytes} bytes)", args.file.display());
-    let meter = CpuMeter::start(args.server_pid, dbname.clone());
+    let meter = CpuMeter::start(cpu_groups(args.server_pid, &dbname));
     let started = Instant::now();
     let accepted = upload(&http, &args.api, &token(&issuer)?, &args.file).await?;
     let upload_s = started.elapsed().as_secs_f64();
@@ -780,7 +628,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.apply == Apply::Batch {
         db.batch_execute("CHECKPOINT").await?;
     }
-    let meter = CpuMeter::start(args.server_pid, dbname.clone());
+    let meter = CpuMeter::start(cpu_groups(args.server_pid, &dbname));
     let started = Instant::now();
     let batch = match args.apply {
         Apply::Batch => {
