@@ -12,9 +12,13 @@
 //! two of them); where a file repeats one, the later chunk waits until everything before it
 //! has committed.
 //!
-//! Parsing, validation and sealing run in their own task ahead of the database work.
+//! Parsing, validation and sealing run on a thread of their own ahead of the database work. A
+//! chunk's registrations go in by binary COPY through a staging table (see
+//! `store::stage_replicas`), after a look-up of the keys and record ids already registered —
+//! left out, when the tenant had no replica as the run began, for those the list has not
+//! brought before (see `replica::seen`).
 
-use std::{collections::HashMap, collections::HashSet, sync::Arc};
+use std::{collections::HashMap, collections::HashSet, hash::BuildHasher as _, sync::Arc};
 
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -35,6 +39,7 @@ use uuid::Uuid;
 use crate::{
     SCHEMA,
     replica::quota::{DailyQuota, OrgKind, Remaining},
+    replica::seen::SeenBefore,
     seal::{self, SealedReplicaRef},
     store::{self, Applied, Rejection},
 };
@@ -105,6 +110,8 @@ struct Item {
     public_end: Option<NaiveDate>,
     sealed: Vec<u8>,
     bytes: i64,
+    /// No row can have this key or record id yet (see [`SeenBefore`]): no look-up needed.
+    fresh: bool,
 }
 
 /// How a chunk ends the upload, if it does.
@@ -376,36 +383,47 @@ impl Applier {
         (quota, remaining): (DailyQuota, &mut Remaining),
         carrying: bool,
     ) -> anyhow::Result<UploadOutcome> {
-        let settled = {
+        let (settled, empty) = {
             let mut client = self.db.get().await.context("pool")?;
             let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
             if !carrying {
                 store::mark_processing(&tx, upload.id, self.clock.now()).await?;
             }
             let settled = store::settled_ranges(&tx, upload.id).await?;
+            let empty = !store::has_replicas(&tx, tenant).await?;
             tx.commit().await?;
-            settled
+            (settled, empty)
         };
         let mut totals = Applied::default();
         let mut end = ChunkEnd::Carried;
         if !carrying && !remaining.is_exhausted() {
             let (chunks_tx, chunks_rx) = mpsc::channel::<Chunk>(1);
-            let producer = tokio::spawn(produce(
-                Producer {
-                    db: self.db.clone(),
-                    catalogue: self.catalogue.clone(),
-                    keys: keys.clone(),
-                    tenant: tenant.to_string(),
-                    upload: upload.id,
-                    settled,
-                    day,
-                    quota,
-                    remaining: *remaining,
-                    chunk_entries: self.chunk_entries,
-                    limits: self.limits,
-                },
-                chunks_tx,
-            ));
+            let producer = Producer {
+                db: self.db.clone(),
+                catalogue: self.catalogue.clone(),
+                keys: keys.clone(),
+                tenant: tenant.to_string(),
+                upload: upload.id,
+                settled,
+                day,
+                quota,
+                remaining: *remaining,
+                chunk_entries: self.chunk_entries,
+                // Nothing but this run writes the tenant's replicas (the apply lock), so into
+                // an empty replica DB only what the list itself repeats can exist already.
+                seen_before: empty
+                    .then(|| SeenBefore::for_entries(usize::try_from(upload.entries).unwrap_or(0))),
+                limits: self.limits,
+            };
+            // Parsing, checking and sealing are CPU work of their own, on a thread of their
+            // own: as a task on the async workers it would hold a worker for a whole chunk
+            // at a time, and the committing task it wakes when a chunk is ready would wait
+            // behind it on the same worker (tokio runs a task woken by the running one on
+            // that worker, where no idle worker can take it). Its awaits (reading the stored
+            // file, handing chunks over) are served by the runtime it came from.
+            let runtime = tokio::runtime::Handle::current();
+            let producer =
+                tokio::task::spawn_blocking(move || runtime.block_on(produce(producer, chunks_tx)));
             let committed = self
                 .commit_chunks(run, tenant, day, upload, chunks_rx)
                 .await;
@@ -510,15 +528,19 @@ impl Applier {
         let (registers, deletes): (Vec<&Item>, Vec<&Item>) = items
             .iter()
             .partition(|i| i.operation == Operation::Register);
-        let reg_keys: Vec<&[u8]> = registers.iter().map(|i| i.key_bidx.as_slice()).collect();
-        let reg_ids: Vec<&str> = registers.iter().map(|i| i.record_id.as_str()).collect();
-        let (existing_keys, existing_ids) = if registers.is_empty() {
+        // Of the registrations, those whose key or record id may be registered already.
+        let (reg_keys, reg_ids): (Vec<&[u8]>, Vec<&str>) = registers
+            .iter()
+            .filter(|i| !i.fresh)
+            .map(|i| (i.key_bidx.as_slice(), i.record_id.as_str()))
+            .unzip();
+        let (existing_keys, existing_ids) = if reg_keys.is_empty() {
             Default::default()
         } else {
             store::existing(&tx, tenant, &reg_keys, &reg_ids).await?
         };
-        let mut new_rows = store::ReplicaRows::default();
-        let mut old_rows = store::ReplicaRows::default();
+        let mut staged = Vec::with_capacity(registers.len());
+        let mut overwritten_keys: Vec<&[u8]> = Vec::new();
         let mut applied = Applied::default();
         let mut deltas: HashMap<RecordKind, i64> = HashMap::new();
         for item in &registers {
@@ -533,31 +555,36 @@ impl Applier {
                 continue;
             }
             applied.bytes += item.bytes;
-            let rows = if existing_keys.contains(&item.key_bidx) {
+            let overwrite = existing_keys.contains(&item.key_bidx);
+            if overwrite {
                 applied.overwritten += 1;
-                &mut old_rows
+                overwritten_keys.push(&item.key_bidx);
             } else {
                 applied.registered += 1;
                 *deltas.entry(item.kind.clone()).or_default() += 1;
-                &mut new_rows
-            };
-            rows.key_bidx.push(&item.key_bidx);
-            rows.info_code.push(&item.kind.info_code);
-            rows.major_version.push(&item.kind.major_version);
-            rows.dataset.push(&item.kind.dataset);
-            rows.record_id.push(&item.record_id);
-            rows.addressee_bidx.push(&item.addressee_bidx);
-            rows.public_start.push(item.public_start);
-            rows.public_end.push(item.public_end);
-            rows.sealed.push(&item.sealed);
-            rows.bytes
-                .push(i32::try_from(item.bytes).unwrap_or(i32::MAX));
+            }
+            staged.push(store::StagedReplica {
+                key_bidx: &item.key_bidx,
+                kind: &item.kind,
+                record_id: &item.record_id,
+                addressee_bidx: &item.addressee_bidx,
+                public_start: item.public_start,
+                public_end: item.public_end,
+                sealed: &item.sealed,
+                bytes: i32::try_from(item.bytes).unwrap_or(i32::MAX),
+                overwrite,
+            });
         }
-        if !new_rows.is_empty() {
-            store::insert_replicas(&tx, tenant, upload.id, now, &new_rows).await?;
-        }
-        if !old_rows.is_empty() {
-            store::update_replicas(&tx, tenant, upload.id, now, &old_rows).await?;
+        if !staged.is_empty() {
+            // COPY into the session's staging table, then into the replicas under the
+            // tenant's policy (see `store::stage_replicas`).
+            store::stage_replicas(&tx, &staged).await?;
+            if staged.len() > overwritten_keys.len() {
+                store::insert_staged(&tx, tenant, upload.id, now).await?;
+            }
+            if !overwritten_keys.is_empty() {
+                store::update_staged(&tx, tenant, upload.id, now, &overwritten_keys).await?;
+            }
         }
         if !deletes.is_empty() {
             let keys: Vec<&[u8]> = deletes.iter().map(|i| i.key_bidx.as_slice()).collect();
@@ -715,46 +742,73 @@ struct Producer {
     remaining: Remaining,
     chunk_entries: usize,
     limits: Limits,
+    /// What the list has brought so far, when the tenant had no replica as the run began.
+    seen_before: Option<SeenBefore>,
 }
 
 /// Keys and record ids of the chunks that may still be uncommitted, so that chunks in flight
 /// never touch the same row (they would wait for each other).
+///
+/// Each key and id is held as a 64-bit hash (a fingerprint) with the last chunk (by number)
+/// that took it: one look-up per entry however many chunks the window spans, and nothing
+/// copied. Two values sharing a fingerprint only cost a barrier that was not needed, never a
+/// missed one.
 #[derive(Default)]
 struct Window {
-    /// The chunk being built, then the ones sent after it, newest first.
-    recent: std::collections::VecDeque<(HashSet<Vec<u8>>, HashSet<String>)>,
+    /// Number of the chunk being built.
+    current: u64,
+    hasher: std::hash::RandomState,
+    keys: HashMap<u64, u64>,
+    ids: HashMap<u64, u64>,
+}
+
+/// An entry's key and record id, as the window holds them.
+#[derive(Clone, Copy)]
+struct Fingerprints {
+    key: u64,
+    id: u64,
 }
 
 /// Chunks that can be uncommitted besides the one being built: one in the channel, one received
 /// and waiting for a free slot, and [`PARALLEL_CHUNKS`] in flight.
-const PIPELINE_DEPTH: usize = PARALLEL_CHUNKS + 2;
+const PIPELINE_DEPTH: u64 = PARALLEL_CHUNKS as u64 + 2;
 
 impl Window {
-    fn seen(&self, key: &[u8], id: &str) -> bool {
-        self.recent
-            .iter()
-            .any(|(keys, ids)| keys.contains(key) || ids.contains(id))
+    fn fingerprints(&self, key: &[u8], id: &str) -> Fingerprints {
+        Fingerprints {
+            key: self.hasher.hash_one(key),
+            id: self.hasher.hash_one(id),
+        }
     }
 
-    fn add(&mut self, key: Vec<u8>, id: String) {
-        if self.recent.is_empty() {
-            self.recent.push_front(Default::default());
-        }
-        if let Some((keys, ids)) = self.recent.front_mut() {
-            keys.insert(key);
-            ids.insert(id);
-        }
+    /// The oldest chunk that may still be uncommitted.
+    fn oldest(&self) -> u64 {
+        self.current.saturating_sub(PIPELINE_DEPTH)
+    }
+
+    fn seen(&self, f: Fingerprints) -> bool {
+        let oldest = self.oldest();
+        self.keys.get(&f.key).is_some_and(|&c| c >= oldest)
+            || self.ids.get(&f.id).is_some_and(|&c| c >= oldest)
+    }
+
+    fn add(&mut self, f: Fingerprints) {
+        self.keys.insert(f.key, self.current);
+        self.ids.insert(f.id, self.current);
     }
 
     /// The current chunk was sent: start a new one and forget what has surely committed.
     fn next_chunk(&mut self) {
-        self.recent.push_front(Default::default());
-        self.recent.truncate(PIPELINE_DEPTH + 1);
+        self.current += 1;
+        let oldest = self.oldest();
+        self.keys.retain(|_, c| *c >= oldest);
+        self.ids.retain(|_, c| *c >= oldest);
     }
 
     /// Everything before has committed (a barrier chunk waits for it).
     fn clear(&mut self) {
-        self.recent.clear();
+        self.keys.clear();
+        self.ids.clear();
     }
 }
 
@@ -809,6 +863,7 @@ async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()
                 Err(larger_than_a_day(&entry, p.quota))
             }
         });
+        let mut fresh = false;
         if let Ok(prep) = &prepared {
             if !p.remaining.take(entry.byte_len as i64) {
                 let mut c = chunk
@@ -819,14 +874,21 @@ async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()
                 return Ok(());
             }
             // A key or record id still possibly in flight must see that entry committed first.
-            if window.seen(&prep.key_bidx, &entry.record_id) {
+            let fingerprints = window.fingerprints(&prep.key_bidx, &entry.record_id);
+            if window.seen(fingerprints) {
                 if !send(&mut chunk, &mut window, &out).await {
                     return Ok(());
                 }
                 window.clear();
                 barrier = true;
             }
-            window.add(prep.key_bidx.clone(), entry.record_id.clone());
+            window.add(fingerprints);
+            if let Some(seen) = &mut p.seen_before {
+                // Both are added: neither check may be skipped.
+                let key_before = seen.check_and_add(fingerprints.key);
+                let id_before = seen.check_and_add(fingerprints.id);
+                fresh = !(key_before || id_before);
+            }
         }
         let c = chunk.get_or_insert_with(|| Chunk::new(ordinal, std::mem::take(&mut barrier)));
         c.last_ordinal = ordinal;
@@ -843,6 +905,7 @@ async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()
                 public_end: entry.public_end,
                 sealed: prep.sealed,
                 bytes: entry.byte_len as i64,
+                fresh,
             }),
         }
         if c.len() >= p.chunk_entries && !send(&mut chunk, &mut window, &out).await {
@@ -855,4 +918,44 @@ async fn produce(mut p: Producer, out: mpsc::Sender<Chunk>) -> anyhow::Result<()
     c.end = ChunkEnd::Done;
     let _ = out.send(c).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_holds_what_may_still_be_uncommitted_and_no_more() {
+        let mut w = Window::default();
+        let f = |w: &Window, key: u8, id: &str| w.fingerprints(&[key; 32], id);
+        let first = f(&w, 1, "R1");
+        w.add(first);
+        assert!(w.seen(f(&w, 1, "other")), "a key of the chunk being built");
+        assert!(
+            w.seen(f(&w, 9, "R1")),
+            "a record id of the chunk being built"
+        );
+        assert!(!w.seen(f(&w, 2, "R2")));
+        // The chunk with key 1 stays in the window while it may be uncommitted...
+        for _ in 0..PIPELINE_DEPTH {
+            w.next_chunk();
+            assert!(w.seen(f(&w, 1, "R9")));
+        }
+        w.add(f(&w, 2, "R2"));
+        // ... and is forgotten once it has surely committed.
+        w.next_chunk();
+        assert!(!w.seen(first));
+        assert!(w.seen(f(&w, 2, "R0")));
+        // The same key again moves it to the newest chunk.
+        w.add(f(&w, 2, "R2"));
+        for _ in 0..PIPELINE_DEPTH {
+            w.next_chunk();
+        }
+        assert!(w.seen(f(&w, 2, "R2")));
+        // After a barrier nothing before is in flight.
+        w.clear();
+        assert!(!w.seen(f(&w, 2, "R2")));
+        w.add(f(&w, 3, "R3"));
+        assert!(w.seen(f(&w, 3, "R3")));
+    }
 }

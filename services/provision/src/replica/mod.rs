@@ -10,5 +10,6 @@ pub mod jobs;
 pub mod quota;
 pub mod reconcile;
 pub mod scheduler;
+mod seen;
 pub mod slots;
 pub mod tenants;

@@ -7,6 +7,7 @@
 mod orgs;
 mod provisions;
 mod reconciliations;
+mod replica_stage;
 mod replicas;
 mod residents;
 mod uploads;
@@ -14,6 +15,7 @@ mod uploads;
 pub use orgs::*;
 pub use provisions::*;
 pub use reconciliations::*;
+pub use replica_stage::*;
 pub use replicas::*;
 pub use residents::*;
 pub use uploads::*;

@@ -9,7 +9,23 @@ use uuid::Uuid;
 
 use chukan_layout::RecordKind;
 
+/// Whether the tenant has any replica.
+pub async fn has_replicas(tx: &impl GenericClient, tenant: &str) -> Result<bool, Error> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT FROM provision.replicas WHERE tenant_id = $1)",
+            &[&tenant],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Of the given keys and record ids, those already in the replica DB.
+///
+/// One index probe per key and per id, whatever the planner believes of the table: asked as
+/// `key_bidx = ANY($2) OR record_id = ANY($3)`, it would read every row of the tenant when its
+/// statistics are behind (as during a large first load), once per chunk. The `LIMIT` keeps
+/// each probe a subquery of its own, so it cannot become a join that scans the table either.
 pub async fn existing(
     tx: &impl GenericClient,
     tenant: &str,
@@ -18,112 +34,32 @@ pub async fn existing(
 ) -> Result<(HashSet<Vec<u8>>, HashSet<String>), Error> {
     let stmt = tx
         .prepare_cached(
-            "SELECT key_bidx, record_id, key_bidx = ANY($2) AS by_key FROM provision.replicas
-             WHERE tenant_id = $1 AND (key_bidx = ANY($2) OR record_id = ANY($3))",
+            "SELECT k.key, NULL::text FROM unnest($2::bytea[]) AS k(key)
+             CROSS JOIN LATERAL (SELECT FROM provision.replicas r
+                                 WHERE r.tenant_id = $1 AND r.key_bidx = k.key LIMIT 1) AS r
+             UNION ALL
+             SELECT NULL::bytea, i.id FROM unnest($3::text[]) AS i(id)
+             CROSS JOIN LATERAL (SELECT FROM provision.replicas r
+                                 WHERE r.tenant_id = $1 AND r.record_id = i.id LIMIT 1) AS r",
         )
         .await?;
+    // In index order, successive probes walk the same upper pages and neighbouring leaves.
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    let mut record_ids = record_ids.to_vec();
+    record_ids.sort_unstable();
     let rows = tx.query(&stmt, &[&tenant, &keys, &record_ids]).await?;
     let mut found_keys = HashSet::new();
     let mut found_ids = HashSet::new();
     for r in rows {
-        if r.get::<_, bool>(2) {
-            found_keys.insert(r.get::<_, Vec<u8>>(0));
+        if let Some(key) = r.get::<_, Option<Vec<u8>>>(0) {
+            found_keys.insert(key);
         }
-        found_ids.insert(r.get::<_, String>(1));
+        if let Some(id) = r.get::<_, Option<String>>(1) {
+            found_ids.insert(id);
+        }
     }
     Ok((found_keys, found_ids))
-}
-
-/// Rows to write, as parallel columns (one array parameter each).
-#[derive(Debug, Default)]
-pub struct ReplicaRows<'a> {
-    pub key_bidx: Vec<&'a [u8]>,
-    pub info_code: Vec<&'a str>,
-    pub major_version: Vec<&'a str>,
-    pub dataset: Vec<&'a str>,
-    pub record_id: Vec<&'a str>,
-    pub addressee_bidx: Vec<&'a [u8]>,
-    pub public_start: Vec<Option<NaiveDate>>,
-    pub public_end: Vec<Option<NaiveDate>>,
-    pub sealed: Vec<&'a [u8]>,
-    pub bytes: Vec<i32>,
-}
-
-impl ReplicaRows<'_> {
-    pub fn len(&self) -> usize {
-        self.key_bidx.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.key_bidx.is_empty()
-    }
-}
-
-/// Registers new rows (keys known not to exist: the caller holds the tenant's apply lock).
-pub async fn insert_replicas(
-    tx: &impl GenericClient,
-    tenant: &str,
-    upload: Uuid,
-    now: DateTime<Utc>,
-    rows: &ReplicaRows<'_>,
-) -> Result<u64, Error> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO provision.replicas (tenant_id, key_bidx, info_code, major_version, dataset,
-                 record_id, addressee_bidx, public_start, public_end, sealed, bytes, upload_id, registered_at)
-             SELECT $1, x.*, $2, $3
-             FROM unnest($4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[],
-                         $10::date[], $11::date[], $12::bytea[], $13::int4[]) AS x",
-        )
-        .await?;
-    tx.execute(&stmt, &replica_params(&tenant, &upload, &now, rows))
-        .await
-}
-
-/// Overwrites (上書き) existing rows by key.
-pub async fn update_replicas(
-    tx: &impl GenericClient,
-    tenant: &str,
-    upload: Uuid,
-    now: DateTime<Utc>,
-    rows: &ReplicaRows<'_>,
-) -> Result<u64, Error> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE provision.replicas r SET record_id = x.rid, addressee_bidx = x.a,
-                 public_start = x.ps, public_end = x.pe, sealed = x.s, bytes = x.b,
-                 upload_id = $2, registered_at = $3
-             FROM unnest($4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[],
-                         $10::date[], $11::date[], $12::bytea[], $13::int4[])
-                  AS x(k, info, major, ds, rid, a, ps, pe, s, b)
-             WHERE r.tenant_id = $1 AND r.key_bidx = x.k",
-        )
-        .await?;
-    tx.execute(&stmt, &replica_params(&tenant, &upload, &now, rows))
-        .await
-}
-
-fn replica_params<'a>(
-    tenant: &'a &str,
-    upload: &'a Uuid,
-    now: &'a DateTime<Utc>,
-    rows: &'a ReplicaRows<'_>,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 13] {
-    [
-        tenant,
-        upload,
-        now,
-        &rows.key_bidx,
-        &rows.info_code,
-        &rows.major_version,
-        &rows.dataset,
-        &rows.record_id,
-        &rows.addressee_bidx,
-        &rows.public_start,
-        &rows.public_end,
-        &rows.sealed,
-        &rows.bytes,
-    ]
 }
 
 /// Deletes the rows with these keys; returns the keys that existed, with their kind.

@@ -9,4 +9,5 @@ mod quota;
 mod reconciliation;
 mod replicas;
 mod revisions;
+mod staging;
 mod uploads;

@@ -295,6 +295,65 @@ async fn a_duplicate_record_id_is_refused_with_the_published_message_and_a_key_o
     assert_eq!(entries[0]["record_id"], "R900000000000002");
 }
 
+/// An organisation's first list goes into an empty replica DB, where only what the list
+/// itself repeats can be registered already (and only that is looked up): repeats far apart
+/// and close together are refused, overwritten and deleted as in any other list.
+#[actix_rt::test]
+async fn a_first_load_that_repeats_itself_is_applied_as_any_other_list() {
+    let app = spawn_app().await;
+    assert_eq!(app.count_rows(ORG_A, "replicas").await, 0);
+    // 400 entries: eight chunks of 50.
+    let mut recs: Vec<Rec> = (0..400).map(Rec::medical).collect();
+    // The record id of entry 15 with a new key, in the same chunk: a duplicate.
+    recs[20] = Rec::medical(15);
+    recs[20].key = "K-near".into();
+    // Entry 3 deleted, then registered again under a new record id.
+    recs[200] = Rec::medical(3);
+    recs[200].op = Operation::Delete;
+    recs[200].record_id = "D000000000000003".into();
+    recs[200].payload = vec![];
+    recs[390] = Rec::medical(3);
+    recs[390].record_id = "R800000000000003".into();
+    // The record id of entry 5 with a new key, chunks later: a duplicate.
+    recs[300] = Rec::medical(5);
+    recs[300].key = "K-far".into();
+    // The key of entry 6 with a new record id, chunks later: an overwrite.
+    recs[310] = Rec::medical(6);
+    recs[310].record_id = "R900000000000006".into();
+    recs[310].payload = medical("M-NEW", "2016-04-01", None);
+    let id = app.upload_ok(ORG_A, list(&recs)).await;
+    app.run(Job::ReplicaUploads).await;
+    let r = app.report(ORG_A, &id).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["registered"], 396, "{r}");
+    assert_eq!(r["overwritten"], 1, "{r}");
+    assert_eq!(r["deleted"], 1, "{r}");
+    assert_eq!(r["rejected"], 2, "{r}");
+    let (_, rej) = app
+        .get(ORG_A, &format!("/v1/replica-uploads/{id}/rejections"))
+        .await;
+    let refused: Vec<(i64, &str)> = rej
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["ordinal"].as_i64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![(21, "duplicate-record-id"), (301, "duplicate-record-id")]
+    );
+    assert_eq!(app.count_rows(ORG_A, "replicas").await, 395);
+    let entries = app
+        .query(
+            ORG_A,
+            serde_json::json!({"integrated_addressee_number": format!("{:015}", 100_006), "info_code": MEDICAL}),
+        )
+        .await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["items"][0]["value"], "M-NEW");
+    assert_eq!(entries[0]["record_id"], "R900000000000006");
+}
+
 #[actix_rt::test]
 async fn deletions_in_a_list_remove_replicas_and_unknown_ones_are_reported() {
     let app = spawn_app().await;
