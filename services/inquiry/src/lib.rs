@@ -116,9 +116,15 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let prefetch = ctx.settings.amqp.prefetch;
     let (linking, links_batcher) = chukan_runtime::batched(
         "inquiry.code-links-batcher",
-        actors::events::CodeLinks::new(state.clone()),
+        chukan_runtime::code_linked::SealedCopy {
+            schema: SCHEMA,
+            db: state.db.clone(),
+            vault: state.vault.clone(),
+            clock: state.clock.clone(),
+            aad: domain::aad,
+        },
         prefetch,
-        actors::events::CODE_LINKS_BATCH_MAX,
+        chukan_runtime::code_linked::BATCH_MAX,
     );
     let mut workers = vec![links_batcher];
     let handlers: Vec<(QueueSpec, Arc<dyn chukan_mq::Handler>)> = vec![

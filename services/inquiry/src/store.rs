@@ -13,29 +13,6 @@ use crate::domain::{Inquiry, InquiryStatus, LineError, NewInquiry};
 
 // ---- state kept from events ----
 
-/// Stores a resident's code (符号); a newer link replaces an older one, never the reverse.
-pub async fn upsert_code_link(
-    tx: &impl GenericClient,
-    tenant: &str,
-    bidx: &[u8],
-    code_enc: &[u8],
-    linked_at: DateTime<Utc>,
-) -> Result<(), Error> {
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO inquiry.code_links (tenant_id, addressee_bidx, code_enc, linked_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, addressee_bidx) DO UPDATE
-             SET code_enc = EXCLUDED.code_enc, linked_at = EXCLUDED.linked_at
-             WHERE inquiry.code_links.linked_at <= EXCLUDED.linked_at",
-        )
-        .await?,
-        &[&tenant, &bidx, &code_enc, &linked_at],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Stores a resident's 不開示該当フラグ unless a later revision is already held.
 pub async fn upsert_flags(
     tx: &impl GenericClient,

@@ -7,7 +7,7 @@
 //! in one transaction → relay → NWS → portal. `POST /v1/notice-status-checks` sends
 //! `notice.status-check`; the NWS answers `notice.status` on `nws.in.notice`, which
 //! [`actors::nws_in`] applies exactly once. Codes (符号) arrive as `code.linked`
-//! ([`actors::code_links`]). See docs/notice.md.
+//! (`chukan_runtime::code_linked::SealedCopy`). See docs/notice.md.
 
 pub mod actors;
 pub mod api;
@@ -90,9 +90,15 @@ pub async fn start(ctx: &Context) -> anyhow::Result<Parts> {
     let prefetch = ctx.settings.amqp.prefetch;
     let (linking, links_batcher) = chukan_runtime::batched(
         "notice.code-links-batcher",
-        actors::code_links::CodeLinks::new(state.clone()),
+        chukan_runtime::code_linked::SealedCopy {
+            schema: SCHEMA,
+            db: state.db.clone(),
+            vault: state.vault.clone(),
+            clock: state.clock.clone(),
+            aad: domain::aad,
+        },
         prefetch,
-        actors::code_links::BATCH_MAX,
+        chukan_runtime::code_linked::BATCH_MAX,
     );
     let mut workers = vec![links_batcher];
     let handlers: Vec<(QueueSpec, Arc<dyn chukan_mq::Handler>)> = vec![

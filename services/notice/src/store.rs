@@ -17,29 +17,6 @@ const SHOWN_STATE: &str = "CASE WHEN n.state = 'accepted' AND n.dispatched_at IS
 
 // ---- codes, from code.linked ----
 
-/// Stores a resident's code (符号); a newer link replaces an older one, never the reverse.
-pub async fn upsert_code_link(
-    tx: &impl GenericClient,
-    tenant: &str,
-    bidx: &[u8],
-    code_enc: &[u8],
-    linked_at: DateTime<Utc>,
-) -> Result<(), Error> {
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO notice.code_links (tenant_id, addressee_bidx, code_enc, linked_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, addressee_bidx) DO UPDATE
-             SET code_enc = EXCLUDED.code_enc, linked_at = EXCLUDED.linked_at
-             WHERE notice.code_links.linked_at <= EXCLUDED.linked_at",
-        )
-        .await?,
-        &[&tenant, &bidx, &code_enc, &linked_at],
-    )
-    .await?;
-    Ok(())
-}
-
 /// The sealed code of a resident, by blind index.
 pub async fn code_of(tx: &impl GenericClient, bidx: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     Ok(tx

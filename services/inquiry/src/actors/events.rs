@@ -1,15 +1,15 @@
-//! Consumers of the platform events the inquiry checks rely on: `code.linked` (符号),
-//! `flags.changed` (不開示該当フラグ) and `department.changed` (部署).
+//! Consumers of the platform events the inquiry checks rely on: `flags.changed`
+//! (不開示該当フラグ) and `department.changed` (部署). (`code.linked` (符号) is kept by
+//! `chukan_runtime::code_linked::SealedCopy`.)
 //!
 //! Each effect is an upsert guarded by time or revision, so applying a message twice, or an
 //! older one after a newer one, leaves the same state: no inbox is needed.
 
-use chukan_mq::{Delivery, HandleError, Handler, batch::Batch, reject, retry};
+use chukan_mq::{Delivery, HandleError, Handler, reject, retry};
 use chukan_proto::{DepartmentChanged, FlagsChanged};
-use chukan_runtime::code_linked::Link;
 use futures_util::future::BoxFuture;
 
-use crate::{InquiryState, domain::aad, store};
+use crate::{InquiryState, store};
 
 /// 対象外事務手続 per department: at most this many (admin's rule).
 const MAX_EXCLUDED: usize = 480;
@@ -37,65 +37,6 @@ macro_rules! handler {
 
 handler!(Flags, apply_flags);
 handler!(Departments, apply_department);
-
-/// `code.linked`, applied in batches ([`chukan_mq::batch`]): every acquisition fans out to
-/// three copies of its link, so one transaction per tenant takes whatever has arrived.
-pub struct CodeLinks {
-    state: InquiryState,
-}
-
-/// Links one transaction holds at most.
-pub const CODE_LINKS_BATCH_MAX: usize = 500;
-
-impl CodeLinks {
-    pub fn new(state: InquiryState) -> Self {
-        Self { state }
-    }
-}
-
-impl Batch for CodeLinks {
-    type Item = Link;
-    type Done = ();
-
-    fn prepare(&self, delivery: &Delivery) -> Result<Link, HandleError> {
-        Link::check(delivery)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        tenant: &'a str,
-        links: Vec<Link>,
-    ) -> BoxFuture<'a, anyhow::Result<Vec<()>>> {
-        Box::pin(apply_code_links(&self.state, tenant, links))
-    }
-}
-
-#[tracing::instrument(skip_all, fields(tenant = %tenant, links = links.len()))]
-async fn apply_code_links(
-    state: &InquiryState,
-    tenant: &str,
-    links: Vec<Link>,
-) -> anyhow::Result<Vec<()>> {
-    let (mut client, keys) =
-        chukan_runtime::client_with_keys(&state.db, &state.vault, tenant).await?;
-    let rows: Vec<_> = links
-        .iter()
-        .map(|l| {
-            let bidx = keys.blind_index(&l.addressee);
-            let code_enc = keys.encrypt(l.code.as_bytes(), &aad(tenant, "code", &bidx));
-            (bidx, code_enc, l.linked_at(&*state.clock))
-        })
-        .collect();
-    let tx = chukan_db::tenant_tx(&mut client, tenant).await?;
-    // Pipelined in arrival order; each upsert keeps the later link.
-    futures_util::future::try_join_all(
-        rows.iter()
-            .map(|(bidx, code_enc, at)| store::upsert_code_link(&tx, tenant, bidx, code_enc, *at)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(vec![(); links.len()])
-}
 
 #[tracing::instrument(skip_all, fields(message_id = %delivery.id, tenant = %delivery.tenant))]
 async fn apply_flags(state: &InquiryState, delivery: Delivery) -> Result<(), HandleError> {

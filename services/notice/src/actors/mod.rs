@@ -1,6 +1,5 @@
-//! Background work of the notice service: the code-link and status-report consumers and the
-//! dispatcher of scheduled notices.
+//! Background work of the notice service: the status-report consumer and the dispatcher of
+//! scheduled notices. (Its copy of the code links is `chukan_runtime::code_linked::SealedCopy`.)
 
-pub mod code_links;
 pub mod dispatcher;
 pub mod nws_in;
