@@ -290,12 +290,26 @@ async fn setup(orgs: &[Org], residents: u32) -> anyhow::Result<()> {
         let records: Vec<Value> = (0..residents)
             .map(|i| replica_record(&resident(o, i).0, &format!("S{o}-{i}"), i))
             .collect();
+        // Provision learns the organisation's settings from admin's tenant.changed event,
+        // published by the server's relay from the row `admin create-tenant` wrote: until it
+        // has, replicas are refused as organisation-not-configured. Wait for it.
+        let configured_by = Instant::now() + Duration::from_secs(60);
         for chunk in records.chunks(40) {
             let body = json!({ "records": chunk });
-            let Answer::Done(status, v, _) = client
-                .send("POST", "/v1/replicas", Some(&body), true)
-                .await?;
-            if !(200..300).contains(&status) {
+            loop {
+                let Answer::Done(status, v, _) = client
+                    .send("POST", "/v1/replicas", Some(&body), true)
+                    .await?;
+                if (200..300).contains(&status) {
+                    break;
+                }
+                if status == 409
+                    && v["code"] == "organisation-not-configured"
+                    && Instant::now() < configured_by
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 bail!("replicas answered {status}: {v}");
             }
         }
