@@ -36,8 +36,24 @@ pub fn deliveries(text: &str) -> f64 {
     DELIVERIES.iter().map(|m| metric_sum(text, m, &[])).sum()
 }
 
+/// Closes a run's drain: waits until counter `name` (less `except`) reaches `target`, then
+/// until the events that follow have been handled ([`wait_until_quiet`]). False when the
+/// counter had not reached `target` by the deadline.
+pub async fn drained(
+    http: &reqwest::Client,
+    ops: &str,
+    name: &str,
+    except: &[&str],
+    target: f64,
+    deadline: Instant,
+) -> anyhow::Result<bool> {
+    let reached = wait_for_counter(http, ops, name, except, target, deadline).await?;
+    wait_until_quiet(http, ops, deadline).await?;
+    Ok(reached)
+}
+
 /// Waits until counter `name` (less `except`) is at least `target`; false at the deadline.
-pub async fn wait_for_counter(
+async fn wait_for_counter(
     http: &reqwest::Client,
     ops: &str,
     name: &str,
@@ -59,7 +75,7 @@ pub async fn wait_for_counter(
 /// Waits until chukan's consumers have taken no delivery for three reads in a row, 250 ms
 /// apart: the events that follow a result (code.linked to inquiry and provision, statistics)
 /// have been handled. Gives up quietly at the deadline.
-pub async fn wait_until_quiet(
+async fn wait_until_quiet(
     http: &reqwest::Client,
     ops: &str,
     deadline: Instant,
